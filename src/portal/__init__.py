@@ -1,0 +1,1 @@
+"""Customer self-service portal for a municipal water utility."""

@@ -1,0 +1,303 @@
+"""CSV imports from the billing system: accounts, bills and usage.
+
+A file is checked whole before anything is written. Any bad row means nothing is
+imported and every bad row is reported with its line number and reason. A good file is
+written in one transaction, as upserts, so importing the same file twice changes nothing
+and a changed row updates.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from portal.billing.money import parse_cents
+from portal.billing.numbers import number_key
+from portal.db import utcnow
+
+KINDS = ("accounts", "bills", "usage")
+
+REQUIRED = {
+    "accounts": ["customer_number", "account_number", "name", "service_address", "status"],
+    "bills": [
+        "customer_number",
+        "account_number",
+        "bill_number",
+        "bill_date",
+        "due_date",
+        "amount_due",
+    ],
+    "usage": ["customer_number", "account_number", "read_date", "consumption", "unit"],
+}
+OPTIONAL_BILL = ["period_start", "period_end", "previous_balance", "payments", "current_charges"]
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_NUMBER = re.compile(r"\d{1,9}(\.\d{1,4})?")
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+class ImportFailed(Exception):
+    def __init__(self, errors: list[RowError]) -> None:
+        super().__init__(f"{len(errors)} bad row(s); nothing was imported")
+        self.errors = errors
+
+
+@dataclass
+class ImportResult:
+    kind: str
+    rows: int
+    changed: int
+    new_bills: list[int] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        unchanged = self.rows - self.changed
+        return f"{self.kind}: {self.rows} rows read, {self.changed} added or updated, {unchanged} unchanged"
+
+
+class _Row:
+    """One CSV row being checked; collects reasons instead of stopping at the first."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.reasons: list[str] = []
+
+    def text(self, name: str, required: bool = True) -> str:
+        value = (self.values.get(name) or "").strip()
+        if required and not value:
+            self.reasons.append(f"{name} is empty")
+        return value
+
+    def key(self, name: str) -> str:
+        raw = self.text(name)
+        key = number_key(raw)
+        if raw and key is None:
+            self.reasons.append(f"{name} {raw!r} is not a number")
+        return key or ""
+
+    def date(self, name: str, required: bool = True) -> str | None:
+        raw = self.text(name, required)
+        if not raw:
+            return None
+        try:
+            if not _ISO_DATE.fullmatch(raw):
+                raise ValueError
+            return date.fromisoformat(raw).isoformat()
+        except ValueError:
+            self.reasons.append(f"{name} {raw!r} is not a date like 2026-01-31")
+            return None
+
+    def cents(self, name: str, required: bool = True) -> int | None:
+        raw = self.text(name, required)
+        if not raw:
+            return None
+        cents = parse_cents(raw)
+        if cents is None:
+            self.reasons.append(f"{name} {raw!r} is not an amount like 123.45")
+        return cents
+
+    def quantity(self, name: str, required: bool = True) -> float | None:
+        raw = self.text(name, required)
+        if not raw:
+            return None
+        if not _NUMBER.fullmatch(raw):
+            self.reasons.append(f"{name} {raw!r} is not a non-negative number")
+            return None
+        return float(raw)
+
+
+def _read(stream: io.TextIOBase, kind: str) -> Iterator[tuple[int, dict[str, str] | RowError]]:
+    reader = csv.reader(stream)
+    header = next(reader, None)
+    if header is None:
+        yield 1, RowError(1, "the file is empty; expected a header row")
+        return
+    header = [name.strip().lstrip("\ufeff").lower() for name in header]
+    missing = [name for name in REQUIRED[kind] if name not in header]
+    if missing:
+        yield 1, RowError(1, "missing header column(s): " + ", ".join(missing))
+        return
+    for values in reader:
+        line = reader.line_num
+        if not values or values == [""]:
+            continue
+        if len(values) != len(header):
+            yield line, RowError(line, f"expected {len(header)} columns, found {len(values)}")
+            continue
+        yield line, dict(zip(header, values, strict=True))
+
+
+def _account_ids(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    rows = conn.execute("SELECT customer_key, account_key, id FROM service_accounts")
+    return {(c, a): i for c, a, i in rows}
+
+
+def _check_accounts(row: _Row, _ids: dict) -> tuple[Any, ...]:
+    status = row.text("status").lower()
+    if status and status not in ("active", "closed"):
+        row.reasons.append(f"status {status!r} must be active or closed")
+    return (
+        row.text("customer_number"),
+        row.text("account_number"),
+        row.key("customer_number"),
+        row.key("account_number"),
+        row.text("name"),
+        row.text("service_address"),
+        status,
+    )
+
+
+def _account_of(row: _Row, ids: dict) -> int | None:
+    key = (row.key("customer_number"), row.key("account_number"))
+    if all(key) and key not in ids:
+        row.reasons.append("unknown account (import the accounts file first)")
+    return ids.get(key)
+
+
+def _check_bills(row: _Row, ids: dict) -> tuple[Any, ...]:
+    bill_date, due_date = row.date("bill_date"), row.date("due_date")
+    if bill_date and due_date and due_date < bill_date:
+        row.reasons.append("due_date is before bill_date")
+    return (
+        _account_of(row, ids),
+        row.text("bill_number"),
+        bill_date,
+        due_date,
+        row.cents("amount_due"),
+        row.date("period_start", False),
+        row.date("period_end", False),
+        row.cents("previous_balance", False),
+        row.cents("payments", False),
+        row.cents("current_charges", False),
+        row.quantity("consumption", False),
+    )
+
+
+def _check_usage(row: _Row, ids: dict) -> tuple[Any, ...]:
+    unit = {"hcf": "HCF", "gallons": "gallons"}.get(row.text("unit").lower())
+    if unit is None and row.text("unit", False):
+        row.reasons.append(f"unit {row.text('unit')!r} must be HCF or gallons")
+    return (_account_of(row, ids), row.date("read_date"), row.quantity("consumption"), unit)
+
+
+UPSERT = {
+    "accounts": """
+        INSERT INTO service_accounts (customer_number, account_number, customer_key,
+            account_key, name, service_address, status, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (customer_key, account_key) DO UPDATE SET
+            customer_number = excluded.customer_number, account_number = excluded.account_number,
+            name = excluded.name, service_address = excluded.service_address,
+            status = excluded.status, updated_at = excluded.updated_at
+        WHERE (name, service_address, status, customer_number, account_number)
+            IS NOT (excluded.name, excluded.service_address, excluded.status,
+                    excluded.customer_number, excluded.account_number)
+    """,
+    "bills": """
+        INSERT INTO bills (account_id, bill_number, bill_date, due_date, amount_due_cents,
+            period_start, period_end, previous_balance_cents, payments_cents,
+            current_charges_cents, consumption, imported_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (account_id, bill_number) DO UPDATE SET
+            bill_date = excluded.bill_date, due_date = excluded.due_date,
+            amount_due_cents = excluded.amount_due_cents, period_start = excluded.period_start,
+            period_end = excluded.period_end,
+            previous_balance_cents = excluded.previous_balance_cents,
+            payments_cents = excluded.payments_cents,
+            current_charges_cents = excluded.current_charges_cents,
+            consumption = excluded.consumption, imported_at = excluded.imported_at
+        WHERE (bill_date, due_date, amount_due_cents, period_start, period_end,
+               previous_balance_cents, payments_cents, current_charges_cents, consumption)
+            IS NOT (excluded.bill_date, excluded.due_date, excluded.amount_due_cents,
+               excluded.period_start, excluded.period_end, excluded.previous_balance_cents,
+               excluded.payments_cents, excluded.current_charges_cents, excluded.consumption)
+    """,
+    "usage": """
+        INSERT INTO usage_reads (account_id, read_date, consumption, unit, imported_at)
+        VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (account_id, read_date) DO UPDATE SET
+            consumption = excluded.consumption, unit = excluded.unit,
+            imported_at = excluded.imported_at
+        WHERE (consumption, unit) IS NOT (excluded.consumption, excluded.unit)
+    """,
+}
+
+CHECKS: dict[str, Callable[[_Row, dict], tuple[Any, ...]]] = {
+    "accounts": _check_accounts,
+    "bills": _check_bills,
+    "usage": _check_usage,
+}
+# Which positions of a checked row identify it, to catch the same key twice in one file.
+IDENTITY = {"accounts": (2, 3), "bills": (0, 1), "usage": (0, 1)}
+
+
+def import_rows(
+    conn: sqlite3.Connection,
+    kind: str,
+    rows: Iterable[tuple[int, dict[str, str] | RowError]],
+) -> ImportResult:
+    """Check every row, then write all of them in one transaction, or none."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown import kind {kind!r}")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        ids = {} if kind == "accounts" else _account_ids(conn)
+        errors: list[RowError] = []
+        checked: list[tuple[Any, ...]] = []
+        seen: dict[tuple[Any, ...], int] = {}
+        for line, values in rows:
+            if isinstance(values, RowError):
+                errors.append(values)
+                continue
+            row = _Row(values)
+            params = CHECKS[kind](row, ids)
+            identity = tuple(params[i] for i in IDENTITY[kind])
+            if not row.reasons and identity in seen:
+                row.reasons.append(f"same {kind[:-1] if kind != 'usage' else 'read'} as line {seen[identity]}")
+            seen.setdefault(identity, line)
+            if row.reasons:
+                errors.append(RowError(line, "; ".join(row.reasons)))
+            else:
+                checked.append(params)
+        if errors:
+            raise ImportFailed(errors)
+        now = utcnow()
+        before_bills = conn.execute("SELECT coalesce(max(id), 0) FROM bills").fetchone()[0]
+        before = conn.total_changes
+        conn.executemany(UPSERT[kind], [(*params, now) for params in checked])
+        changed = conn.total_changes - before
+        new_bills = []
+        if kind == "bills":
+            new_bills = [r[0] for r in conn.execute("SELECT id FROM bills WHERE id > ?", (before_bills,))]
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return ImportResult(kind=kind, rows=len(checked), changed=changed, new_bills=new_bills)
+
+
+def import_file(conn: sqlite3.Connection, kind: str, path: Path) -> ImportResult:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as stream:
+            return import_rows(conn, kind, _read(stream, kind))
+    except UnicodeDecodeError as exc:
+        raise ImportFailed([RowError(0, f"the file is not UTF-8 text ({exc.reason})")]) from None
+
+
+def import_text(conn: sqlite3.Connection, kind: str, text: str) -> ImportResult:
+    return import_rows(conn, kind, _read(io.StringIO(text, newline=""), kind))

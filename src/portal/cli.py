@@ -1,0 +1,123 @@
+"""The `portal` command: serve, db upgrade, demo, import.
+
+    portal serve [--host H] [--port P] [--reload]
+    portal db upgrade
+    portal demo
+    portal import accounts|bills|usage FILE.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from portal import db
+from portal.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"portal: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    _settings()  # refuse unsafe settings before binding the port
+    uvicorn.run(
+        "portal.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        reload=args.reload,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+    )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings()
+    applied = db.upgrade(settings.database)
+    print(f"{settings.database}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from portal.billing.demo import load_demo
+
+    settings = _settings()
+    db.upgrade(settings.database)
+    conn = db.connect_sync(settings.database)
+    try:
+        samples = load_demo(conn)
+    finally:
+        conn.close()
+    print(f"Demo data loaded into {settings.database}. Try these numbers:")
+    for sample in samples:
+        print(f"  Customer Number {sample['customer_number']}  Account Number {sample['account_number']}"
+              f"  ({sample['name']})")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from portal.billing.importer import ImportFailed, import_file
+
+    settings = _settings()
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"portal: {path} is not a file", file=sys.stderr)
+        return 2
+    db.upgrade(settings.database)
+    conn = db.connect_sync(settings.database)
+    started = time.perf_counter()
+    try:
+        result = import_file(conn, args.kind, path)
+    except ImportFailed as failed:
+        print(f"{path}: nothing was imported; fix these rows and import the file again:",
+              file=sys.stderr)
+        for error in failed.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"{path}: {result} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="portal", description="Water utility customer portal")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--reload", action="store_true", help="restart when code changes")
+    serve.set_defaults(func=cmd_serve)
+
+    database = sub.add_parser("db", help="database maintenance")
+    db_sub = database.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(func=cmd_db_upgrade)
+
+    sub.add_parser("demo", help="load demo accounts, bills and usage").set_defaults(func=cmd_demo)
+
+    imp = sub.add_parser("import", help="import a CSV file from the billing system")
+    imp.add_argument("kind", choices=["accounts", "bills", "usage"])
+    imp.add_argument("file")
+    imp.set_defaults(func=cmd_import)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

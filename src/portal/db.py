@@ -1,0 +1,154 @@
+"""SQLite access: one writer connection, a few readers, numbered SQL migrations.
+
+Writes go through `Database.write()`, which serializes writers on one connection and
+opens `BEGIN IMMEDIATE` so concurrent writers queue on our lock instead of failing
+with SQLITE_BUSY half-way through a transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+READERS = 3
+
+# synchronous=FULL: the payment ledger must survive a power cut after we said "paid".
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA synchronous=FULL",
+)
+
+
+def utcnow() -> str:
+    """UTC timestamp as ISO-8601 text, the only form time takes in the database."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def connect_sync(path: Path | str) -> sqlite3.Connection:
+    """A configured synchronous connection, for the CLI, imports and migrations."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    conn.row_factory = sqlite3.Row
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+def migrations() -> list[tuple[int, str, Path]]:
+    found = []
+    for file in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql")):
+        found.append((int(file.name[:4]), file.stem, file))
+    return found
+
+
+def upgrade(path: Path | str) -> list[str]:
+    """Apply pending migrations in order; each one in its own transaction."""
+    conn = connect_sync(path)
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        applied = []
+        for version, name, file in migrations():
+            if version in done:
+                continue
+            script = file.read_text(encoding="utf-8")
+            try:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{script}\n"
+                    f"INSERT INTO schema_migrations VALUES ({version}, '{name}', '{utcnow()}');\n"
+                    "COMMIT;"
+                )
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            applied.append(name)
+        return applied
+    finally:
+        conn.close()
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    for pragma in PRAGMAS:
+        await conn.execute(pragma)
+    return conn
+
+
+class Database:
+    """The portal's SQLite file. Open once at start-up, close at shutdown."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._writer: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(upgrade, self.path)
+        self._writer = await _connect(self.path)
+        for _ in range(READERS):
+            reader = await _connect(self.path)
+            self._all_readers.append(reader)
+            self._readers.put_nowait(reader)
+
+    async def close(self) -> None:
+        for conn in [self._writer, *self._all_readers]:
+            if conn is not None:
+                await conn.close()
+        self._writer = None
+        self._all_readers.clear()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: commits on success, rolls back on any exception."""
+        assert self._writer is not None, "Database.open() was not called"
+        async with self._write_lock:
+            conn = self._writer
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            else:
+                await conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+        conn = await self._readers.get()
+        try:
+            yield conn
+        finally:
+            self._readers.put_nowait(conn)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict = ()) -> sqlite3.Row | None:
+        async with self.read() as conn:
+            async with conn.execute(sql, params) as cursor:
+                return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict = ()) -> list[sqlite3.Row]:
+        async with self.read() as conn:
+            async with conn.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+
+    async def fetchval(self, sql: str, params: Sequence[Any] | dict = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+

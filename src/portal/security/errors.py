@@ -1,0 +1,42 @@
+"""Friendly error pages: the resident gets plain words and a way on, never a trace."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.response import Template
+
+log = logging.getLogger("portal.errors")
+
+# status -> template variant; the words live in templates/pages/error.html
+KNOWN = {400, 403, 404, 405, 413, 429}
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    status = exc.status_code if exc.status_code in KNOWN else 400
+    if exc.status_code >= 500:
+        return server_error(request, exc)
+    if status == 403 and "csrf" in str(exc.detail).lower():
+        log.warning("csrf refused path=%s client=%s", request.url.path, _client(request))
+        request.state.csrf_refused = True
+    return _page(request, status)
+
+
+def server_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _page(request, 500)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+def _page(request: Request, status: int) -> Template:
+    csrf = bool(getattr(request.state, "csrf_refused", False))
+    return Template(
+        template_name="pages/error.html",
+        context={"status": status, "csrf": csrf},
+        status_code=status,
+    )

@@ -1,0 +1,98 @@
+"""Configuration: PORTAL_* environment variables, read once into a frozen object.
+
+Every setting is listed in the README's table. Defaults suit a laptop; production
+refuses unsafe ones at start-up with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEV_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unsafe; the message is one line for the operator."""
+
+
+def _bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(f"{name} must be true or false, not {value!r}")
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database: Path = field(default_factory=lambda: Path("var/portal.sqlite3"))
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = DEV_SECRET_KEY
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_starttls: bool = False
+    mail_from: str = "no-reply@localhost"
+    utility_name: str = "Ontario Municipal Utilities Company"
+    support_phone: str = "(909) 395-2050"
+    timezone: str = "America/Los_Angeles"
+    password_min_length: int = 15
+    max_body_bytes: int = 1_000_000
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def dev_mailbox(self) -> bool:
+        """Without an SMTP host, development mode shows the outbox at /dev/mailbox."""
+        return not self.production and not self.smtp_host
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        e = os.environ if environ is None else environ
+        get = lambda name, default="": e.get(name, default)  # noqa: E731
+        env = get("PORTAL_ENV", "development").strip().lower() or "development"
+        if env not in {"development", "production"}:
+            raise SettingsError(f"PORTAL_ENV must be development or production, not {env!r}")
+        secret = get("PORTAL_SECRET_KEY")
+        if env == "production":
+            if not secret:
+                raise SettingsError("PORTAL_SECRET_KEY must be set when PORTAL_ENV=production")
+            if len(secret) < 32 or secret == DEV_SECRET_KEY:
+                raise SettingsError("PORTAL_SECRET_KEY must be at least 32 random characters")
+        base_url = get("PORTAL_BASE_URL", cls.base_url).rstrip("/")
+        if env == "production" and not base_url.startswith("https://"):
+            raise SettingsError("PORTAL_BASE_URL must start with https:// in production")
+        return cls(
+            env=env,
+            database=Path(get("PORTAL_DATABASE", "var/portal.sqlite3")),
+            base_url=base_url,
+            secret_key=secret or DEV_SECRET_KEY,
+            smtp_host=get("PORTAL_SMTP_HOST"),
+            smtp_port=_int(get("PORTAL_SMTP_PORT", "25"), "PORTAL_SMTP_PORT"),
+            smtp_username=get("PORTAL_SMTP_USERNAME"),
+            smtp_password=get("PORTAL_SMTP_PASSWORD"),
+            smtp_starttls=_bool(get("PORTAL_SMTP_STARTTLS", "false"), "PORTAL_SMTP_STARTTLS"),
+            mail_from=get("PORTAL_MAIL_FROM", cls.mail_from),
+            utility_name=get("PORTAL_UTILITY_NAME", cls.utility_name),
+            support_phone=get("PORTAL_SUPPORT_PHONE", cls.support_phone),
+            timezone=get("PORTAL_TIMEZONE", cls.timezone),
+            password_min_length=_int(
+                get("PORTAL_PASSWORD_MIN_LENGTH", "15"), "PORTAL_PASSWORD_MIN_LENGTH"
+            ),
+            max_body_bytes=_int(get("PORTAL_MAX_BODY_BYTES", "1000000"), "PORTAL_MAX_BODY_BYTES"),
+        )

@@ -1,0 +1,43 @@
+"""Helpers shared by every routes module: one handler, two renderings.
+
+`render()` returns the full page for a plain request and the named partial for an htmx
+request, from the same context, with `Vary: HX-Request` so caches keep them apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.response import Template
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def render(
+    request: Request,
+    page: str,
+    *,
+    partial: str | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> Template:
+    name = partial if partial and is_htmx(request) else page
+    return Template(
+        template_name=name,
+        context=context,
+        status_code=status_code,
+        headers={"Vary": "HX-Request"},
+    )
+
+
+async def form_data(request: Request) -> dict[str, str]:
+    """The posted form as plain strings: a repeated field keeps its first value."""
+    form = await request.form()
+    data: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, str) and key not in data:
+            data[key] = value
+    return data
