@@ -1,0 +1,72 @@
+/* Small enhancements on top of pages that work without JavaScript. No framework.
+   - "Show password" buttons (hidden until this script runs).
+   - Keeps aria-invalid on an input in step with its inline message after htmx swaps.
+   - Closes a message dialog in place and returns focus to the page. */
+(function () {
+  "use strict";
+
+  function setupShowPassword(root) {
+    var buttons = root.querySelectorAll("[data-show-password]");
+    Array.prototype.forEach.call(buttons, function (button) {
+      if (button.dataset.ready) { return; }
+      var input = document.getElementById(button.getAttribute("data-show-password"));
+      if (!input) { return; }
+      button.dataset.ready = "1";
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        var showing = input.type === "text";
+        input.type = showing ? "password" : "text";
+        button.setAttribute("aria-pressed", showing ? "false" : "true");
+      });
+    });
+  }
+
+  function setupDialogs(root) {
+    var closers = root.querySelectorAll("[data-dialog-close]");
+    Array.prototype.forEach.call(closers, function (closer) {
+      closer.addEventListener("click", function (event) {
+        var backdrop = closer.closest("[data-dialog]");
+        if (!backdrop) { return; }
+        event.preventDefault();
+        backdrop.parentNode.removeChild(backdrop);
+        var main = document.getElementById("main");
+        if (main) { main.focus(); }
+      });
+    });
+    var dialog = root.querySelector("[data-dialog] [role=dialog]");
+    if (dialog) {
+      dialog.focus();
+      dialog.addEventListener("keydown", function (event) {
+        if (event.key === "Escape") {
+          var close = dialog.querySelector("[data-dialog-close]");
+          if (close) { close.click(); }
+        }
+      });
+    }
+  }
+
+  function syncInvalid(slot) {
+    if (!slot || !slot.id || slot.id.slice(-6) !== "-error") { return; }
+    var name = slot.id.slice(0, -6);
+    var input = document.getElementById(name);
+    var group = document.getElementById(name + "-group");
+    var hasError = slot.textContent.trim() !== "";
+    if (input && input.tagName === "INPUT") {
+      if (hasError) { input.setAttribute("aria-invalid", "true"); }
+      else { input.removeAttribute("aria-invalid"); }
+    }
+    if (group) { group.classList.toggle("field--error", hasError); }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setupShowPassword(document);
+    setupDialogs(document);
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    syncInvalid(event.detail.target);
+    setupShowPassword(document);
+  });
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    syncInvalid(event.detail.target);
+  });
+})();

@@ -1,0 +1,58 @@
+"""Helpers for tests: CSRF tokens, axe-core, htmx waits, viewport sizes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+PHONE = {"width": 320, "height": 640}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+async def csrf_token(client: AsyncTestClient, path: str = "/") -> str:
+    """GET a page (the CSRF cookie is only set on safe methods) and return the token."""
+    if "portal_csrf" not in client.cookies:
+        await client.get(path)
+    return client.cookies["portal_csrf"]
+
+
+def _axe_script() -> str:
+    import axe_playwright_python
+
+    return (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text()
+
+
+AXE_SOURCE: list[str] = []
+
+
+def assert_accessible(page, context: str = "") -> None:
+    """Run axe-core (WCAG 2.2 AA tags) in the page; fail listing every violation."""
+    if not AXE_SOURCE:
+        AXE_SOURCE.append(_axe_script())
+    page.evaluate(AXE_SOURCE[0])
+    results = page.evaluate(
+        "options => axe.run(document, options)",
+        {"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]},
+    )
+    violations = results["violations"]
+    if violations:
+        lines = [f"axe-core found {len(violations)} violation(s) on {page.url} {context}"]
+        for violation in violations:
+            lines.append(f"- {violation['id']}: {violation['help']}")
+            for node in violation["nodes"][:5]:
+                lines.append(f"    {node['target']}: {node['failureSummary']}")
+        pytest.fail("\n".join(lines), pytrace=False)
+
+
+def wait_for_htmx(page) -> None:
+    """Wait until htmx has no request in flight (JavaScript-on pages only)."""
+    page.wait_for_function(
+        "() => window.htmx && !document.querySelector('.htmx-request')", timeout=10_000
+    )
+    time.sleep(0.05)
+
+
