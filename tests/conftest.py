@@ -90,7 +90,7 @@ class _Collect:
     def __init__(self, mailbox: Mailbox) -> None:
         self.mailbox = mailbox
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+    async def handle_DATA(self, server, session, envelope):
         self.mailbox.envelopes.append(envelope)
         self.mailbox.messages.append(message_from_bytes(envelope.content))
         return "250 Message accepted for delivery"
@@ -124,8 +124,11 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = replace(settings, base_url=self.url)
         config = uvicorn.Config(
-            create_app(self.settings), host="127.0.0.1", port=self.port,
-            log_level="warning", lifespan="on",
+            create_app(self.settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -160,7 +163,7 @@ def live_server(live_settings: Settings) -> Iterator[LiveServer]:
 # --- browser ---------------------------------------------------------------------
 
 
-from helpers import DESKTOP  # noqa: E402
+from helpers import DESKTOP
 
 
 def chromium_path() -> str:
@@ -202,6 +205,3 @@ def new_page(browser):
     yield make
     for context in contexts:
         context.close()
-
-
-

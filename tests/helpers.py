@@ -54,5 +54,3 @@ def wait_for_htmx(page) -> None:
         "() => window.htmx && !document.querySelector('.htmx-request')", timeout=10_000
     )
     time.sleep(0.05)
-
-

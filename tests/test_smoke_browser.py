@@ -1,4 +1,5 @@
 import pytest
+
 from helpers import DESKTOP, PHONE, assert_accessible
 
 

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
-from pathlib import Path
-
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar, Request
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
@@ -24,41 +19,10 @@ from portal.db import Database
 from portal.pages import routes as pages
 from portal.security.errors import http_error, server_error
 from portal.security.headers import security_headers_hook
-from portal.settings import PROJECT_ROOT, Settings
-from portal.templating import install_filters
+from portal.settings import Settings
+from portal.templating import STATIC_DIR, make_environment
 
-TEMPLATES_DIR = PROJECT_ROOT / "templates"
-STATIC_DIR = PROJECT_ROOT / "static"
 LOCALE_COOKIE = "portal_lang"
-
-
-@lru_cache(maxsize=None)
-def _asset_version(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
-
-
-def asset(file_path: str) -> str:
-    """URL of a static file with a content hash, so browsers may cache it for a year."""
-    return f"/static/{file_path}?v={_asset_version(STATIC_DIR / file_path)}"
-
-
-def make_environment(settings: Settings) -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        extensions=["jinja2.ext.i18n"],
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
-    env.globals.update(
-        site=settings,
-        asset=asset,
-        current_locale=i18n.current_locale.get,
-        dev_mailbox=settings.dev_mailbox,
-    )
-    install_filters(env, settings)
-    return env
 
 
 def _choose_locale(request: Request) -> None:

@@ -1,9 +1,9 @@
 """The `portal` command: serve, db upgrade, demo, import.
 
-    portal serve [--host H] [--port P] [--reload]
-    portal db upgrade
-    portal demo
-    portal import accounts|bills|usage FILE.csv
+portal serve [--host H] [--port P] [--reload]
+portal db upgrade
+portal demo
+portal import accounts|bills|usage FILE.csv
 """
 
 from __future__ import annotations
@@ -61,8 +61,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         conn.close()
     print(f"Demo data loaded into {settings.database}. Try these numbers:")
     for sample in samples:
-        print(f"  Customer Number {sample['customer_number']}  Account Number {sample['account_number']}"
-              f"  ({sample['name']})")
+        print(
+            f"  Customer Number {sample['customer_number']}  Account Number {sample['account_number']}"
+            f"  ({sample['name']})"
+        )
     return 0
 
 
@@ -80,8 +82,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         result = import_file(conn, args.kind, path)
     except ImportFailed as failed:
-        print(f"{path}: nothing was imported; fix these rows and import the file again:",
-              file=sys.stderr)
+        print(
+            f"{path}: nothing was imported; fix these rows and import the file again:",
+            file=sys.stderr,
+        )
         for error in failed.errors:
             print(f"  {error}", file=sys.stderr)
         return 1

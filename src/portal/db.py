@@ -139,16 +139,13 @@ class Database:
             self._readers.put_nowait(conn)
 
     async def fetchone(self, sql: str, params: Sequence[Any] | dict = ()) -> sqlite3.Row | None:
-        async with self.read() as conn:
-            async with conn.execute(sql, params) as cursor:
-                return await cursor.fetchone()
+        async with self.read() as conn, conn.execute(sql, params) as cursor:
+            return await cursor.fetchone()
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict = ()) -> list[sqlite3.Row]:
-        async with self.read() as conn:
-            async with conn.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
+        async with self.read() as conn, conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
 
     async def fetchval(self, sql: str, params: Sequence[Any] | dict = ()) -> Any:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
-

@@ -64,7 +64,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         e = os.environ if environ is None else environ
-        get = lambda name, default="": e.get(name, default)  # noqa: E731
+        get = lambda name, default="": e.get(name, default)
         env = get("PORTAL_ENV", "development").strip().lower() or "development"
         if env not in {"development", "production"}:
             raise SettingsError(f"PORTAL_ENV must be development or production, not {env!r}")

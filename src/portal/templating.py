@@ -1,17 +1,22 @@
-"""Jinja filters that format for the resident's locale: money, dates, numbers."""
+"""The Jinja environment: templates, gettext, static asset URLs, and filters that
+format for the resident's locale (money, dates, numbers). Pages and emails share it."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
-from jinja2 import Environment
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from portal import i18n
 from portal.i18n import current_locale
-from portal.settings import Settings
+from portal.settings import PROJECT_ROOT, Settings
 
 
 def money(cents: int | None) -> str:
@@ -20,7 +25,7 @@ def money(cents: int | None) -> str:
     return format_currency(Decimal(cents) / 100, "USD", locale=current_locale.get())
 
 
-def number(value: float | int | None) -> str:
+def number(value: float | None) -> str:
     if value is None:
         return ""
     return format_decimal(value, locale=current_locale.get())
@@ -44,3 +49,36 @@ def install_filters(env: Environment, settings: Settings) -> None:
         return format_datetime(moment, format="medium", tzinfo=zone, locale=current_locale.get())
 
     env.filters.update(money=money, number=number, long_date=long_date, local_time=local_time)
+
+
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+STATIC_DIR = PROJECT_ROOT / "static"
+
+
+@cache
+def _asset_version(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+
+
+def asset(file_path: str) -> str:
+    """URL of a static file with a content hash, so browsers may cache it for a year."""
+    return f"/static/{file_path}?v={_asset_version(STATIC_DIR / file_path)}"
+
+
+def make_environment(settings: Settings) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
+    env.globals.update(
+        site=settings,
+        asset=asset,
+        current_locale=i18n.current_locale.get,
+        dev_mailbox=settings.dev_mailbox,
+    )
+    install_filters(env, settings)
+    return env

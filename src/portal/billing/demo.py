@@ -12,12 +12,52 @@ from datetime import date
 
 from portal.billing.importer import import_rows
 
-STREETS = ["Euclid Ave", "Holt Blvd", "Mountain Ave", "Vineyard Ave", "Francis St",
-           "Grove Ave", "Philadelphia St", "Riverside Dr", "Campus Ave", "Fourth St"]
-FIRST = ["Maria", "José", "Linda", "James", "Guadalupe", "Wei", "Aisha", "Robert",
-         "Ana", "David", "Nguyen", "Carmen", "Luis", "Patricia", "Michael", "Rosa"]
-LAST = ["Garcia", "Hernandez", "Smith", "Lopez", "Martinez", "Nguyen", "Johnson",
-        "Rodriguez", "Kim", "Perez", "Brown", "Sanchez", "Davis", "Flores"]
+STREETS = [
+    "Euclid Ave",
+    "Holt Blvd",
+    "Mountain Ave",
+    "Vineyard Ave",
+    "Francis St",
+    "Grove Ave",
+    "Philadelphia St",
+    "Riverside Dr",
+    "Campus Ave",
+    "Fourth St",
+]
+FIRST = [
+    "Maria",
+    "José",
+    "Linda",
+    "James",
+    "Guadalupe",
+    "Wei",
+    "Aisha",
+    "Robert",
+    "Ana",
+    "David",
+    "Nguyen",
+    "Carmen",
+    "Luis",
+    "Patricia",
+    "Michael",
+    "Rosa",
+]
+LAST = [
+    "Garcia",
+    "Hernandez",
+    "Smith",
+    "Lopez",
+    "Martinez",
+    "Nguyen",
+    "Johnson",
+    "Rodriguez",
+    "Kim",
+    "Perez",
+    "Brown",
+    "Sanchez",
+    "Davis",
+    "Flores",
+]
 
 MONTHS = 24
 
@@ -37,12 +77,15 @@ def demo_rows(count: int = 300, today: date | None = None, seed: int = 2026):
         customer = f"{100000 + n * 7:07d}"
         account = f"{200000 + n * 13:07d}"
         status = "closed" if n % 50 == 49 else "active"
-        accounts.append({
-            "customer_number": customer, "account_number": account,
-            "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
-            "service_address": f"{rng.randint(100, 2999)} {rng.choice(STREETS)}, Ontario, CA 9176{rng.randint(1, 4)}",
-            "status": status,
-        })
+        accounts.append(
+            {
+                "customer_number": customer,
+                "account_number": account,
+                "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                "service_address": f"{rng.randint(100, 2999)} {rng.choice(STREETS)}, Ontario, CA 9176{rng.randint(1, 4)}",
+                "status": status,
+            }
+        )
         base = rng.uniform(8, 22)
         balance = 0
         for m in range(MONTHS):
@@ -51,20 +94,34 @@ def demo_rows(count: int = 300, today: date | None = None, seed: int = 2026):
             hcf = round(base * summer * rng.uniform(0.85, 1.15), 1)
             if n % 40 == 3 and m == MONTHS - 1:
                 hcf = round(hcf * 2.6, 1)  # a few leaks to notice
-            usage.append({"customer_number": customer, "account_number": account,
-                          "read_date": end.isoformat(), "consumption": f"{hcf}", "unit": "HCF"})
+            usage.append(
+                {
+                    "customer_number": customer,
+                    "account_number": account,
+                    "read_date": end.isoformat(),
+                    "consumption": f"{hcf}",
+                    "unit": "HCF",
+                }
+            )
             charges = 2850 + int(hcf * 412)
             paid = balance if rng.random() > 0.1 else 0
             amount = balance - paid + charges
-            bills.append({
-                "customer_number": customer, "account_number": account,
-                "bill_number": f"B{n:05d}{end:%Y%m}", "bill_date": end.isoformat(),
-                "due_date": _month(end, 0).replace(day=21).isoformat(),
-                "amount_due": f"{amount / 100:.2f}", "period_start": start.isoformat(),
-                "period_end": end.isoformat(), "previous_balance": f"{balance / 100:.2f}",
-                "payments": f"{paid / 100:.2f}", "current_charges": f"{charges / 100:.2f}",
-                "consumption": f"{hcf}",
-            })
+            bills.append(
+                {
+                    "customer_number": customer,
+                    "account_number": account,
+                    "bill_number": f"B{n:05d}{end:%Y%m}",
+                    "bill_date": end.isoformat(),
+                    "due_date": _month(end, 0).replace(day=21).isoformat(),
+                    "amount_due": f"{amount / 100:.2f}",
+                    "period_start": start.isoformat(),
+                    "period_end": end.isoformat(),
+                    "previous_balance": f"{balance / 100:.2f}",
+                    "payments": f"{paid / 100:.2f}",
+                    "current_charges": f"{charges / 100:.2f}",
+                    "consumption": f"{hcf}",
+                }
+            )
             balance = amount
     return accounts, bills, usage
 

@@ -267,7 +267,9 @@ def import_rows(
             params = CHECKS[kind](row, ids)
             identity = tuple(params[i] for i in IDENTITY[kind])
             if not row.reasons and identity in seen:
-                row.reasons.append(f"same {kind[:-1] if kind != 'usage' else 'read'} as line {seen[identity]}")
+                row.reasons.append(
+                    f"same {kind[:-1] if kind != 'usage' else 'read'} as line {seen[identity]}"
+                )
             seen.setdefault(identity, line)
             if row.reasons:
                 errors.append(RowError(line, "; ".join(row.reasons)))
@@ -282,7 +284,9 @@ def import_rows(
         changed = conn.total_changes - before
         new_bills = []
         if kind == "bills":
-            new_bills = [r[0] for r in conn.execute("SELECT id FROM bills WHERE id > ?", (before_bills,))]
+            new_bills = [
+                r[0] for r in conn.execute("SELECT id FROM bills WHERE id > ?", (before_bills,))
+            ]
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -8,7 +8,7 @@ validator always speaks the resident's language.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from functools import lru_cache
+from functools import cache
 from gettext import NullTranslations
 from pathlib import Path
 
@@ -21,7 +21,7 @@ DEFAULT_LOCALE = "en"
 current_locale: ContextVar[str] = ContextVar("current_locale", default=DEFAULT_LOCALE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations(locale: str) -> NullTranslations:
     return Translations.load(str(LOCALE_DIR), [locale], domain="messages")
 
