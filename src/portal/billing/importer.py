@@ -66,7 +66,10 @@ class ImportResult:
 
     def __str__(self) -> str:
         unchanged = self.rows - self.changed
-        return f"{self.kind}: {self.rows} rows read, {self.changed} added or updated, {unchanged} unchanged"
+        return (
+            f"{self.kind}: {self.rows} rows read, {self.changed} added or updated,"
+            f" {unchanged} unchanged"
+        )
 
 
 class _Row:
@@ -122,14 +125,16 @@ class _Row:
 
 def _read(stream: io.TextIOBase, kind: str) -> Iterator[tuple[int, dict[str, str] | RowError]]:
     reader = csv.reader(stream)
-    header = next(reader, None)
+    # The header is the first row that is not blank; a file of blank lines is empty.
+    header = next((row for row in reader if any(cell.strip() for cell in row)), None)
     if header is None:
         yield 1, RowError(1, "the file is empty; expected a header row")
         return
     header = [name.strip().lstrip("\ufeff").lower() for name in header]
     missing = [name for name in REQUIRED[kind] if name not in header]
     if missing:
-        yield 1, RowError(1, "missing header column(s): " + ", ".join(missing))
+        line = reader.line_num
+        yield line, RowError(line, "missing header column(s): " + ", ".join(missing))
         return
     for values in reader:
         line = reader.line_num
@@ -272,7 +277,8 @@ def import_rows(
                 )
             seen.setdefault(identity, line)
             if row.reasons:
-                errors.append(RowError(line, "; ".join(row.reasons)))
+                # A reason can be found twice (a column read as text and as a key).
+                errors.append(RowError(line, "; ".join(dict.fromkeys(row.reasons))))
             else:
                 checked.append(params)
         if errors:
