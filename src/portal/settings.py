@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEV_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
@@ -27,11 +28,25 @@ def _bool(value: str, name: str) -> bool:
     raise SettingsError(f"{name} must be true or false, not {value!r}")
 
 
-def _int(value: str, name: str) -> int:
+def _int(value: str, name: str, low: int = 1, high: int | None = None) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {value!r}") from None
+    if number < low or (high is not None and number > high):
+        upper = f" to {high}" if high is not None else " or more"
+        raise SettingsError(f"{name} must be {low}{upper}, not {value!r}")
+    return number
+
+
+def _timezone(value: str, name: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise SettingsError(
+            f"{name} must be a time zone name like America/Los_Angeles, not {value!r}"
+        ) from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,7 @@ class Settings:
     env: str = "development"
     database: Path = field(default_factory=lambda: Path("var/portal.sqlite3"))
     base_url: str = "http://127.0.0.1:8000"
-    secret_key: str = DEV_SECRET_KEY
+    secret_key: str = field(default=DEV_SECRET_KEY, repr=False)
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_username: str = ""
@@ -64,7 +79,10 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         e = os.environ if environ is None else environ
-        get = lambda name, default="": e.get(name, default)
+
+        def get(name: str, default: str = "") -> str:
+            return e.get(name, default)
+
         env = get("PORTAL_ENV", "development").strip().lower() or "development"
         if env not in {"development", "production"}:
             raise SettingsError(f"PORTAL_ENV must be development or production, not {env!r}")
@@ -83,14 +101,14 @@ class Settings:
             base_url=base_url,
             secret_key=secret or DEV_SECRET_KEY,
             smtp_host=get("PORTAL_SMTP_HOST"),
-            smtp_port=_int(get("PORTAL_SMTP_PORT", "25"), "PORTAL_SMTP_PORT"),
+            smtp_port=_int(get("PORTAL_SMTP_PORT", "25"), "PORTAL_SMTP_PORT", 1, 65535),
             smtp_username=get("PORTAL_SMTP_USERNAME"),
             smtp_password=get("PORTAL_SMTP_PASSWORD"),
             smtp_starttls=_bool(get("PORTAL_SMTP_STARTTLS", "false"), "PORTAL_SMTP_STARTTLS"),
             mail_from=get("PORTAL_MAIL_FROM", cls.mail_from),
             utility_name=get("PORTAL_UTILITY_NAME", cls.utility_name),
             support_phone=get("PORTAL_SUPPORT_PHONE", cls.support_phone),
-            timezone=get("PORTAL_TIMEZONE", cls.timezone),
+            timezone=_timezone(get("PORTAL_TIMEZONE", cls.timezone), "PORTAL_TIMEZONE"),
             password_min_length=_int(
                 get("PORTAL_PASSWORD_MIN_LENGTH", "15"), "PORTAL_PASSWORD_MIN_LENGTH"
             ),
