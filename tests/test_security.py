@@ -1,0 +1,307 @@
+"""The security baseline over HTTP: headers, CSRF, body limit, friendly error pages,
+compression and long-cached static files.
+
+Routes that exist only for a test (a POST that reads its body, a GET that crashes) are
+added with `Litestar.register` to an app built by the real `create_app`, so they pass
+through the real middleware, CSRF check, body limit and exception handlers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from litestar import Litestar, Request, get, post
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
+from litestar.testing import AsyncTestClient
+
+from helpers import csrf_token
+from portal import templating
+from portal.app import create_app
+from portal.security.errors import server_error
+from portal.settings import Settings
+from portal.templating import STATIC_DIR, make_environment
+
+BASE = "http://portal.test"
+
+
+@post("/_test/echo")
+async def echo(request: Request) -> str:
+    body = await request.body()
+    return f"received {len(body)} bytes"
+
+
+@get("/_test/boom")
+async def boom() -> str:
+    raise RuntimeError("secret-detail from the database layer")
+
+
+def probe_app(settings: Settings) -> Litestar:
+    app = create_app(settings)
+    app.register(echo)
+    app.register(boom)
+    return app
+
+
+@pytest.fixture
+async def probe(settings: Settings) -> AsyncIterator[AsyncTestClient]:
+    """The real app plus the two test-only routes, with a 1000-byte body limit."""
+    app = probe_app(replace(settings, max_body_bytes=1000))
+    async with AsyncTestClient(app=app, base_url=BASE) as client:
+        yield client
+
+
+@pytest.fixture
+async def production(tmp_path: Path) -> AsyncIterator[AsyncTestClient]:
+    settings = Settings(
+        env="production",
+        secret_key="x" * 40,
+        base_url="https://portal.example",
+        database=tmp_path / "production.sqlite3",
+    )
+    app = probe_app(settings)
+    async with AsyncTestClient(app=app, base_url="https://portal.example") as client:
+        yield client
+
+
+def csp_directives(response) -> dict[str, list[str]]:
+    policy = response.headers.get("content-security-policy")
+    assert policy, f"no Content-Security-Policy on {response.request.url}"
+    directives = {}
+    for part in policy.split(";"):
+        name, *values = part.split()
+        directives[name] = values
+    return directives
+
+
+def assert_friendly(response, status: int, heading: str) -> None:
+    """A plain-words HTML page with a way home, and nothing a developer would read."""
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+    text = response.text
+    assert re.search(r"<h1[^>]*>\s*" + re.escape(heading), text), text[:500]
+    assert 'href="/"' in text
+    assert "(909) 395-2050" in text
+    for leak in ("Traceback", 'File "', "litestar", "Exception", "detail"):
+        assert leak not in text, f"{leak!r} leaked into the {status} page"
+
+
+# --- headers on every response -----------------------------------------------------
+
+
+async def _every_kind_of_response(client: AsyncTestClient) -> dict[str, object]:
+    token = await csrf_token(client)
+    return {
+        "landing page": await client.get("/"),
+        "static file": await client.get("/static/css/site.css"),
+        "404": await client.get("/no-such-page"),
+        "403 csrf": await client.post("/_test/echo", content=b"x"),
+        "413": await client.post(
+            "/_test/echo", content=b"x" * 5000, headers={"x-csrftoken": token}
+        ),
+        "500": await client.get("/_test/boom"),
+    }
+
+
+async def test_every_response_carries_the_security_headers(probe):
+    responses = await _every_kind_of_response(probe)
+    assert [r.status_code for r in responses.values()] == [200, 200, 404, 403, 413, 500]
+    for kind, response in responses.items():
+        csp = csp_directives(response)
+        policy = response.headers["content-security-policy"]
+        assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy, kind
+        assert csp["default-src"] == ["'self'"], kind
+        assert csp["script-src"] == ["'self'"], kind
+        assert csp["object-src"] == ["'none'"], kind
+        assert csp["base-uri"] == ["'none'"], kind
+        assert csp["frame-ancestors"] == ["'none'"], kind
+        assert response.headers["x-content-type-options"] == "nosniff", kind
+        assert response.headers["referrer-policy"] == "strict-origin-when-cross-origin", kind
+        assert "strict-transport-security" not in response.headers, kind
+
+
+async def test_production_adds_strict_transport_security(production):
+    responses = await _every_kind_of_response(production)
+    for kind, response in responses.items():
+        hsts = response.headers.get("strict-transport-security", "")
+        max_age = int(re.search(r"max-age=(\d+)", hsts).group(1)) if hsts else 0
+        assert max_age >= 31_536_000, kind
+        assert "'unsafe-inline'" not in response.headers["content-security-policy"], kind
+
+
+async def test_pages_need_no_inline_script_or_style(client):
+    """The CSP forbids inline code, so a page that relied on it would silently break."""
+    for path in ("/", "/contact", "/dev/styleguide", "/no-such-page"):
+        html = (await client.get(path)).text
+        for script in re.findall(r"<script\b[^>]*>", html, flags=re.I):
+            assert "src=" in script, f"inline script on {path}: {script}"
+        assert not re.search(r"<script\b[^>]*>\s*[^<\s]", html), f"inline script body on {path}"
+        assert not re.search(r"<style\b", html, flags=re.I), f"style element on {path}"
+        assert not re.search(r"\sstyle\s*=", html, flags=re.I), f"style attribute on {path}"
+        assert not re.search(r"\son[a-z]+\s*=", html, flags=re.I), f"event handler on {path}"
+
+
+async def test_style_guide_is_development_only(client, production):
+    assert (await client.get("/dev/styleguide")).status_code == 200
+    assert (await production.get("/dev/styleguide")).status_code == 404
+
+
+# --- CSRF ----------------------------------------------------------------------------
+
+
+def csrf_cookie(response) -> str:
+    cookies = [c for c in response.headers.get_list("set-cookie") if c.startswith("portal_csrf=")]
+    assert len(cookies) == 1, response.headers.get_list("set-cookie")
+    return cookies[0]
+
+
+def cookie_flags(cookie: str) -> set[str]:
+    return {part.strip().lower() for part in cookie.split(";")[1:]}
+
+
+async def test_csrf_cookie_is_httponly_and_samesite_lax(client):
+    flags = cookie_flags(csrf_cookie(await client.get("/")))
+    assert "httponly" in flags
+    assert "samesite=lax" in flags
+    assert "secure" not in flags  # development runs on plain http://127.0.0.1
+
+
+async def test_csrf_cookie_is_secure_in_production(production):
+    flags = cookie_flags(csrf_cookie(await production.get("/")))
+    assert {"httponly", "samesite=lax", "secure"} <= flags
+
+
+async def test_a_post_without_the_csrf_token_is_refused_with_a_friendly_page(probe):
+    await probe.get("/")  # the cookie exists; only the token is missing
+    response = await probe.post("/_test/echo", data={"name": "value"})
+    assert_friendly(response, 403, "This form could not be sent")
+    assert "received" not in response.text
+
+
+async def test_a_post_with_a_wrong_csrf_token_is_refused(probe):
+    await csrf_token(probe)
+    response = await probe.post("/_test/echo", content=b"x", headers={"x-csrftoken": "0" * 64})
+    assert response.status_code == 403
+
+
+async def test_a_post_with_the_csrf_token_passes(probe):
+    token = await csrf_token(probe)
+    by_header = await probe.post("/_test/echo", content=b"abc", headers={"x-csrftoken": token})
+    assert (by_header.status_code, by_header.text) == (201, "received 3 bytes")
+    by_form = await probe.post("/_test/echo", data={"_csrf_token": token, "name": "value"})
+    assert by_form.status_code == 201
+
+
+async def test_the_login_form_post_passes_csrf_with_its_token(client):
+    """POST /login is the accounts feature's; whatever it answers, CSRF let it through."""
+    token = await csrf_token(client)
+    response = await client.post("/login", data={"_csrf_token": token, "username": "x"})
+    assert response.status_code != 403
+
+
+async def test_every_form_carries_the_csrf_token(client):
+    html = (await client.get("/")).text
+    forms = re.findall(r"<form\b[^>]*method=\"post\".*?</form>", html, flags=re.S | re.I)
+    assert forms, "the landing page has a login form"
+    for form in forms:
+        assert 'name="_csrf_token"' in form
+
+
+# --- body size, 404, 500 -------------------------------------------------------------
+
+
+async def test_a_body_over_the_limit_gets_413_and_a_friendly_page(probe):
+    token = await csrf_token(probe)
+    small = await probe.post("/_test/echo", content=b"x" * 900, headers={"x-csrftoken": token})
+    assert small.status_code == 201  # under the limit the same route works
+    response = await probe.post("/_test/echo", content=b"x" * 5000, headers={"x-csrftoken": token})
+    assert_friendly(response, 413, "What you sent is too large")
+
+
+async def test_an_unknown_url_gets_a_friendly_404(client):
+    response = await client.get("/no/such/page")
+    assert_friendly(response, 404, "Page not found")
+
+
+async def test_a_crash_gets_a_500_page_without_a_stack_trace(probe):
+    response = await probe.get("/_test/boom")
+    assert_friendly(response, 500, "Sorry, something went wrong on our side")
+    assert "secret-detail" not in response.text
+    assert "RuntimeError" not in response.text
+
+
+async def test_server_error_handler_alone_leaks_nothing(settings):
+    """The handler itself, outside create_app: a bare app with only our templates."""
+
+    @get("/crash")
+    async def crash() -> str:
+        raise RuntimeError("secret-detail")
+
+    app = Litestar(
+        route_handlers=[crash],
+        exception_handlers={Exception: server_error},
+        template_config=TemplateConfig(
+            instance=JinjaTemplateEngine.from_environment(make_environment(settings))
+        ),
+    )
+    async with AsyncTestClient(app=app) as bare:
+        response = await bare.get("/crash")
+    assert response.status_code == 500
+    assert "secret-detail" not in response.text
+    assert "Traceback" not in response.text
+    assert "Sorry, something went wrong on our side" in response.text
+
+
+# --- compression, caching, Vary -------------------------------------------------------
+
+
+async def test_pages_are_gzip_compressed_when_the_client_accepts_it(client):
+    zipped = await client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers.get("content-encoding") == "gzip"
+    plain = await client.get("/", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert "Login to My Account" in zipped.text
+    # httpx counts the bytes on the wire before decoding them.
+    assert zipped.num_bytes_downloaded < len(plain.content) / 2
+
+
+async def test_landing_page_varies_on_hx_request(client):
+    response = await client.get("/")
+    vary = {v.strip().lower() for v in response.headers.get("vary", "").split(",")}
+    assert "hx-request" in vary
+
+
+def sha10(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+
+
+async def test_static_assets_have_a_content_hash_and_are_cached_for_a_year(client):
+    html = (await client.get("/")).text
+    css = f"/static/css/site.css?v={sha10(STATIC_DIR / 'css' / 'site.css')}"
+    assert f'href="{css}"' in html
+    referenced = re.findall(r'(?:href|src)="(/static/[^"?]+)\?v=([0-9a-f]+)"', html)
+    assert {path for path, _ in referenced} >= {"/static/css/site.css", "/static/js/htmx.min.js"}
+    for path, version in referenced:
+        file = STATIC_DIR / path.removeprefix("/static/")
+        assert version == sha10(file), path
+        response = await client.get(f"{path}?v={version}")
+        assert response.status_code == 200, path
+        assert response.content == file.read_bytes()
+        cache = response.headers.get("cache-control", "")
+        assert "max-age=31536000" in cache, path
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_asset_hash_follows_the_content(tmp_path, monkeypatch):
+    monkeypatch.setattr(templating, "STATIC_DIR", tmp_path)
+    (tmp_path / "a.css").write_text("body { color: black }")
+    (tmp_path / "b.css").write_text("body { color: navy }")
+    a, b = templating.asset("a.css"), templating.asset("b.css")
+    assert a == f"/static/a.css?v={sha10(tmp_path / 'a.css')}"
+    assert b == f"/static/b.css?v={sha10(tmp_path / 'b.css')}"
+    assert a.split("?v=")[1] != b.split("?v=")[1]
