@@ -7,6 +7,7 @@ bad row imports nothing and every bad row is reported with its line number and r
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -580,3 +581,14 @@ def test_portal_db_upgrade_applies_migrations_then_is_up_to_date(cli_env, capsys
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+def test_readme_csv_examples_import(sync_db):
+    from portal.settings import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    examples = dict(re.findall(r"### (\w+)\n.*?```csv\n(.*?)```", readme, flags=re.S))
+    assert list(examples) == ["accounts", "bills", "usage"]
+    for kind, text in examples.items():
+        result = import_text(sync_db, kind, text)
+        assert result.rows == result.changed >= 2, kind

@@ -200,3 +200,27 @@ def test_serve_in_production_without_a_secret_refuses_to_start(tmp_path):
         "portal: PORTAL_SECRET_KEY must be set when PORTAL_ENV=production"
     ]
     assert not (tmp_path / "portal.sqlite3").exists()
+
+
+def test_readme_documents_every_setting_with_its_default():
+    from dataclasses import fields
+
+    from portal.settings import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in readme.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`PORTAL_"):
+            rows[cells[0].strip("`")] = cells[1]
+    names = {f"PORTAL_{field.name.upper()}" for field in fields(Settings)}
+    assert set(rows) == names
+    defaults = Settings.from_env({})
+    for field in fields(Settings):
+        documented = rows[f"PORTAL_{field.name.upper()}"]
+        value = getattr(defaults, field.name)
+        if documented == "*(empty)*":
+            assert value == "", field.name
+        elif documented.startswith("`"):
+            expected = str(value).lower() if isinstance(value, bool) else str(value)
+            assert documented.strip("`") == expected, field.name
