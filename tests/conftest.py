@@ -21,6 +21,8 @@ import pytest
 import uvicorn
 from litestar.testing import AsyncTestClient
 
+from helpers import DESKTOP
+
 from portal import db as portal_db
 from portal.app import create_app
 from portal.settings import Settings
@@ -189,9 +191,18 @@ def browser():
         instance.close()
 
 
+def pytest_collection_modifyitems(items):
+    """Browser tests last: sync Playwright keeps its event loop running in the main
+    thread from the first browser test on, which async tests cannot share."""
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture
 def new_page(browser):
-    """new_page(width=320|1280, js=True) -> a Playwright page in a fresh context."""
+    """new_page(viewport=PHONE|DESKTOP, js=True) -> a Playwright page in a fresh context.
+
+    With js=False the page really has JavaScript off; helpers.assert_accessible then
+    checks a copy of what that page shows (see there)."""
     contexts = []
 
     def make(viewport: dict | None = None, js: bool = True):
@@ -200,7 +211,11 @@ def new_page(browser):
         )
         context.set_default_timeout(10_000)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.portal_js = js
+        page.portal_browser = browser
+        page.portal_viewport = viewport or DESKTOP
+        return page
 
     yield make
     for context in contexts:

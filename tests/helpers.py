@@ -30,9 +30,29 @@ AXE_SOURCE: list[str] = []
 
 
 def assert_accessible(page, context: str = "") -> None:
-    """Run axe-core (WCAG 2.2 AA tags) in the page; fail listing every violation."""
+    """Run axe-core (WCAG 2.2 AA tags) in the page; fail listing every violation.
+
+    axe needs JavaScript. For a page with JavaScript off, the HTML it shows is served
+    again at the same URL to a JavaScript-on page whose own scripts are blocked, so axe
+    judges exactly what the resident without JavaScript sees, styles included."""
     if not AXE_SOURCE:
         AXE_SOURCE.append(_axe_script())
+    if not getattr(page, "portal_js", True):
+        html, url = page.content(), page.url
+        context_ = page.portal_browser.new_context(viewport=page.portal_viewport)
+        try:
+            context_.route("**/static/js/**", lambda route: route.abort())
+            context_.route(lambda u: u == url, lambda route: route.fulfill(body=html, content_type="text/html"))
+            copy = context_.new_page()
+            copy.goto(url)
+            _run_axe(copy, context + " (JavaScript off)")
+        finally:
+            context_.close()
+        return
+    _run_axe(page, context)
+
+
+def _run_axe(page, context: str) -> None:
     page.evaluate(AXE_SOURCE[0])
     results = page.evaluate(
         "options => axe.run(document, options)",

@@ -15,7 +15,12 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from portal import i18n
+from portal.accounts import routes as accounts
+from portal.accounts import sessions
+from portal.accounts.service import AccountsService
 from portal.db import Database
+from portal.mail import Mailer, OutboxSender
+from portal.mail import routes as mail
 from portal.pages import routes as pages
 from portal.security.errors import http_error, server_error
 from portal.security.headers import security_headers_hook
@@ -25,9 +30,18 @@ from portal.templating import STATIC_DIR, make_environment
 LOCALE_COOKIE = "portal_lang"
 
 
-def _choose_locale(request: Request) -> None:
+async def _before_request(request: Request) -> None:
+    """Choose the resident's language and load who is signed in, for every request."""
     wanted = request.cookies.get(LOCALE_COOKIE, i18n.DEFAULT_LOCALE)
     i18n.current_locale.set(wanted if wanted in i18n.LOCALES else i18n.DEFAULT_LOCALE)
+    request.state.user = None
+    if not request.url.path.startswith("/static/"):
+        db = request.app.state.db
+        request.state.user = await sessions.load(db, request.cookies.get(sessions.COOKIE))
+
+
+def _accounts_service(state: State) -> AccountsService:
+    return AccountsService(state.db, state.settings, state.mailer)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -40,8 +54,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def close_db() -> None:
         await db.close()
 
+    env = make_environment(settings)  # shared by pages and emails
+    sender = OutboxSender(settings, db)
+    mailer = Mailer(settings, env, on_enqueue=sender.wake)
+
+    async def start_sender() -> None:
+        if settings.smtp_host:  # without SMTP the outbox waits (dev: /dev/mailbox)
+            sender.start()
+
+    async def stop_sender() -> None:
+        await sender.stop()
+
     route_handlers = [
         *pages.handlers(settings),
+        *mail.handlers(settings),
+        *accounts.handlers(settings),
         create_static_files_router(
             path="/static",
             directories=[STATIC_DIR],
@@ -50,18 +77,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
     ]
     return Litestar(
         route_handlers=route_handlers,
-        state=State({"settings": settings, "db": db}),
+        state=State({"settings": settings, "db": db, "mailer": mailer, "sender": sender}),
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "db": Provide(lambda: db, sync_to_thread=False),
+            "mailer": Provide(lambda: mailer, sync_to_thread=False),
+            "sender": Provide(lambda: sender, sync_to_thread=False),
+            "accounts": Provide(_accounts_service, sync_to_thread=False),
         },
-        on_startup=[open_db],
-        on_shutdown=[close_db],
-        before_request=_choose_locale,
+        on_startup=[open_db, start_sender],
+        on_shutdown=[stop_sender, close_db],  # run in this order: sender first
+        before_request=_before_request,
         before_send=[security_headers_hook(settings.production)],
-        template_config=TemplateConfig(
-            instance=JinjaTemplateEngine.from_environment(make_environment(settings))
-        ),
+        template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
         csrf_config=CSRFConfig(
             secret=settings.secret_key,
             cookie_name="portal_csrf",

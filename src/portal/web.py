@@ -25,6 +25,8 @@ def render(
     **context: Any,
 ) -> Template:
     name = partial if partial and is_htmx(request) else page
+    context.setdefault("user", getattr(request.state, "user", None))
+    context.setdefault("is_fragment", name == partial)
     return Template(
         template_name=name,
         context=context,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
 log = logging.getLogger("portal.errors")
 
@@ -15,6 +16,8 @@ KNOWN = {400, 403, 404, 405, 413, 429}
 
 
 def http_error(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 401:
+        return sign_in_first(request)
     status = exc.status_code if exc.status_code in KNOWN else 400
     if exc.status_code >= 500:
         return server_error(request, exc)
@@ -22,6 +25,14 @@ def http_error(request: Request, exc: HTTPException) -> Response:
         log.warning("csrf refused path=%s client=%s", request.url.path, _client(request))
         request.state.csrf_refused = True
     return _page(request, status)
+
+
+def sign_in_first(request: Request) -> Response:
+    """A signed-in page asked for without a session: go to the login page and back."""
+    target = "/login?" + urlencode({"notice": "session-ended", "next": request.url.path})
+    if request.headers.get("hx-request") == "true":
+        return Response(content=b"", status_code=204, headers={"HX-Redirect": target})
+    return Redirect(target, status_code=303)
 
 
 def server_error(request: Request, exc: Exception) -> Response:

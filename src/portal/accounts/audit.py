@@ -1,0 +1,38 @@
+"""Security events: who, what, when, from where. Never a password, token or card data.
+
+Values are made newline-safe (control characters escaped) so one event is one line in
+the log and nobody can forge an entry by putting a line break in a username.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiosqlite
+
+from portal.db import utcnow
+
+log = logging.getLogger("portal.audit")
+
+
+def clean(value: str | None, limit: int = 200) -> str | None:
+    if value is None:
+        return None
+    escaped = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in value)
+    return escaped[:limit]
+
+
+async def record(
+    conn: aiosqlite.Connection,
+    event: str,
+    *,
+    username: str | None = None,
+    client: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Write one audit row in the caller's transaction, and a log line."""
+    row = (utcnow(), event, clean(username, 64), clean(client, 64), clean(detail))
+    await conn.execute(
+        "INSERT INTO audit_log (at, event, username, client, detail) VALUES (?, ?, ?, ?, ?)", row
+    )
+    log.info("audit event=%s username=%s client=%s detail=%s", *row[1:])

@@ -1,0 +1,120 @@
+"""Server-side sessions in the database.
+
+The cookie carries a random id; the table keeps its hash, so a copy of the database
+cannot be used to sign in. A new id is issued at every sign-in (rotation). Without
+"Remember me" the cookie lasts until the browser closes and the session ends after 30
+idle minutes (and 12 hours at most); with it, the device stays signed in for 30 days.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import aiosqlite
+from litestar.datastructures import Cookie
+
+from portal.db import Database, utcnow
+from portal.settings import Settings
+
+COOKIE = "portal_session"
+IDLE = timedelta(minutes=30)
+BROWSER_MAX = timedelta(hours=12)
+REMEMBER = timedelta(days=30)
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user_id: int
+    username: str
+    email: str
+    locale: str
+    session_hash: str
+
+
+def _hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _ts(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def start(conn: aiosqlite.Connection, user_id: int, remember: bool) -> str:
+    """Create a session in the caller's transaction; returns the id for the cookie."""
+    session_id = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    expires = now + (REMEMBER if remember else BROWSER_MAX)
+    await conn.execute(
+        "INSERT INTO sessions (id_hash, user_id, remember, created_at, last_seen_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (_hash(session_id), user_id, int(remember), _ts(now), _ts(now), _ts(expires)),
+    )
+    return session_id
+
+
+async def end(conn: aiosqlite.Connection, session_id: str | None) -> None:
+    if session_id:
+        await conn.execute("DELETE FROM sessions WHERE id_hash = ?", (_hash(session_id),))
+
+
+async def end_all(conn: aiosqlite.Connection, user_id: int, keep_hash: str | None = None) -> None:
+    """End every session of a user (sign out everywhere, password reset)."""
+    await conn.execute(
+        "DELETE FROM sessions WHERE user_id = ? AND id_hash IS NOT ?", (user_id, keep_hash)
+    )
+
+
+async def load(db: Database, session_id: str | None) -> SignedIn | None:
+    """The signed-in resident for a cookie value, or None if the session is over."""
+    if not session_id or len(session_id) > 100:
+        return None
+    id_hash = _hash(session_id)
+    row = await db.fetchone(
+        "SELECT s.user_id, s.remember, s.last_seen_at, s.expires_at,"
+        " u.username, u.email, u.locale FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.id_hash = ?",
+        (id_hash,),
+    )
+    if row is None:
+        return None
+    now = datetime.now(UTC)
+    last_seen = datetime.fromisoformat(row["last_seen_at"])
+    expired = _ts(now) >= row["expires_at"] or (not row["remember"] and now - last_seen > IDLE)
+    if expired:
+        async with db.write() as conn:
+            await conn.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+        return None
+    if now - last_seen > TOUCH_EVERY:
+        async with db.write() as conn:
+            await conn.execute(
+                "UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", (utcnow(), id_hash)
+            )
+    return SignedIn(row["user_id"], row["username"], row["email"], row["locale"], id_hash)
+
+
+def cookie(session_id: str, remember: bool, settings: Settings) -> Cookie:
+    return Cookie(
+        key=COOKIE,
+        value=session_id,
+        max_age=int(REMEMBER.total_seconds()) if remember else None,
+        httponly=True,
+        secure=settings.production,
+        samesite="lax",
+        path="/",
+    )
+
+
+def clear_cookie(settings: Settings) -> Cookie:
+    return Cookie(
+        key=COOKIE,
+        value="",
+        max_age=0,
+        httponly=True,
+        secure=settings.production,
+        samesite="lax",
+        path="/",
+    )

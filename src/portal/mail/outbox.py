@@ -1,0 +1,109 @@
+"""Writing email into the outbox: render the templates, insert one row, send nothing.
+
+A service that changes something and owes the resident an email calls `enqueue()` with
+the connection of its own write transaction, so the email exists if and only if the
+change does:
+
+    async with db.write() as conn:
+        user_id = await create_user(conn, ...)
+        await mailer.enqueue(conn, to=email, template="verify_email",
+                             context={"link": link}, locale=user_locale)
+
+The background sender (portal.mail.sender) delivers it after the commit. The templates
+are `templates/emails/<template>.subject.txt`, `<template>.txt` and `<template>.html`;
+they see the context plus every global of the shared Jinja environment (`site`, `_`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import aiosqlite
+from jinja2 import Environment
+
+from portal import i18n
+from portal.db import utcnow
+from portal.settings import Settings
+
+
+class MailError(ValueError):
+    """The email cannot be written as asked (for example a broken address)."""
+
+
+def _check_address(to: str) -> str:
+    if not to or not to.strip():
+        raise MailError("the recipient address is empty")
+    if any(ord(char) < 32 or ord(char) == 127 for char in to):
+        # CR/LF would let the address add headers or recipients.
+        raise MailError("the recipient address contains a line break or control character")
+    return to.strip()
+
+
+def one_line(text: str) -> str:
+    """Collapse every run of whitespace (line breaks included) to one space."""
+    return " ".join(text.split())
+
+
+class Mailer:
+    """Renders emails and writes them into the outbox table."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        env: Environment,
+        *,
+        on_enqueue: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.html_env = env
+        # Text parts and subjects are not HTML: same loader, globals and gettext, no
+        # escaping (and a cache of their own, so the two never share compiled templates).
+        self.text_env = env.overlay(autoescape=False, cache_size=100)
+        self.on_enqueue = on_enqueue
+
+    def render(
+        self, template: str, context: dict[str, Any], locale: str = i18n.DEFAULT_LOCALE
+    ) -> tuple[str, str, str]:
+        """(subject, text, html) of `templates/emails/<template>.*` in `locale`."""
+        if locale not in i18n.LOCALES:
+            locale = i18n.DEFAULT_LOCALE
+        token = i18n.current_locale.set(locale)
+        try:
+            base = f"emails/{template}"
+            subject = self.text_env.get_template(f"{base}.subject.txt").render(context)
+            text = self.text_env.get_template(f"{base}.txt").render(context)
+            html = self.html_env.get_template(f"{base}.html").render(context)
+        finally:
+            i18n.current_locale.reset(token)
+        return one_line(subject), text, html
+
+    async def enqueue(
+        self,
+        conn: aiosqlite.Connection,
+        *,
+        to: str,
+        template: str,
+        context: dict,
+        locale: str = "en",
+    ) -> int:
+        """Write one email into the outbox inside the caller's open write transaction.
+
+        Returns the outbox row id. Raises MailError for an address with a line break.
+        """
+        if not conn.in_transaction:
+            raise RuntimeError("Mailer.enqueue() must run inside `async with db.write()`")
+        to = _check_address(to)
+        subject, text, html = self.render(template, context, locale)
+        now = utcnow()
+        cursor = await conn.execute(
+            "INSERT INTO outbox (to_addr, subject, body_text, body_html, created_at,"
+            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (to, subject, text, html, now, now),
+        )
+        outbox_id = cursor.lastrowid
+        await cursor.close()
+        if self.on_enqueue is not None:
+            # The sender then waits for the write lock, so it sees the row after COMMIT.
+            self.on_enqueue()
+        return outbox_id
