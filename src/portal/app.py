@@ -18,6 +18,8 @@ from portal import i18n
 from portal.accounts import routes as accounts
 from portal.accounts import sessions
 from portal.accounts.service import AccountsService
+from portal.billing import routes as billing
+from portal.billing.service import BillingService
 from portal.db import Database
 from portal.mail import Mailer, OutboxSender
 from portal.mail import routes as mail
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *pages.handlers(settings),
         *mail.handlers(settings),
         *accounts.handlers(settings),
+        *billing.handlers(settings),
         create_static_files_router(
             path="/static",
             directories=[STATIC_DIR],
@@ -84,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "mailer": Provide(lambda: mailer, sync_to_thread=False),
             "sender": Provide(lambda: sender, sync_to_thread=False),
             "accounts": Provide(_accounts_service, sync_to_thread=False),
+            "billing": Provide(lambda: BillingService(db, settings), sync_to_thread=False),
         },
         on_startup=[open_db, start_sender],
         on_shutdown=[stop_sender, close_db],  # run in this order: sender first

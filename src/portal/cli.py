@@ -70,6 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from portal.billing.importer import ImportFailed, import_file
+    from portal.billing.notify import bill_notifier
 
     settings = _settings()
     path = Path(args.file)
@@ -80,7 +81,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     conn = db.connect_sync(settings.database)
     started = time.perf_counter()
     try:
-        result = import_file(conn, args.kind, path)
+        result = import_file(conn, args.kind, path, bill_notifier(settings))
     except ImportFailed as failed:
         print(
             f"{path}: nothing was imported; fix these rows and import the file again:",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -55,14 +55,16 @@ TEMPLATES_DIR = PROJECT_ROOT / "templates"
 STATIC_DIR = PROJECT_ROOT / "static"
 
 
-@cache
-def _asset_version(path: Path) -> str:
+@lru_cache(maxsize=256)
+def _asset_version(path: Path, modified_ns: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
 
 
 def asset(file_path: str) -> str:
-    """URL of a static file with a content hash, so browsers may cache it for a year."""
-    return f"/static/{file_path}?v={_asset_version(STATIC_DIR / file_path)}"
+    """URL of a static file with a content hash, so browsers may cache it for a year.
+    Keyed on the file's modification time, so a designer's edit shows without a restart."""
+    path = STATIC_DIR / file_path
+    return f"/static/{file_path}?v={_asset_version(path, path.stat().st_mtime_ns)}"
 
 
 def make_environment(settings: Settings) -> Environment:

@@ -356,13 +356,6 @@ async def reset(request: Request, accounts: Accounts) -> Template | Redirect:
 # --- My Account and My Profile ----------------------------------------------------
 
 
-@get("/account")
-async def account(request: Request, accounts: Accounts) -> Template:
-    user = signed_in(request)
-    linked = await accounts.linked_accounts(user.user_id)
-    return render(request, "pages/account.html", linked=linked)
-
-
 async def _profile_page(
     request: Request, accounts: Accounts, status_code: int = 200, **context
 ) -> Template:
@@ -482,7 +475,6 @@ def handlers(settings: SiteSettings) -> list:
         forgot_password,
         reset_form,
         reset,
-        account,
         profile,
         profile_delivery,
         profile_password,

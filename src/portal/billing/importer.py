@@ -250,12 +250,19 @@ CHECKS: dict[str, Callable[[_Row, dict], tuple[Any, ...]]] = {
 IDENTITY = {"accounts": (2, 3), "bills": (0, 1), "usage": (0, 1)}
 
 
+NewBillsHook = Callable[[sqlite3.Connection, list[int]], None]
+
+
 def import_rows(
     conn: sqlite3.Connection,
     kind: str,
     rows: Iterable[tuple[int, dict[str, str] | RowError]],
+    on_new_bills: NewBillsHook | None = None,
 ) -> ImportResult:
-    """Check every row, then write all of them in one transaction, or none."""
+    """Check every row, then write all of them in one transaction, or none.
+
+    on_new_bills(conn, bill_ids) runs inside that transaction, so what it writes (the
+    "Your bill is ready" emails) exists if and only if the bills do."""
     if kind not in KINDS:
         raise ValueError(f"unknown import kind {kind!r}")
     conn.execute("BEGIN IMMEDIATE")
@@ -293,6 +300,8 @@ def import_rows(
             new_bills = [
                 r[0] for r in conn.execute("SELECT id FROM bills WHERE id > ?", (before_bills,))
             ]
+            if new_bills and on_new_bills is not None:
+                on_new_bills(conn, new_bills)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -301,10 +310,12 @@ def import_rows(
     return ImportResult(kind=kind, rows=len(checked), changed=changed, new_bills=new_bills)
 
 
-def import_file(conn: sqlite3.Connection, kind: str, path: Path) -> ImportResult:
+def import_file(
+    conn: sqlite3.Connection, kind: str, path: Path, on_new_bills: NewBillsHook | None = None
+) -> ImportResult:
     try:
         with open(path, encoding="utf-8-sig", newline="") as stream:
-            return import_rows(conn, kind, _read(stream, kind))
+            return import_rows(conn, kind, _read(stream, kind), on_new_bills)
     except UnicodeDecodeError as exc:
         raise ImportFailed([RowError(0, f"the file is not UTF-8 text ({exc.reason})")]) from None
 

@@ -1,0 +1,163 @@
+"""Scale benchmark: 100,000 accounts with two years of bills and usage.
+
+Builds a fresh database through the real importer, then measures the signed-in pages
+(dashboard, bill history, one bill, usage) as server time: requests go through the
+whole Litestar app in-process (routing, session look-up, SQL, templates), no network.
+
+    .venv/bin/python scripts/bench_pages.py [--accounts 100000] [--months 24] [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from litestar.testing import AsyncTestClient
+
+from portal import db as portal_db
+from portal.accounts import sessions
+from portal.accounts.passwords import HASHER
+from portal.app import create_app
+from portal.billing.importer import import_rows
+from portal.settings import Settings
+
+
+def month(start: date, offset: int) -> date:
+    index = start.year * 12 + start.month - 1 + offset
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def accounts(count: int):
+    for n in range(count):
+        yield n + 2, {
+            "customer_number": f"{1_000_000 + n}", "account_number": f"{5_000_000 + n}",
+            "name": f"Resident {n}", "service_address": f"{n % 9000 + 100} Euclid Ave", "status": "active",
+        }
+
+
+def bills(count: int, months: int, first: date):
+    line = 2
+    for n in range(count):
+        for m in range(months):
+            end = month(first, m + 1)
+            yield line, {
+                "customer_number": f"{1_000_000 + n}", "account_number": f"{5_000_000 + n}",
+                "bill_number": f"B{n}-{m}", "bill_date": end.isoformat(),
+                "due_date": end.replace(day=21).isoformat(), "amount_due": f"{50 + (n + m) % 90}.25",
+                "period_start": month(first, m).isoformat(), "period_end": end.isoformat(),
+                "previous_balance": "60.00", "payments": "60.00", "current_charges": "70.25",
+                "consumption": f"{10 + (n * 7 + m) % 15}",
+            }
+            line += 1
+
+
+def usage(count: int, months: int, first: date):
+    line = 2
+    for n in range(count):
+        for m in range(months):
+            yield line, {
+                "customer_number": f"{1_000_000 + n}", "account_number": f"{5_000_000 + n}",
+                "read_date": month(first, m + 1).isoformat(), "consumption": f"{10 + (n * 7 + m) % 15}",
+                "unit": "HCF",
+            }
+            line += 1
+
+
+def build(path: Path, count: int, months: int) -> dict[str, float]:
+    portal_db.upgrade(path)
+    conn = portal_db.connect_sync(path)
+    first = month(date.today().replace(day=1), -months)
+    timings = {}
+    for kind, rows in (("accounts", accounts(count)), ("bills", bills(count, months, first)), ("usage", usage(count, months, first))):
+        started = time.perf_counter()
+        result = import_rows(conn, kind, rows)
+        timings[kind] = time.perf_counter() - started
+        print(f"import {kind}: {result.rows:,} rows in {timings[kind]:.1f} s", flush=True)
+    conn.close()
+    return timings
+
+
+def sign_in_resident(path: Path, account_number: str) -> str:
+    conn = sqlite3.connect(path)
+    now = portal_db.utcnow()
+    cursor = conn.execute(
+        "INSERT INTO users (username, username_key, email, email_key, password_hash, paperless,"
+        " created_at, verified_at) VALUES ('bench', 'bench', 'b@example.com', 'b@example.com', ?, 1, ?, ?)",
+        (HASHER.hash("bench password that is long"), now, now),
+    )
+    user_id = cursor.lastrowid
+    for number in (account_number, str(int(account_number) + 1)):
+        conn.execute(
+            "INSERT INTO user_accounts (account_id, user_id, linked_at)"
+            " SELECT id, ?, ? FROM service_accounts WHERE account_number = ?", (user_id, now, number)
+        )
+    session_id = secrets.token_urlsafe(32)
+    conn.execute(
+        "INSERT INTO sessions (id_hash, user_id, remember, created_at, last_seen_at, expires_at)"
+        " VALUES (?, ?, 1, ?, ?, '9999-01-01T00:00:00.000000Z')",
+        (sessions._hash(session_id), user_id, now, now),
+    )
+    conn.commit()
+    conn.close()
+    return session_id
+
+
+async def measure(path: Path, session_id: str, requests: int) -> dict[str, dict[str, float]]:
+    settings = Settings(database=path)
+    conn = sqlite3.connect(path)
+    account_id, bill_id = conn.execute(
+        "SELECT ua.account_id, (SELECT id FROM bills WHERE account_id = ua.account_id ORDER BY bill_date DESC LIMIT 1)"
+        " FROM user_accounts ua LIMIT 1"
+    ).fetchone()
+    conn.close()
+    pages = {
+        "dashboard": "/account",
+        "bill history": f"/accounts/{account_id}/bills",
+        "one bill": f"/accounts/{account_id}/bills/{bill_id}",
+        "usage": f"/accounts/{account_id}/usage",
+    }
+    results = {}
+    async with AsyncTestClient(app=create_app(settings), base_url="http://bench.local") as client:
+        client.cookies[sessions.COOKIE] = session_id
+        for name, url in pages.items():
+            for _ in range(20):  # warm up
+                assert (await client.get(url)).status_code == 200
+            times = []
+            for _ in range(requests):
+                started = time.perf_counter()
+                response = await client.get(url)
+                times.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, (url, response.status_code)
+            times.sort()
+            results[name] = {"p50": statistics.median(times), "p99": times[int(len(times) * 0.99) - 1]}
+            print(f"{name:13s} p50 {results[name]['p50']:.2f} ms  p99 {results[name]['p99']:.2f} ms", flush=True)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=24)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--keep", help="keep the database at this path")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(args.keep or Path(tmp) / "bench.sqlite3")
+        build(path, args.accounts, args.months)
+        size = path.stat().st_size / 1e6
+        print(f"database: {size:,.0f} MB")
+        session_id = sign_in_resident(path, f"{5_000_000 + args.accounts // 2}")
+        asyncio.run(measure(path, session_id, args.requests))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
