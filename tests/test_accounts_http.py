@@ -1,0 +1,830 @@
+"""Online accounts over HTTP after registration: sign-in, sessions, brute force,
+password hashing, Forgot Username / Forgot Password, My Profile, CSRF and the audit log.
+
+Registration and the verification link are covered in test_accounts_register.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import statistics
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urljoin, urlparse
+
+import argon2
+import pytest
+from litestar.testing import AsyncTestClient
+
+from accounts_helpers import (
+    GOOD_PASSWORD,
+    link_in,
+    link_params,
+    load_billing,
+    local,
+    outbox,
+    post_form,
+    query,
+    registration,
+)
+from portal import db as portal_db
+from portal.app import create_app
+
+COOKIE = "portal_session"
+WRONG = "not the right password at all"
+NEW_PASSWORD = "copper kettle on the porch"
+OTHER_PASSWORD = "seven quiet lanterns glow"
+GENERIC = "Username or password is incorrect"
+JAMES = {
+    "username": "james2",
+    "customer_number": "22222",
+    "account_number": "33333",
+    "email": "james@example.com",
+    "confirm_email": "james@example.com",
+}
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+def ago(**delta: float) -> str:
+    return (datetime.now(UTC) - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def execute(path, sql: str, params=()) -> None:
+    conn = portal_db.connect_sync(path)
+    conn.execute(sql, params)
+    conn.close()
+
+
+def user_row(settings, username: str = "maria1"):
+    [row] = query(settings.database, "SELECT * FROM users WHERE username = ?", (username,))
+    return row
+
+
+async def make_user(settings, client, verified: bool = True, **overrides: str) -> dict[str, str]:
+    """Register through the form; mark the user verified in the database."""
+    form = registration(**overrides)
+    response = await post_form(client, "/register", form)
+    assert response.status_code == 200, response.text
+    if verified:
+        execute(
+            settings.database,
+            "UPDATE users SET verified_at = ? WHERE username = ?",
+            (ago(seconds=1), form["username"]),
+        )
+    return form
+
+
+async def sign_in(
+    client,
+    username: str = "maria1",
+    password: str = GOOD_PASSWORD,
+    remember: bool = False,
+    next_: str | None = None,
+):
+    data = {"username": username, "password": password}
+    if remember:
+        data["remember"] = "on"
+    if next_ is not None:
+        data["next"] = next_
+    return await post_form(client, "/login", data, follow_redirects=False)
+
+
+def set_cookie_header(response, name: str = COOKIE) -> str:
+    found = [h for h in response.headers.get_list("set-cookie") if h.startswith(f"{name}=")]
+    assert len(found) == 1, response.headers.get_list("set-cookie")
+    return found[0]
+
+
+def cookie_value(response, name: str = COOKIE) -> str:
+    return set_cookie_header(response, name).split(";", 1)[0].split("=", 1)[1]
+
+
+async def signed_in_ok(client, session_id: str, path: str = "/profile") -> bool:
+    """Does this session id (sent alone) reach a signed-in page?"""
+    response = await client.get(
+        path, headers={"Cookie": f"{COOKIE}={session_id}"}, follow_redirects=False
+    )
+    if response.status_code == 200:
+        return True
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?notice=session-ended")
+    return False
+
+
+def second_device(client) -> AsyncTestClient:
+    """Another browser on the same running app (shares the first client's event loop)."""
+    other = AsyncTestClient(app=client.app, base_url="http://portal.test")
+    other.blocking_portal = client.blocking_portal
+    return other
+
+
+def session_count(settings, username: str = "maria1") -> int:
+    return query(
+        settings.database,
+        "SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = ?",
+        (username,),
+    )[0][0]
+
+
+def audit_rows(settings, event: str | None = None):
+    if event is None:
+        return query(settings.database, "SELECT * FROM audit_log ORDER BY id")
+    return query(settings.database, "SELECT * FROM audit_log WHERE event = ? ORDER BY id", (event,))
+
+
+def last_mail(settings, to: str | None = None):
+    rows = [row for row in outbox(settings.database) if to is None or row["to_addr"] == to]
+    assert rows, f"no mail to {to}"
+    return rows[-1]
+
+
+async def reset_link(settings, client, identifier: str = "maria1") -> str:
+    before = len(outbox(settings.database))
+    response = await post_form(client, "/forgot-password", {"identifier": identifier})
+    assert response.status_code == 200
+    mails = outbox(settings.database)
+    assert len(mails) == before + 1, "no reset email was queued"
+    return local(link_in(mails[-1]["body_text"], "/reset-password"))
+
+
+async def reset_password(client, link: str, password: str, confirm: str | None = None):
+    token = link_params(link)["token"]
+    data = {"token": token, "password": password, "confirm_password": confirm or password}
+    return await post_form(client, "/reset-password", data, follow_redirects=False)
+
+
+@pytest.fixture
+async def portal(settings, client):
+    load_billing(settings.database)
+    return client
+
+
+@pytest.fixture
+async def maria(settings, portal):
+    await make_user(settings, portal)
+    return portal
+
+
+# --- sign-in ----------------------------------------------------------------------
+
+
+async def test_sign_in_failure_reads_the_same_for_unknown_users_and_wrong_passwords(
+    settings, maria
+):
+    wrong = await sign_in(maria, password=WRONG)
+    unknown = await sign_in(maria, username="nobody7", password=WRONG)
+    assert wrong.status_code == unknown.status_code == 422
+    assert GENERIC in wrong.text and GENERIC in unknown.text
+    # the pages differ only in the username echoed back into the field
+    assert wrong.text.replace("maria1", "X") == unknown.text.replace("nobody7", "X")
+    assert COOKIE not in maria.cookies
+
+
+async def test_unknown_user_sign_in_costs_about_as_much_as_a_known_one(settings, maria):
+    async def timed(username: str) -> float:
+        start = time.perf_counter()
+        response = await sign_in(maria, username=username, password=WRONG)
+        elapsed = time.perf_counter() - start
+        assert response.status_code == 422
+        return elapsed
+
+    await timed("maria1")  # warm-up
+    known, unknown = [], []
+    for i in range(5):  # interleaved, so a busy moment hits both sides
+        known.append(await timed("maria1"))
+        unknown.append(await timed(f"ghost{i}"))
+    known_median, unknown_median = statistics.median(known), statistics.median(unknown)
+    print(
+        f"sign-in medians: known user {known_median * 1000:.1f} ms, unknown {unknown_median * 1000:.1f} ms"
+    )
+    assert unknown_median >= 0.5 * known_median, (known, unknown)
+
+
+@pytest.mark.parametrize(
+    ("username", "password"), [("", ""), ("maria1", ""), ("", GOOD_PASSWORD), ("   ", "x")]
+)
+async def test_empty_fields_ask_for_both(settings, maria, username, password):
+    response = await sign_in(maria, username=username, password=password)
+    assert response.status_code == 422
+    assert "Enter your username and password" in response.text
+    assert user_row(settings)["failed_logins"] == 0
+
+
+async def test_unverified_account_is_told_to_verify_only_with_the_right_password(settings, portal):
+    await make_user(settings, portal, verified=False)
+    right = await sign_in(portal)
+    assert right.status_code == 422
+    assert "You need to verify your registration before you can login" in right.text
+    assert 'href="/verify/resend?username=maria1"' in right.text
+    assert COOKIE not in portal.cookies and session_count(settings) == 0
+    wrong = await sign_in(portal, password=WRONG)
+    assert wrong.status_code == 422 and GENERIC in wrong.text
+    assert "/verify/resend" not in wrong.text and "verify your registration" not in wrong.text
+    unknown = await sign_in(portal, username="nobody7", password=WRONG)
+    assert wrong.text.replace("maria1", "X") == unknown.text.replace("nobody7", "X")
+
+
+async def test_successful_sign_in_lands_on_my_account(settings, maria):
+    response = await sign_in(maria, username="MARIA1")  # usernames ignore case
+    assert response.status_code == 303 and response.headers["location"] == "/account"
+    assert (await maria.get("/account", follow_redirects=False)).status_code == 200
+    profile = await maria.get("/profile", follow_redirects=False)
+    assert profile.status_code == 200 and "<strong>maria1</strong>" in profile.text
+
+
+# --- sessions ---------------------------------------------------------------------
+
+
+async def test_session_id_is_rotated_at_sign_in(settings, maria):
+    # a value planted before sign-in (session fixation) is not kept
+    maria.cookies.set(COOKIE, "planted-by-someone-else", domain="portal.test")
+    first = cookie_value(await sign_in(maria))
+    assert first != "planted-by-someone-else"
+    assert await signed_in_ok(maria, first)
+    # signing in again from the same browser issues a new id and ends the old session
+    second = cookie_value(await sign_in(maria))
+    assert second != first
+    hashes = [row[0] for row in query(settings.database, "SELECT id_hash FROM sessions")]
+    assert hashes == [hashlib.sha256(second.encode()).hexdigest()]
+    assert not await signed_in_ok(maria, first)
+    assert await signed_in_ok(maria, second)
+
+
+async def test_session_cookie_flags(settings, maria):
+    header = set_cookie_header(await sign_in(maria)).lower()
+    assert "httponly" in header and "samesite=lax" in header and "path=/" in header
+    assert "max-age" not in header and "expires" not in header  # ends with the browser
+    assert "secure" not in header  # plain http on a laptop
+    remembered = set_cookie_header(await sign_in(maria, remember=True)).lower()
+    assert "max-age=2592000" in remembered  # 30 days
+    assert "httponly" in remembered and "samesite=lax" in remembered
+
+
+async def test_session_cookie_is_secure_in_production(settings):
+    load_billing(settings.database)
+    production = replace(
+        settings, env="production", secret_key="x" * 40, base_url="https://portal.example"
+    )
+    async with AsyncTestClient(
+        app=create_app(production), base_url="https://portal.example"
+    ) as client:
+        page = await client.get("/login")
+        assert "secure" in set_cookie_header(page, "portal_csrf").lower()
+        await make_user(settings, client)
+        response = await sign_in(client)
+        assert response.status_code == 303, response.text
+        header = set_cookie_header(response).lower()
+        assert "secure" in header and "httponly" in header and "samesite=lax" in header
+        logout = await post_form(client, "/logout", {}, follow_redirects=False)
+        assert "secure" in set_cookie_header(logout).lower()
+
+
+async def test_only_a_hash_of_the_session_id_is_stored(settings, maria):
+    session_id = cookie_value(await sign_in(maria, remember=True))
+    assert len(base64.urlsafe_b64decode(session_id + "==")) >= 16  # >= 128 random bits
+    [row] = query(settings.database, "SELECT * FROM sessions")
+    assert all(session_id not in str(value) for value in tuple(row))
+    assert row["id_hash"] == hashlib.sha256(session_id.encode()).hexdigest()
+
+
+async def test_sign_out_ends_the_session_on_the_server(settings, maria):
+    session_id = cookie_value(await sign_in(maria))
+    assert (await maria.get("/account", follow_redirects=False)).status_code == 200
+    response = await post_form(maria, "/logout", {}, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?notice=signed-out"
+    assert "max-age=0" in set_cookie_header(response).lower()
+    assert session_count(settings) == 0
+    # a copy of the old cookie no longer works
+    assert not await signed_in_ok(maria, session_id, "/account")
+    assert not await signed_in_ok(maria, session_id, "/profile")
+    assert [row["event"] for row in audit_rows(settings)][-1] == "sign_out"
+
+
+async def test_idle_session_ends_after_30_minutes_without_remember_me(settings, maria):
+    session_id = cookie_value(await sign_in(maria))
+    execute(settings.database, "UPDATE sessions SET last_seen_at = ?", (ago(minutes=29),))
+    assert await signed_in_ok(maria, session_id)  # 29 idle minutes are fine
+    execute(settings.database, "UPDATE sessions SET last_seen_at = ?", (ago(minutes=31),))
+    assert not await signed_in_ok(maria, session_id)
+    assert session_count(settings) == 0
+
+
+async def test_remember_me_survives_idle_time_but_not_its_expiry(settings, maria):
+    session_id = cookie_value(await sign_in(maria, remember=True))
+    [row] = query(settings.database, "SELECT * FROM sessions")
+    expires = datetime.fromisoformat(row["expires_at"])
+    assert timedelta(days=29) < expires - datetime.now(UTC) <= timedelta(days=30)
+    execute(settings.database, "UPDATE sessions SET last_seen_at = ?", (ago(days=3),))
+    assert await signed_in_ok(maria, session_id)
+    execute(settings.database, "UPDATE sessions SET expires_at = ?", (ago(seconds=1),))
+    assert not await signed_in_ok(maria, session_id)
+    assert session_count(settings) == 0
+
+
+async def test_sign_out_everywhere_ends_every_session_of_the_user(settings, maria):
+    await make_user(settings, maria, **JAMES)
+    laptop_id = cookie_value(await sign_in(maria))
+    phone_id = cookie_value(await sign_in(second_device(maria)))
+    james_id = cookie_value(await sign_in(second_device(maria), username="james2"))
+    assert session_count(settings) == 2 and session_count(settings, "james2") == 1
+    assert await signed_in_ok(maria, phone_id)
+    response = await post_form(maria, "/profile/sign-out-everywhere", {}, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?notice=signed-out-everywhere"
+    assert session_count(settings) == 0
+    assert not await signed_in_ok(maria, laptop_id)
+    assert not await signed_in_ok(maria, phone_id)
+    assert await signed_in_ok(maria, james_id)  # other residents are not touched
+
+
+@pytest.mark.parametrize("path", ["/account", "/profile"])
+async def test_signed_in_page_without_session_goes_to_login_and_back(settings, maria, path):
+    response = await maria.get(path, follow_redirects=False)
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert urlparse(location).path == "/login"
+    assert parse_qs(urlparse(location).query) == {"notice": ["session-ended"], "next": [path]}
+    page = await maria.get(location)
+    assert "Login to continue" in page.text and f'name="next" value="{path}"' in page.text
+    signed = await sign_in(maria, next_=path)
+    assert signed.status_code == 303 and signed.headers["location"] == path
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.example", "https://evil.example", "/\\evil.example", "javascript:alert(1)", "evil"],
+)
+async def test_next_never_leaves_the_site(settings, maria, target):
+    response = await sign_in(maria, next_=target)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/account"
+
+
+@pytest.mark.parametrize("target", ["/\t/evil.example", "/\n/evil.example", "/\r/evil.example"])
+async def test_next_with_control_characters_stays_on_the_site(settings, maria, target):
+    # browsers drop raw tabs and line breaks from a URL, which would make //evil.example
+    location = (await sign_in(maria, next_=target)).headers["location"]
+    assert not re.search(r"[\x00-\x1f\x7f\\]", location), location
+    assert location.startswith("/") and not location.startswith("//")
+    assert urlparse(urljoin("http://portal.test/login", location)).netloc == "portal.test"
+
+
+async def test_next_inside_the_site_is_followed(settings, maria):
+    response = await sign_in(maria, next_="/profile")
+    assert response.headers["location"] == "/profile"
+    assert (await maria.get("/profile")).status_code == 200
+
+
+# --- brute force ------------------------------------------------------------------
+
+
+async def fail(client, times: int, username: str = "maria1") -> None:
+    for _ in range(times):
+        response = await sign_in(client, username=username, password=WRONG)
+        assert response.status_code == 422 and GENERIC in response.text
+
+
+async def test_ten_failures_make_the_account_wait(settings, maria):
+    await fail(maria, 10)
+    assert user_row(settings)["failed_logins"] == 10
+    refused = await sign_in(maria)  # the right password
+    assert refused.status_code == 422
+    assert re.search(r"Wait [1-5] minutes and try again", refused.text), refused.text
+    assert COOKIE not in maria.cookies and session_count(settings) == 0
+    [lockout] = audit_rows(settings, "lockout")
+    assert lockout["username"] == "maria1" and lockout["client"] == "testclient"
+    # once the wait is over, the right password works
+    execute(settings.database, "UPDATE users SET locked_until = ?", (ago(seconds=1),))
+    assert (await sign_in(maria)).status_code == 303
+    assert user_row(settings)["failed_logins"] == 0
+
+
+async def test_a_successful_sign_in_clears_the_count(settings, maria):
+    await fail(maria, 9)
+    assert (await sign_in(maria)).status_code == 303
+    assert user_row(settings)["failed_logins"] == 0
+    await fail(maria, 9)
+    assert (await sign_in(maria)).status_code == 303
+    assert audit_rows(settings, "lockout") == []
+
+
+async def test_a_password_reset_ends_the_wait(settings, maria):
+    await fail(maria, 10)
+    assert "Wait" in (await sign_in(maria)).text
+    link = await reset_link(settings, maria)
+    assert (await reset_password(maria, link, NEW_PASSWORD)).status_code == 303
+    row = user_row(settings)
+    assert row["failed_logins"] == 0 and row["locked_until"] is None
+    assert (await sign_in(maria, password=NEW_PASSWORD)).status_code == 303
+
+
+async def test_many_failures_from_one_address_are_throttled(settings, maria):
+    # failures from other addresses, or older than 15 minutes, do not count
+    conn = portal_db.connect_sync(settings.database)
+    conn.executemany(
+        "INSERT INTO login_failures (client, at) VALUES (?, ?)",
+        [("203.0.113.9", ago(seconds=5))] * 80 + [("testclient", ago(minutes=16))] * 80,
+    )
+    # 45 recent failures from this address (for speed), then 5 real ones, other usernames
+    conn.executemany(
+        "INSERT INTO login_failures (client, at) VALUES (?, ?)",
+        [("testclient", ago(minutes=1))] * 45,
+    )
+    conn.close()
+    for username in ["ghost1", "ghost2", "ghost3", "james9", "ghost5"]:
+        response = await sign_in(maria, username=username, password=WRONG)
+        assert response.status_code == 422 and GENERIC in response.text
+    # more than 50 failures in 15 minutes from this address: even the right password waits
+    throttled = await sign_in(maria)
+    assert throttled.status_code == 429
+    assert "too many failed logins from your device" in throttled.text
+    assert "Wait 15 minutes" in throttled.text
+    assert session_count(settings) == 0
+    assert audit_rows(settings, "sign_in_throttled")
+    assert user_row(settings)["failed_logins"] == 0  # the account itself is not blamed
+
+
+async def test_one_hundred_failures_lock_until_a_password_reset(settings, maria):
+    execute(settings.database, "UPDATE users SET failed_logins = 99")
+    await fail(maria, 1)
+    row = user_row(settings)
+    assert row["failed_logins"] == 100
+    assert row["locked_until"] > ago(days=-365 * 50)  # no end date
+    refused = await sign_in(maria)
+    assert refused.status_code == 422
+    assert "locked after too many failed logins" in refused.text
+    assert "Use Forgot Password to choose a new password" in refused.text
+    assert 'href="/forgot-password"' in refused.text and "Wait" not in refused.text
+    assert audit_rows(settings, "lockout")
+    link = await reset_link(settings, maria)
+    assert (await reset_password(maria, link, NEW_PASSWORD)).status_code == 303
+    assert (await sign_in(maria, password=NEW_PASSWORD)).status_code == 303
+
+
+# --- argon2id ---------------------------------------------------------------------
+
+
+def hash_parameters(stored: str) -> dict[str, int]:
+    assert stored.startswith("$argon2id$v=19$"), stored
+    params = stored.split("$")[3]
+    return {key: int(value) for key, value in (part.split("=") for part in params.split(","))}
+
+
+async def test_passwords_are_stored_as_argon2id_with_owasp_parameters(settings, maria):
+    stored = user_row(settings)["password_hash"]
+    params = hash_parameters(stored)
+    assert params["m"] >= 19456 and params["t"] >= 2 and params["p"] >= 1
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert GOOD_PASSWORD not in stored
+
+
+async def test_old_parameters_are_upgraded_at_sign_in(settings, maria):
+    weak = argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+    execute(settings.database, "UPDATE users SET password_hash = ?", (weak.hash(GOOD_PASSWORD),))
+    assert hash_parameters(user_row(settings)["password_hash"]) == {"m": 8192, "t": 1, "p": 1}
+    assert (await sign_in(maria)).status_code == 303
+    stored = user_row(settings)["password_hash"]
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert argon2.PasswordHasher().verify(stored, GOOD_PASSWORD)
+    maria.cookies.clear()
+    assert (await sign_in(maria)).status_code == 303
+
+
+# --- Forgot Username / Forgot Password ---------------------------------------------
+
+
+async def test_forgot_username_answers_the_same_and_emails_the_username(settings, maria):
+    found = await post_form(maria, "/forgot-username", {"email": "Maria@Example.com"})
+    missing = await post_form(maria, "/forgot-username", {"email": "nobody@example.com"})
+    assert found.status_code == missing.status_code == 200
+    assert "Check your email" in found.text
+    assert found.text.replace("Maria@Example.com", "X") == missing.text.replace(
+        "nobody@example.com", "X"
+    )
+    [mail] = [row for row in outbox(settings.database) if "/verify?" not in row["body_text"]]
+    assert mail["to_addr"] == "maria@example.com"
+    assert "maria1" in mail["body_text"] and "maria1" in mail["body_html"]
+    assert not [row for row in outbox(settings.database) if row["to_addr"] == "nobody@example.com"]
+    blank = await post_form(maria, "/forgot-username", {"email": ""})
+    assert blank.status_code == 422 and "Enter your email address" in blank.text
+
+
+@pytest.mark.parametrize(
+    ("known", "unknown"), [("maria1", "nobody7"), ("maria@example.com", "nobody@example.com")]
+)
+async def test_forgot_password_answers_the_same_whether_or_not_it_matched(
+    settings, maria, known, unknown
+):
+    mails = len(outbox(settings.database))
+    found = await post_form(maria, "/forgot-password", {"identifier": known})
+    missing = await post_form(maria, "/forgot-password", {"identifier": unknown})
+    assert found.status_code == missing.status_code == 200
+    assert "Check your email" in found.text
+    assert found.text.replace(known, "X") == missing.text.replace(unknown, "X")
+    assert len(outbox(settings.database)) == mails + 1
+    assert last_mail(settings)["to_addr"] == "maria@example.com"
+
+
+async def test_reset_link_is_random_and_stored_hashed(settings, maria):
+    link = await reset_link(settings, maria)
+    token = link_params(link)["token"]
+    assert len(base64.urlsafe_b64decode(token + "==")) >= 16  # >= 128 random bits
+    [row] = query(settings.database, "SELECT * FROM tokens WHERE purpose = 'reset'")
+    assert all(token not in str(value) for value in tuple(row))
+    assert row["token_hash"] == hashlib.sha256(token.encode()).hexdigest()
+
+
+async def test_reset_link_is_spent_by_the_post_not_by_opening_it(settings, maria):
+    other_device = second_device(maria)
+    other_id = cookie_value(await sign_in(other_device))
+    link = await reset_link(settings, maria)
+    for _ in range(2):  # a mail scanner, then the resident
+        page = await maria.get(link)
+        assert page.status_code == 200
+        assert "Choose a new password" in page.text and 'name="password"' in page.text
+    weak = await reset_password(maria, link, "short")
+    assert weak.status_code == 422 and "at least 15 characters" in weak.text
+    mismatch = await reset_password(maria, link, NEW_PASSWORD, "something different here")
+    assert mismatch.status_code == 422 and "do not match" in mismatch.text
+    assert (await maria.get(link)).status_code == 200  # still not spent
+    done = await reset_password(maria, link, NEW_PASSWORD)
+    assert done.status_code == 303 and done.headers["location"] == "/login?notice=password-reset"
+    again = await reset_password(maria, link, OTHER_PASSWORD)
+    assert again.status_code == 400 and "This link does not work any more" in again.text
+    assert "This link does not work any more" in (await maria.get(link)).text
+    # every session of the user ended; only the new password works
+    assert not await signed_in_ok(maria, other_id) and session_count(settings) == 0
+    assert GENERIC in (await sign_in(maria)).text
+    assert (await sign_in(maria, password=NEW_PASSWORD)).status_code == 303
+    assert audit_rows(settings, "password_reset")
+
+
+async def test_expired_reset_link_is_refused(settings, maria):
+    link = await reset_link(settings, maria)
+    execute(
+        settings.database,
+        "UPDATE tokens SET expires_at = ? WHERE purpose = 'reset'",
+        (ago(seconds=1),),
+    )
+    page = await maria.get(link)
+    assert page.status_code == 400 and "This link does not work any more" in page.text
+    assert 'name="password"' not in page.text
+    refused = await reset_password(maria, link, NEW_PASSWORD)
+    assert refused.status_code == 400
+    assert (await sign_in(maria)).status_code == 303  # the old password still works
+
+
+async def test_wrong_reset_token_is_refused(settings, maria):
+    link = await reset_link(settings, maria)
+    wrong = link[:-4] + ("AAAA" if not link.endswith("AAAA") else "BBBB")
+    assert (await maria.get(wrong)).status_code == 400
+    assert (await maria.get("/reset-password")).status_code == 400
+
+
+async def test_reset_emails_are_rate_limited(settings, maria):
+    def reset_mails() -> int:
+        return sum("/reset-password?" in row["body_text"] for row in outbox(settings.database))
+
+    await reset_link(settings, maria)
+    # a second request right away sends nothing, and says the same
+    again = await post_form(maria, "/forgot-password", {"identifier": "maria1"})
+    assert again.status_code == 200 and "Check your email" in again.text
+    assert reset_mails() == 1
+    # spaced out, at most 5 a day
+    for _ in range(6):
+        execute(
+            settings.database,
+            "UPDATE tokens SET created_at = ? WHERE purpose = 'reset'",
+            (ago(minutes=10),),
+        )
+        response = await post_form(maria, "/forgot-password", {"identifier": "maria@example.com"})
+        assert response.status_code == 200
+    assert reset_mails() == 5
+    assert audit_rows(settings, "reset_limited")
+
+
+# --- My Profile -------------------------------------------------------------------
+
+
+async def test_change_email_needs_the_password_and_a_link_to_the_new_address(settings, maria):
+    await sign_in(maria)
+    change = {"new_email": "maria.new@example.com", "confirm_new_email": "maria.new@example.com"}
+    mails = len(outbox(settings.database))
+    missing = await post_form(maria, "/profile/email", change, follow_redirects=False)
+    assert missing.status_code == 422 and "Enter your current password" in missing.text
+    wrong = await post_form(maria, "/profile/email", {**change, "email_password": WRONG})
+    assert wrong.status_code == 422 and "Your current password is not right" in wrong.text
+    assert 'value="maria.new@example.com"' in wrong.text and WRONG not in wrong.text
+    assert len(outbox(settings.database)) == mails
+    sent = await post_form(
+        maria, "/profile/email", {**change, "email_password": GOOD_PASSWORD}, follow_redirects=False
+    )
+    assert sent.status_code == 303 and sent.headers["location"] == "/profile?notice=email-sent"
+    mail = last_mail(settings)
+    assert mail["to_addr"] == "maria.new@example.com"
+    link = local(link_in(mail["body_text"], "/profile/email/confirm"))
+    assert user_row(settings)["email"] == "maria@example.com"  # not until the link is opened
+    token = link_params(link)["token"]
+    assert all(
+        token not in str(v)
+        for row in query(settings.database, "SELECT * FROM tokens")
+        for v in tuple(row)
+    )
+
+    opened = await second_device(maria).get(link)  # opened on the phone, signed in or not
+    assert opened.status_code == 200 and "Your email address is changed" in opened.text
+    assert user_row(settings)["email"] == "maria.new@example.com"
+    notice = last_mail(settings)
+    assert notice["to_addr"] == "maria@example.com"
+    assert "maria.new@example.com" in notice["body_text"]
+    mails = len(outbox(settings.database))
+    again = await maria.get(link)  # a mail scanner got there first
+    assert again.status_code == 200 and "Your email address is changed" in again.text
+    assert "does not work" not in again.text
+    assert len(outbox(settings.database)) == mails
+    bogus = await maria.get(link[:-4] + "AAAA")
+    assert bogus.status_code == 400 and "This link does not work" in bogus.text
+    assert [r["event"] for r in audit_rows(settings)][-1] == "email_changed"
+
+
+async def test_change_password_rules_sessions_and_notice(settings, maria):
+    other_id = cookie_value(await sign_in(second_device(maria)))
+    this_id = cookie_value(await sign_in(maria))
+    change = {"new_password": NEW_PASSWORD, "confirm_new_password": NEW_PASSWORD}
+    wrong = await post_form(maria, "/profile/password", {**change, "current_password": WRONG})
+    assert wrong.status_code == 422 and "Your current password is not right" in wrong.text
+    missing = await post_form(maria, "/profile/password", change)
+    assert missing.status_code == 422 and "Enter your current password" in missing.text
+    weak = await post_form(
+        maria,
+        "/profile/password",
+        {
+            "current_password": GOOD_PASSWORD,
+            "new_password": "maria1 maria1 maria1",
+            "confirm_new_password": "maria1 maria1 maria1",
+        },
+    )
+    assert weak.status_code == 422 and "must not contain your username" in weak.text
+    assert user_row(settings)["password_hash"] and session_count(settings) == 2
+    mails = len(outbox(settings.database))
+    done = await post_form(
+        maria,
+        "/profile/password",
+        {**change, "current_password": GOOD_PASSWORD},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/profile?notice=password"
+    assert await signed_in_ok(maria, this_id)  # this device stays signed in
+    assert not await signed_in_ok(maria, other_id)
+    assert session_count(settings) == 1
+    [notice] = outbox(settings.database)[mails:]
+    assert notice["to_addr"] == "maria@example.com" and "password" in notice["body_text"]
+    assert NEW_PASSWORD not in notice["body_text"]
+    maria.cookies.clear()
+    assert GENERIC in (await sign_in(maria)).text
+    assert (await sign_in(maria, password=NEW_PASSWORD)).status_code == 303
+
+
+async def test_delivery_preference(settings, maria):
+    await sign_in(maria)
+    none = await post_form(maria, "/profile/delivery", {})
+    assert none.status_code == 422
+    assert "Choose Receive Paperless Bills, Receive Printed Bills, or both" in none.text
+    saved = await post_form(maria, "/profile/delivery", {"printed": "on"}, follow_redirects=False)
+    assert saved.status_code == 303 and saved.headers["location"] == "/profile?notice=delivery"
+    row = user_row(settings)
+    assert (row["paperless"], row["printed"]) == (0, 1)
+    page = await maria.get(saved.headers["location"])
+    assert "Your bill delivery choice was saved." in page.text
+    assert re.search(r'name="printed"[^>]*checked', page.text)
+    assert not re.search(r'name="paperless"[^>]*checked', page.text)
+
+
+PROFILE_POSTS = [
+    "/profile/delivery",
+    "/profile/password",
+    "/profile/email",
+    "/profile/sign-out-everywhere",
+]
+
+
+@pytest.mark.parametrize("path", PROFILE_POSTS)
+async def test_profile_posts_without_a_session_go_to_login(settings, maria, path):
+    response = await post_form(maria, path, {"printed": "on"}, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?notice=session-ended&next=")
+    assert parse_qs(urlparse(response.headers["location"]).query)["next"] == [path]
+    assert user_row(settings)["printed"] == 0
+
+
+async def test_every_post_needs_the_csrf_token(settings, maria):
+    session_id = cookie_value(await sign_in(maria))
+    paths = [
+        "/register",
+        "/register/check/username",
+        "/verify/resend",
+        "/login",
+        "/logout",
+        "/forgot-username",
+        "/forgot-password",
+        "/reset-password",
+        *PROFILE_POSTS,
+    ]
+    mails = len(outbox(settings.database))
+    for path in paths:
+        data = {
+            "username": "maria1",
+            "password": GOOD_PASSWORD,
+            "printed": "on",
+            "identifier": "maria1",
+        }
+        response = await maria.post(path, data=data, follow_redirects=False)
+        assert response.status_code == 403, path
+        forged = await maria.post(
+            path, data={**data, "_csrf_token": "forged"}, follow_redirects=False
+        )
+        assert forged.status_code == 403, path
+    # nothing happened: still signed in, nothing changed, nothing sent
+    assert await signed_in_ok(maria, session_id)
+    assert user_row(settings)["printed"] == 0
+    assert len(outbox(settings.database)) == mails
+
+
+# --- audit ------------------------------------------------------------------------
+
+UTC_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+async def test_audit_log_records_events_without_secrets(settings, portal, caplog):
+    caplog.set_level(logging.INFO)
+    secrets = [GOOD_PASSWORD, WRONG, NEW_PASSWORD, OTHER_PASSWORD]
+    assert (await post_form(portal, "/register", registration())).status_code == 200
+    verify = local(link_in(last_mail(settings)["body_text"], "/verify"))
+    secrets.append(link_params(verify)["verificationcode"])
+    assert "Verification success" in (await portal.get(verify)).text
+
+    await sign_in(portal, password=WRONG)
+    secrets.append(cookie_value(await sign_in(portal)))
+    change = {"new_email": "m2@example.com", "confirm_new_email": "m2@example.com"}
+    await post_form(portal, "/profile/email", {**change, "email_password": GOOD_PASSWORD})
+    confirm = local(link_in(last_mail(settings)["body_text"], "/profile/email/confirm"))
+    secrets.append(link_params(confirm)["token"])
+    assert (await portal.get(confirm)).status_code == 200
+    change = {"new_password": NEW_PASSWORD, "confirm_new_password": NEW_PASSWORD}
+    done = await post_form(
+        portal, "/profile/password", {**change, "current_password": GOOD_PASSWORD}
+    )
+    assert done.status_code == 200 and "Your password has been changed" in done.text
+    link = await reset_link(settings, portal)
+    secrets.append(link_params(link)["token"])
+    assert (await reset_password(portal, link, OTHER_PASSWORD)).status_code == 303
+    execute(settings.database, "UPDATE users SET failed_logins = 9")
+    await sign_in(portal, password=WRONG)  # the tenth failure in a row
+
+    rows = audit_rows(settings)
+    events = {row["event"] for row in rows}
+    for event in [
+        "verified",
+        "sign_in",
+        "sign_in_failed",
+        "email_changed",
+        "password_changed",
+        "password_reset",
+        "lockout",
+    ]:
+        assert event in events, (event, events)
+    for row in rows:
+        assert UTC_TIME.match(row["at"]), row["at"]
+        assert row["client"] == "testclient" and row["username"] == "maria1", tuple(row)
+        for secret in secrets:
+            assert all(secret not in str(value) for value in tuple(row)), (secret, tuple(row))
+    # the same events went to the server's log, without the secrets either (the test
+    # client's own httpx log lines, which show the URLs it requested, are not the server's)
+    logged = "\n".join(
+        record.getMessage() for record in caplog.records if not record.name.startswith("httpx")
+    )
+    for row in rows:
+        assert f"audit event={row['event']} username=maria1 client=testclient" in logged
+    for secret in secrets:
+        assert secret not in logged, secret
+
+
+@pytest.mark.parametrize("breaker", ["\n", "\r", "\r\n"])
+async def test_line_breaks_in_a_username_are_escaped(settings, maria, caplog, breaker):
+    caplog.set_level(logging.INFO)
+    forged = f"nobody{breaker}2026-01-01T00:00:00Z sign_in maria1"
+    response = await sign_in(maria, username=forged, password=WRONG)
+    assert response.status_code == 422 and GENERIC in response.text
+    [row] = audit_rows(settings, "sign_in_failed")
+    for value in (row["username"], row["detail"] or ""):
+        assert "\n" not in value and "\r" not in value
+    assert row["username"].startswith("nobody\\x0")
+    lines = [r.getMessage() for r in caplog.records if r.name == "portal.audit"]
+    assert lines and all("\n" not in line and "\r" not in line for line in lines)
