@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import secrets
 import sqlite3
 import statistics
@@ -37,10 +38,16 @@ def month(start: date, offset: int) -> date:
 
 def accounts(count: int):
     for n in range(count):
-        yield n + 2, {
-            "customer_number": f"{1_000_000 + n}", "account_number": f"{5_000_000 + n}",
-            "name": f"Resident {n}", "service_address": f"{n % 9000 + 100} Euclid Ave", "status": "active",
-        }
+        yield (
+            n + 2,
+            {
+                "customer_number": f"{1_000_000 + n}",
+                "account_number": f"{5_000_000 + n}",
+                "name": f"Resident {n}",
+                "service_address": f"{n % 9000 + 100} Euclid Ave",
+                "status": "active",
+            },
+        )
 
 
 def bills(count: int, months: int, first: date):
@@ -48,14 +55,23 @@ def bills(count: int, months: int, first: date):
     for n in range(count):
         for m in range(months):
             end = month(first, m + 1)
-            yield line, {
-                "customer_number": f"{1_000_000 + n}", "account_number": f"{5_000_000 + n}",
-                "bill_number": f"B{n}-{m}", "bill_date": end.isoformat(),
-                "due_date": end.replace(day=21).isoformat(), "amount_due": f"{50 + (n + m) % 90}.25",
-                "period_start": month(first, m).isoformat(), "period_end": end.isoformat(),
-                "previous_balance": "60.00", "payments": "60.00", "current_charges": "70.25",
-                "consumption": f"{10 + (n * 7 + m) % 15}",
-            }
+            yield (
+                line,
+                {
+                    "customer_number": f"{1_000_000 + n}",
+                    "account_number": f"{5_000_000 + n}",
+                    "bill_number": f"B{n}-{m}",
+                    "bill_date": end.isoformat(),
+                    "due_date": end.replace(day=21).isoformat(),
+                    "amount_due": f"{50 + (n + m) % 90}.25",
+                    "period_start": month(first, m).isoformat(),
+                    "period_end": end.isoformat(),
+                    "previous_balance": "60.00",
+                    "payments": "60.00",
+                    "current_charges": "70.25",
+                    "consumption": f"{10 + (n * 7 + m) % 15}",
+                },
+            )
             line += 1
 
 
@@ -63,11 +79,16 @@ def usage(count: int, months: int, first: date):
     line = 2
     for n in range(count):
         for m in range(months):
-            yield line, {
-                "customer_number": f"{1_000_000 + n}", "account_number": f"{5_000_000 + n}",
-                "read_date": month(first, m + 1).isoformat(), "consumption": f"{10 + (n * 7 + m) % 15}",
-                "unit": "HCF",
-            }
+            yield (
+                line,
+                {
+                    "customer_number": f"{1_000_000 + n}",
+                    "account_number": f"{5_000_000 + n}",
+                    "read_date": month(first, m + 1).isoformat(),
+                    "consumption": f"{10 + (n * 7 + m) % 15}",
+                    "unit": "HCF",
+                },
+            )
             line += 1
 
 
@@ -76,7 +97,11 @@ def build(path: Path, count: int, months: int) -> dict[str, float]:
     conn = portal_db.connect_sync(path)
     first = month(date.today().replace(day=1), -months)
     timings = {}
-    for kind, rows in (("accounts", accounts(count)), ("bills", bills(count, months, first)), ("usage", usage(count, months, first))):
+    for kind, rows in (
+        ("accounts", accounts(count)),
+        ("bills", bills(count, months, first)),
+        ("usage", usage(count, months, first)),
+    ):
         started = time.perf_counter()
         result = import_rows(conn, kind, rows)
         timings[kind] = time.perf_counter() - started
@@ -97,7 +122,8 @@ def sign_in_resident(path: Path, account_number: str) -> str:
     for number in (account_number, str(int(account_number) + 1)):
         conn.execute(
             "INSERT INTO user_accounts (account_id, user_id, linked_at)"
-            " SELECT id, ?, ? FROM service_accounts WHERE account_number = ?", (user_id, now, number)
+            " SELECT id, ?, ? FROM service_accounts WHERE account_number = ?",
+            (user_id, now, number),
         )
     session_id = secrets.token_urlsafe(32)
     conn.execute(
@@ -137,12 +163,19 @@ async def measure(path: Path, session_id: str, requests: int) -> dict[str, dict[
                 times.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200, (url, response.status_code)
             times.sort()
-            results[name] = {"p50": statistics.median(times), "p99": times[int(len(times) * 0.99) - 1]}
-            print(f"{name:13s} p50 {results[name]['p50']:.2f} ms  p99 {results[name]['p99']:.2f} ms", flush=True)
+            results[name] = {
+                "p50": statistics.median(times),
+                "p99": times[int(len(times) * 0.99) - 1],
+            }
+            print(
+                f"{name:13s} p50 {results[name]['p50']:.2f} ms  p99 {results[name]['p99']:.2f} ms",
+                flush=True,
+            )
     return results
 
 
 def main() -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--months", type=int, default=24)

@@ -24,6 +24,9 @@ from portal.db import Database
 from portal.mail import Mailer, OutboxSender
 from portal.mail import routes as mail
 from portal.pages import routes as pages
+from portal.payments import routes as payments
+from portal.payments.sandbox import SandboxGateway
+from portal.payments.service import PaymentsService
 from portal.security.errors import http_error, server_error
 from portal.security.headers import security_headers_hook
 from portal.settings import Settings
@@ -59,6 +62,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     env = make_environment(settings)  # shared by pages and emails
     sender = OutboxSender(settings, db)
     mailer = Mailer(settings, env, on_enqueue=sender.wake)
+    gateway = SandboxGateway(db, settings)
+    payments_service = PaymentsService(db, settings, mailer, gateway)
+    gateway.notify = payments_service.handle_notification  # the sandbox "POSTs" its events here
 
     async def start_sender() -> None:
         if settings.smtp_host:  # without SMTP the outbox waits (dev: /dev/mailbox)
@@ -72,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *mail.handlers(settings),
         *accounts.handlers(settings),
         *billing.handlers(settings),
+        *payments.handlers(settings),
         create_static_files_router(
             path="/static",
             directories=[STATIC_DIR],
@@ -88,6 +95,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "sender": Provide(lambda: sender, sync_to_thread=False),
             "accounts": Provide(_accounts_service, sync_to_thread=False),
             "billing": Provide(lambda: BillingService(db, settings), sync_to_thread=False),
+            "payments": Provide(lambda: payments_service, sync_to_thread=False),
+            "sandbox": Provide(lambda: gateway, sync_to_thread=False),
         },
         on_startup=[open_db, start_sender],
         on_shutdown=[stop_sender, close_db],  # run in this order: sender first

@@ -28,6 +28,8 @@ def _settings() -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from portal.security.logs import uvicorn_log_config
+
     _settings()  # refuse unsafe settings before binding the port
     uvicorn.run(
         "portal.app:create_app",
@@ -37,6 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reload=args.reload,
         proxy_headers=False,
         server_header=False,
+        log_config=uvicorn_log_config(),
         log_level="info",
     )
     return 0
@@ -96,6 +99,33 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    from portal.payments.export import export_batch
+
+    settings = _settings()
+    zone = ZoneInfo(settings.timezone)
+    try:
+        batch = date.fromisoformat(args.date) if args.date else datetime.now(zone).date()
+    except ValueError:
+        print(f"portal: --date must be like 2026-11-26, not {args.date!r}", file=sys.stderr)
+        return 2
+    db.upgrade(settings.database)
+    conn = db.connect_sync(settings.database)
+    try:
+        text, count = export_batch(conn, batch, zone)
+    finally:
+        conn.close()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"batch {batch}: {count} payment(s) written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="portal", description="Water utility customer portal")
     sub = top.add_subparsers(dest="command", required=True)
@@ -116,6 +146,12 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("kind", choices=["accounts", "bills", "usage"])
     imp.add_argument("file")
     imp.set_defaults(func=cmd_import)
+
+    export = sub.add_parser("export", help="export data for the billing system")
+    export.add_argument("what", choices=["payments"])
+    export.add_argument("--date", help="the batch's day, YYYY-MM-DD (default: today)")
+    export.add_argument("--output", help="write to this file instead of standard output")
+    export.set_defaults(func=cmd_export)
     return top
 
 

@@ -49,6 +49,16 @@ def _timezone(value: str, name: str) -> str:
     return value
 
 
+GATEWAYS = ("sandbox",)
+
+
+def _gateway(value: str) -> str:
+    value = value.strip().lower()
+    if value not in GATEWAYS:
+        raise SettingsError(f"PORTAL_GATEWAY must be one of {', '.join(GATEWAYS)}, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -66,6 +76,18 @@ class Settings:
     timezone: str = "America/Los_Angeles"
     password_min_length: int = 15
     max_body_bytes: int = 1_000_000
+    gateway: str = "sandbox"
+    gateway_secret: str = field(default="", repr=False)
+    payment_max_dollars: int = 10_000
+
+    @property
+    def payment_max_cents(self) -> int:
+        return self.payment_max_dollars * 100
+
+    @property
+    def gateway_signing_secret(self) -> str:
+        """HMAC secret shared with the payment gateway; derived from the secret key if unset."""
+        return self.gateway_secret or f"gateway:{self.secret_key}"
 
     @property
     def production(self) -> bool:
@@ -113,4 +135,9 @@ class Settings:
                 get("PORTAL_PASSWORD_MIN_LENGTH", "15"), "PORTAL_PASSWORD_MIN_LENGTH"
             ),
             max_body_bytes=_int(get("PORTAL_MAX_BODY_BYTES", "1000000"), "PORTAL_MAX_BODY_BYTES"),
+            gateway=_gateway(get("PORTAL_GATEWAY", "sandbox")),
+            gateway_secret=get("PORTAL_GATEWAY_SECRET"),
+            payment_max_dollars=_int(
+                get("PORTAL_PAYMENT_MAX_DOLLARS", "10000"), "PORTAL_PAYMENT_MAX_DOLLARS"
+            ),
         )

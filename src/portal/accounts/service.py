@@ -532,6 +532,11 @@ class AccountsService:
             )
             if cursor.rowcount != 1:  # spent by a parallel request
                 return None
+            # Other reset links of this user die with this one.
+            await conn.execute(
+                "UPDATE tokens SET used_at = ? WHERE user_id = ? AND purpose = 'reset' AND used_at IS NULL",
+                (utcnow(), user["id"]),
+            )
             await conn.execute(
                 "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL,"
                 " verified_at = coalesce(verified_at, ?) WHERE id = ?",
@@ -684,7 +689,11 @@ class AccountsService:
                 return "already"
             if row["expires_at"] <= utcnow():
                 return "invalid"
-            await conn.execute("UPDATE tokens SET used_at = ? WHERE id = ?", (utcnow(), row["id"]))
+            # This link and any older pending email-change link of the user are spent.
+            await conn.execute(
+                "UPDATE tokens SET used_at = ? WHERE user_id = ? AND purpose = 'email' AND used_at IS NULL",
+                (utcnow(), row["user_id"]),
+            )
             await conn.execute(
                 "UPDATE users SET email = ?, email_key = ? WHERE id = ?",
                 (row["data"], row["data"].casefold(), row["user_id"]),

@@ -113,7 +113,11 @@ async def unlink(
 async def bills(request: Request, account_id: FromPath[int], billing: Billing) -> Template:
     account = await _own_account(request, billing, account_id)
     return render(
-        request, "pages/bills.html", account=account, bills=await billing.bills(account_id)
+        request,
+        "pages/bills.html",
+        account=account,
+        bills=await billing.bills(account_id),
+        payments=await billing.payments(account_id),
     )
 
 

@@ -123,6 +123,15 @@ class BillingService:
             (account_id,),
         )
 
+    async def payments(self, account_id: int) -> list[Any]:
+        """Payments made in the portal for this account, newest first (not pending ones)."""
+        return await self.db.fetchall(
+            "SELECT created_at, settled_at, amount_cents, status, confirmation_number, brand, last4"
+            " FROM payments WHERE account_id = ? AND status != 'pending'"
+            " ORDER BY created_at DESC LIMIT 50",
+            (account_id,),
+        )
+
     async def bill(self, account_id: int, bill_id: int) -> Any:
         return await self.db.fetchone(
             "SELECT * FROM bills WHERE account_id = ? AND id = ?", (account_id, bill_id)

@@ -14,6 +14,7 @@ CREATE TABLE payments (
     brand TEXT,
     last4 TEXT,
     confirmation_number TEXT UNIQUE,
+    receipt_token TEXT NOT NULL UNIQUE,         -- random; the confirmation page's address
     receipt_email TEXT,
     created_at TEXT NOT NULL,
     settled_at TEXT,
@@ -27,6 +28,28 @@ CREATE TABLE payment_events (
     status TEXT NOT NULL,
     at TEXT NOT NULL,
     detail TEXT
+);
+
+-- Export batches for the billing system: one per day, frozen once written.
+CREATE TABLE payment_batches (
+    batch_date TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+
+-- The embedded sandbox gateway's own tables (a real processor keeps these on its side).
+-- It keeps what a processor shows a merchant: brand and last four digits, never more.
+CREATE TABLE sandbox_sessions (
+    id TEXT PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    reference TEXT NOT NULL,
+    amount_cents INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    return_url TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'succeeded', 'failed', 'canceled')),
+    brand TEXT,
+    last4 TEXT,
+    created_at TEXT NOT NULL,
+    completed_at TEXT
 );
 
 -- Access to an account that is not the resident's is recorded here as well as in the

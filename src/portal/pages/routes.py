@@ -3,7 +3,7 @@
 URL map:  GET /            landing page (login, register, pay, quick links)
           GET /contact     Contact Us
           GET /dev/styleguide   every partial in every state (development only)
-          GET /pay, /accessibility, /privacy   plain "not available yet" pages
+          GET /accessibility, /privacy   plain "not available yet" pages
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ def _not_ready(path: str, heading: str):
 
 
 NOT_READY = {
-    "/pay": N_("Pay My Bill"),
     "/accessibility": N_("Accessibility"),
     "/privacy": N_("Privacy"),
 }

@@ -1,0 +1,77 @@
+"""The day's settled payments, as CSV, for posting to the billing system.
+
+A batch is named by its date (in the utility's time zone). The first export of a date
+takes every succeeded payment settled up to the end of that day that is in no batch
+yet, and freezes it: asking for the same date again gives the same file, and a payment
+that settles after its day's batch was cut goes into the next day's batch. So each
+payment is exported in exactly one batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from portal.db import utcnow
+
+COLUMNS = [
+    "batch_date",
+    "confirmation_number",
+    "customer_number",
+    "account_number",
+    "amount",
+    "settled_at",
+    "method",
+    "brand",
+    "last4",
+    "gateway",
+    "gateway_ref",
+]
+
+
+def _end_of_day_utc(batch: date, zone: ZoneInfo) -> str:
+    end = datetime.combine(batch + timedelta(days=1), time.min, tzinfo=zone)
+    return end.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def export_batch(conn: sqlite3.Connection, batch: date, zone: ZoneInfo) -> tuple[str, int]:
+    """The CSV text of the batch for `batch`, creating it on first request."""
+    name = batch.isoformat()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        exists = conn.execute(
+            "SELECT 1 FROM payment_batches WHERE batch_date = ?", (name,)
+        ).fetchone()
+        if not exists:
+            conn.execute(
+                "INSERT INTO payment_batches (batch_date, created_at) VALUES (?, ?)",
+                (name, utcnow()),
+            )
+            conn.execute(
+                "UPDATE payments SET export_batch = ? WHERE status = 'succeeded'"
+                " AND export_batch IS NULL AND settled_at < ?",
+                (name, _end_of_day_utc(batch, zone)),
+            )
+        rows = conn.execute(
+            "SELECT p.export_batch, p.confirmation_number, sa.customer_number, sa.account_number,"
+            " p.amount_cents, p.settled_at, p.method, p.brand, p.last4, p.gateway, p.gateway_ref"
+            " FROM payments p JOIN service_accounts sa ON sa.id = p.account_id"
+            " WHERE p.export_batch = ? ORDER BY p.settled_at, p.id",
+            (name,),
+        ).fetchall()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        values = list(row)
+        values[4] = f"{row[4] // 100}.{row[4] % 100:02d}"
+        writer.writerow(["" if v is None else v for v in values])
+    return out.getvalue(), len(rows)

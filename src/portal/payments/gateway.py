@@ -1,0 +1,82 @@
+"""The payment gateway interface, in the shape processors use for hosted payment pages.
+
+    create_checkout(...) -> Checkout      a session on the processor for an amount and a
+                                          reference; the resident is redirected to its URL
+    retrieve(ref) -> GatewayResult        ask the processor how a session ended
+    notifications                         the processor POSTs a signed event to
+                                          /payments/webhook; verify_signature() checks it
+
+The portal settles a payment only from a verified notification or from retrieve(), and
+settling is idempotent. A real processor adapter (Stripe Checkout is the likely first)
+implements the same three methods and is chosen by PORTAL_GATEWAY.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+SIGNATURE_HEADER = "x-gateway-signature"
+SIGNATURE_TOLERANCE = 300  # seconds; older notifications are refused (replay window)
+
+
+@dataclass(frozen=True)
+class Checkout:
+    ref: str
+    url: str
+
+
+@dataclass(frozen=True)
+class GatewayResult:
+    ref: str
+    status: str  # "open", "succeeded", "failed", "canceled"
+    amount_cents: int
+    method: str | None = None
+    brand: str | None = None
+    last4: str | None = None
+
+
+class Gateway(Protocol):
+    name: str
+
+    async def create_checkout(
+        self,
+        *,
+        idempotency_key: str,
+        amount_cents: int,
+        reference: str,
+        method: str,
+        return_url: str,
+    ) -> Checkout: ...
+
+    async def retrieve(self, ref: str) -> GatewayResult | None: ...
+
+    def checkout_url(self, ref: str) -> str: ...
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The signature header value for a notification body: t=<unix time>,v1=<hex HMAC>."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_signature(
+    secret: str, body: bytes, header: str | None, now: float | None = None
+) -> bool:
+    """True only for a correctly signed, recent notification (constant-time compare)."""
+    if not header:
+        return False
+    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    now = time.time() if now is None else now
+    if abs(now - timestamp) > SIGNATURE_TOLERANCE:
+        return False
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))

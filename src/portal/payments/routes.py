@@ -1,0 +1,245 @@
+"""Pay My Bill over HTTP, with or without an online account.
+
+URL map:
+  GET  /pay                        Pay My Bill: customer + account number (or ?account=ID
+                                   from My Account when signed in)
+  POST /pay                        look the account up, show the amount form
+  POST /pay/confirm                start the payment (idempotent) -> gateway's page
+  GET  /pay/return?ref=            back from the gateway: settle by asking it
+  GET  /pay/receipt/{token}        confirmation (or declined) page
+  GET  /pay/again/{token}          a fresh form (new key) after a decline
+  POST /payments/webhook           signed notification from the gateway (no CSRF: it is
+                                   server-to-server and verified by HMAC instead)
+  GET  /sandbox-gateway/checkout/{ref}, POST   the sandbox's hosted page (TEST MODE)
+"""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+
+from portal.accounts.validation import account_number_problem, customer_number_problem
+from portal.i18n import _
+from portal.payments.gateway import SIGNATURE_HEADER
+from portal.payments.sandbox import SandboxGateway
+from portal.payments.service import PaymentsService, initials, mask_address, new_key
+from portal.settings import Settings
+from portal.web import form_data, render
+
+Payments = NamedDependency[PaymentsService]
+Sandbox = NamedDependency[SandboxGateway]
+
+
+async def _own_linked_account(request: Request, payments: PaymentsService, account_id: int):
+    user = getattr(request.state, "user", None)
+    if user is None:
+        return None
+    return await payments.db.fetchone(
+        "SELECT sa.* FROM service_accounts sa JOIN user_accounts ua ON ua.account_id = sa.id"
+        " WHERE sa.id = ? AND ua.user_id = ? AND sa.status = 'active'",
+        (account_id, user.user_id),
+    )
+
+
+async def _amount_page(
+    request: Request,
+    payments: PaymentsService,
+    account,
+    *,
+    status_code: int = 200,
+    values: dict | None = None,
+    errors: dict | None = None,
+    key: str | None = None,
+) -> Template:
+    due = await payments.amount_due(account["id"])
+    signed_in = getattr(request.state, "user", None) is not None
+    values = dict(values or {})
+    if "amount" not in values:
+        values["amount"] = f"{due / 100:.2f}" if due and due >= 100 else ""
+    values.setdefault("method", "card")
+    return render(
+        request,
+        "pages/pay_amount.html",
+        status_code=status_code,
+        account_token=payments.account_token(account["id"]),
+        key=key or new_key(),
+        due=due,
+        values=values,
+        errors=errors or {},
+        address=account["service_address"]
+        if signed_in
+        else mask_address(account["service_address"]),
+        holder=account["name"] if signed_in else initials(account["name"]),
+        account_number=account["account_number"],
+        max_cents=payments.settings.payment_max_cents,
+    )
+
+
+@get("/pay")
+async def pay_start(request: Request, payments: Payments) -> Template:
+    account_id = request.query_params.get("account", "")
+    if account_id.isdigit():
+        account = await _own_linked_account(request, payments, int(account_id))
+        if account is not None:
+            return await _amount_page(request, payments, account)
+    return render(request, "pages/pay.html", values={}, errors={})
+
+
+@post("/pay")
+async def pay_lookup(request: Request, payments: Payments) -> Template:
+    data = await form_data(request)
+    customer, number = (
+        data.get("customer_number", "").strip(),
+        data.get("account_number", "").strip(),
+    )
+    errors = {}
+    problem = customer_number_problem(customer)
+    if problem:
+        errors["customer_number"] = problem
+    problem = account_number_problem(number)
+    if problem:
+        errors["account_number"] = problem
+    account = None
+    if not errors:
+        account = await payments.find_account(customer, number)
+        if account is None:
+            errors["account_number"] = _(
+                "We could not find an account with this customer number and account number. "
+                "Check both numbers on your bill"
+            )
+    if errors:
+        return render(
+            request,
+            "pages/pay.html",
+            status_code=422,
+            errors=errors,
+            values={"customer_number": customer, "account_number": number},
+        )
+    return await _amount_page(request, payments, account)
+
+
+@post("/pay/confirm")
+async def pay_confirm(request: Request, payments: Payments) -> Template | Redirect:
+    data = await form_data(request)
+    account_id = payments.account_from_token(data.get("account_token", ""))
+    account = await payments.account(account_id) if account_id else None
+    if account is None:
+        return render(
+            request,
+            "pages/pay.html",
+            status_code=422,
+            values={},
+            errors={
+                "customer_number": _("This payment form has expired. Enter your numbers again")
+            },
+        )
+    user = getattr(request.state, "user", None)
+    linked = await _own_linked_account(request, payments, account_id)
+    result = await payments.start(account_id, user.user_id if user and linked else None, data)
+    if result.kind == "invalid":
+        errors = result.errors or {}
+        values = {k: data.get(k, "") for k in ("amount", "method", "receipt_email")}
+        return await _amount_page(
+            request,
+            payments,
+            account,
+            status_code=422,
+            values=values,
+            errors=errors,
+            key=data.get("idempotency_key") if "form" not in errors else None,
+        )
+    return Redirect(result.url, status_code=303)
+
+
+@get("/pay/return")
+async def pay_return(request: Request, payments: Payments) -> Template | Redirect:
+    ref = request.query_params.get("ref", "")
+    payment = await payments.settle_from_gateway(ref)
+    if payment is None:
+        raise NotFoundException()
+    if payment["status"] == "pending":
+        return render(
+            request, "pages/pay_pending.html", checkout_url=payments.gateway.checkout_url(ref)
+        )
+    return Redirect(f"/pay/receipt/{payment['receipt_token']}", status_code=303)
+
+
+@get("/pay/receipt/{token:str}")
+async def pay_receipt(request: Request, token: FromPath[str], payments: Payments) -> Template:
+    payment = await payments.by_receipt_token(token)
+    if payment is None:
+        raise NotFoundException()
+    signed_in = getattr(request.state, "user", None) is not None
+    address = payment["service_address"] if signed_in else mask_address(payment["service_address"])
+    return render(
+        request, "pages/pay_receipt.html", payment=payment, address=address, status_code=200
+    )
+
+
+@get("/pay/again/{token:str}")
+async def pay_again(request: Request, token: FromPath[str], payments: Payments) -> Template:
+    payment = await payments.by_receipt_token(token)
+    account = await payments.account(payment["account_id"]) if payment else None
+    if account is None:
+        raise NotFoundException()
+    values = {
+        "amount": f"{payment['amount_cents'] / 100:.2f}",
+        "method": payment["method"] or "card",
+        "receipt_email": payment["receipt_email"] or "",
+    }
+    return await _amount_page(request, payments, account, values=values)
+
+
+@post("/payments/webhook", exclude_from_csrf=True)
+async def webhook(request: Request, payments: Payments) -> Response:
+    body = await request.body()
+    accepted = await payments.handle_notification(body, request.headers.get(SIGNATURE_HEADER))
+    return Response({"received": accepted}, status_code=200 if accepted else 400)
+
+
+# --- the sandbox gateway's hosted page ------------------------------------------------
+
+
+@get("/sandbox-gateway/checkout/{ref:str}")
+async def sandbox_page(
+    request: Request, ref: FromPath[str], sandbox: Sandbox
+) -> Template | Redirect:
+    session = await sandbox.session(ref)
+    if session is None:
+        raise NotFoundException()
+    if session["status"] != "open":
+        return Redirect(f"{session['return_url']}?ref={ref}", status_code=303)
+    return render(request, "pages/sandbox_checkout.html", session=session, errors={}, values={})
+
+
+@post("/sandbox-gateway/checkout/{ref:str}")
+async def sandbox_pay(
+    request: Request, ref: FromPath[str], sandbox: Sandbox
+) -> Template | Redirect:
+    data = await form_data(request)
+    outcome, errors = await sandbox.complete(ref, data)
+    if outcome == "missing":
+        raise NotFoundException()
+    session = await sandbox.session(ref)
+    if outcome == "invalid":
+        # Card number and security code are never sent back into the page.
+        values = {k: data.get(k, "") for k in ("expiry", "name_on_card")}
+        return render(
+            request,
+            "pages/sandbox_checkout.html",
+            status_code=422,
+            session=session,
+            errors=errors,
+            values=values,
+        )
+    return Redirect(f"{session['return_url']}?ref={ref}", status_code=303)
+
+
+def handlers(settings: Settings) -> list:
+    routes = [pay_start, pay_lookup, pay_confirm, pay_return, pay_receipt, pay_again, webhook]
+    if settings.gateway == "sandbox":
+        routes += [sandbox_page, sandbox_pay]
+    return routes

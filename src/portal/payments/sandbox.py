@@ -1,0 +1,211 @@
+"""The embedded sandbox gateway: a processor's hosted payment page, in TEST MODE.
+
+It lives under /sandbox-gateway/ in the same server, keeps its own table
+(sandbox_sessions) and, like a real processor, tells the portal how a payment ended with
+a notification signed by HMAC. Test numbers: card 4242 4242 4242 4242 approves,
+4000 0000 0000 0002 is declined; any bank account with a valid routing number approves.
+Card numbers and security codes are checked in memory and never stored or logged: the
+session keeps the brand and last four digits, as a processor shows a merchant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from portal.db import Database, utcnow
+from portal.i18n import _
+from portal.payments.gateway import Checkout, GatewayResult, sign
+from portal.settings import Settings
+
+log = logging.getLogger("portal.sandbox")
+DECLINED_CARD = "4000000000000002"
+Notify = Callable[[bytes, str], Awaitable[Any]]
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value *= 2
+            value -= 9 if value > 9 else 0
+        total += value
+    return total % 10 == 0
+
+
+def routing_ok(digits: str) -> bool:
+    """ABA routing number checksum: 3-7-1 weights over the nine digits."""
+    if not re.fullmatch(r"\d{9}", digits):
+        return False
+    d = [int(c) for c in digits]
+    return (3 * (d[0] + d[3] + d[6]) + 7 * (d[1] + d[4] + d[7]) + d[2] + d[5] + d[8]) % 10 == 0
+
+
+def card_brand(digits: str) -> str:
+    if digits.startswith("4"):
+        return "Visa"
+    if digits[:2] in {"51", "52", "53", "54", "55"} or 2221 <= int(digits[:4] or 0) <= 2720:
+        return "Mastercard"
+    if digits[:2] in {"34", "37"}:
+        return "American Express"
+    if digits.startswith("6011") or digits.startswith("65"):
+        return "Discover"
+    return "Card"
+
+
+def check_card(form: dict[str, str], today: datetime | None = None) -> tuple[dict[str, str], str]:
+    """Field errors for a card form, and the digits (kept in memory only)."""
+    errors: dict[str, str] = {}
+    digits = re.sub(r"[\s-]", "", form.get("card_number", ""))
+    if not digits:
+        errors["card_number"] = _("Enter the card number")
+    elif not re.fullmatch(r"\d{13,19}", digits) or not luhn_ok(digits):
+        errors["card_number"] = _("Enter the card number as it is on your card, 13 to 19 digits")
+    expiry = form.get("expiry", "").replace(" ", "")
+    match = re.fullmatch(r"(\d{1,2})/(\d{2}|\d{4})", expiry)
+    if not expiry:
+        errors["expiry"] = _("Enter the expiry date, like 04/29")
+    elif not match or not 1 <= int(match.group(1)) <= 12:
+        errors["expiry"] = _("Enter the expiry date as month and year, like 04/29")
+    else:
+        year = int(match.group(2))
+        year += 2000 if year < 100 else 0
+        now = today or datetime.now(UTC)
+        if (year, int(match.group(1))) < (now.year, now.month):
+            errors["expiry"] = _("This card has expired. Use another card")
+    code = form.get("security_code", "").strip()
+    if not re.fullmatch(r"\d{3,4}", code):
+        errors["security_code"] = _("Enter the 3 or 4 digit security code from your card")
+    if not form.get("name_on_card", "").strip():
+        errors["name_on_card"] = _("Enter the name as it is on the card")
+    return errors, digits
+
+
+def check_bank(form: dict[str, str]) -> tuple[dict[str, str], str]:
+    errors: dict[str, str] = {}
+    routing = re.sub(r"[\s-]", "", form.get("routing_number", ""))
+    if not routing:
+        errors["routing_number"] = _("Enter the routing number")
+    elif not routing_ok(routing):
+        errors["routing_number"] = _(
+            "Enter the 9 digit routing number from the bottom left of a check"
+        )
+    account = re.sub(r"[\s-]", "", form.get("bank_account_number", ""))
+    if not re.fullmatch(r"\d{4,17}", account):
+        errors["bank_account_number"] = _("Enter the account number, 4 to 17 digits")
+    return errors, account
+
+
+class SandboxGateway:
+    name = "sandbox"
+
+    def __init__(self, db: Database, settings: Settings, notify: Notify | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.notify = notify  # how notifications reach the portal (its webhook handler)
+
+    async def create_checkout(
+        self,
+        *,
+        idempotency_key: str,
+        amount_cents: int,
+        reference: str,
+        method: str,
+        return_url: str,
+    ) -> Checkout:
+        """One session per idempotency key, however often it is asked for."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                "INSERT INTO sandbox_sessions (id, idempotency_key, reference, amount_cents, method,"
+                " return_url, status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?)"
+                " ON CONFLICT (idempotency_key) DO NOTHING",
+                (
+                    "cs_test_" + secrets.token_urlsafe(18),
+                    idempotency_key,
+                    reference,
+                    amount_cents,
+                    method,
+                    return_url,
+                    utcnow(),
+                ),
+            )
+            cursor = await conn.execute(
+                "SELECT id FROM sandbox_sessions WHERE idempotency_key = ?", (idempotency_key,)
+            )
+            ref = (await cursor.fetchone())[0]
+        return Checkout(ref=ref, url=self.checkout_url(ref))
+
+    def checkout_url(self, ref: str) -> str:
+        return f"/sandbox-gateway/checkout/{ref}"
+
+    async def retrieve(self, ref: str) -> GatewayResult | None:
+        row = await self.session(ref)
+        if row is None:
+            return None
+        return GatewayResult(
+            row["id"], row["status"], row["amount_cents"], row["method"], row["brand"], row["last4"]
+        )
+
+    async def session(self, ref: str) -> Any:
+        if not ref or len(ref) > 100:
+            return None
+        return await self.db.fetchone("SELECT * FROM sandbox_sessions WHERE id = ?", (ref,))
+
+    async def complete(self, ref: str, form: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """Process the hosted page's form: ('succeeded'|'failed'|'canceled'|'done', errors)."""
+        session = await self.session(ref)
+        if session is None:
+            return "missing", {}
+        if session["status"] != "open":
+            return "done", {}
+        if form.get("action") == "cancel":
+            status, brand, last4 = "canceled", None, None
+        elif session["method"] == "bank":
+            errors, account = check_bank(form)
+            if errors:
+                return "invalid", errors
+            status, brand, last4 = "succeeded", "Bank account", account[-4:]
+        else:
+            errors, digits = check_card(form)
+            if errors:
+                return "invalid", errors
+            status = "failed" if digits == DECLINED_CARD else "succeeded"
+            brand, last4 = card_brand(digits), digits[-4:]
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "UPDATE sandbox_sessions SET status = ?, brand = ?, last4 = ?, completed_at = ?"
+                " WHERE id = ? AND status = 'open'",
+                (status, brand, last4, utcnow(), ref),
+            )
+            if cursor.rowcount != 1:
+                return "done", {}
+        log.info("sandbox session=%s status=%s", ref, status)
+        await self._send_notification(ref)
+        return status, {}
+
+    async def _send_notification(self, ref: str) -> None:
+        result = await self.retrieve(ref)
+        if self.notify is None or result is None:
+            return
+        body = json.dumps(
+            {
+                "type": "checkout.completed",
+                "ref": result.ref,
+                "status": result.status,
+                "amount_cents": result.amount_cents,
+                "method": result.method,
+                "brand": result.brand,
+                "last4": result.last4,
+            },
+            separators=(",", ":"),
+        ).encode()
+        try:
+            await self.notify(body, sign(self.settings.gateway_signing_secret, body))
+        except Exception:  # the return page settles by asking the gateway anyway
+            log.exception("sandbox notification for %s failed", ref)

@@ -1,0 +1,290 @@
+"""Payments: start one (idempotently), settle it from the gateway, show the result.
+
+Never twice: every payment form carries an idempotency key made when the form was
+shown, and payments.idempotency_key is UNIQUE. However often a form is sent (double
+clicks, reloads, back button, concurrent posts) there is one payment row and one
+gateway session; later sends land on the same checkout or confirmation. Settling only
+moves a payment out of 'pending' once, so a replayed notification changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from portal.billing.money import parse_cents
+from portal.billing.numbers import number_key
+from portal.db import Database, utcnow
+from portal.i18n import _, current_locale
+from portal.payments.gateway import Gateway, GatewayResult, verify_signature
+from portal.settings import Settings
+from portal.templating import money
+
+log = logging.getLogger("portal.payments")
+ACCOUNT_TOKEN_SECONDS = 3600
+CONFIRMATION_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+METHODS = ("card", "bank")
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def confirmation_number() -> str:
+    chars = "".join(secrets.choice(CONFIRMATION_ALPHABET) for _ in range(8))
+    return f"PAY-{chars[:4]}-{chars[4:]}"
+
+
+def mask_address(address: str) -> str:
+    """'1234 Euclid Ave, Ontario' -> '1*** E***** Ave, Ontario': enough to recognise."""
+    first, _, rest = address.partition(",")
+    words = first.split()
+    masked = [w[0] + "*" * (len(w) - 1) if i < len(words) - 1 else w for i, w in enumerate(words)]
+    return " ".join(masked) + ("," + rest if rest else "")
+
+
+def initials(name: str) -> str:
+    return " ".join(f"{part[0].upper()}." for part in name.split() if part[:1].isalpha())
+
+
+@dataclass
+class StartResult:
+    kind: str  # "checkout", "receipt", "declined", "invalid"
+    url: str = ""
+    errors: dict[str, str] | None = None
+
+
+class PaymentsService:
+    def __init__(self, db: Database, settings: Settings, mailer: Any, gateway: Gateway) -> None:
+        self.db = db
+        self.settings = settings
+        self.mailer = mailer
+        self.gateway = gateway
+
+    # --- which account -------------------------------------------------------------
+
+    def account_token(self, account_id: int, now: float | None = None) -> str:
+        """A signed, expiring reference to an account for the guest's payment form."""
+        issued = int(now if now is not None else time.time())
+        message = f"{account_id}.{issued}"
+        mac = hmac.new(
+            self.settings.secret_key.encode(), f"pay-account:{message}".encode(), hashlib.sha256
+        ).hexdigest()[:32]
+        return f"{message}.{mac}"
+
+    def account_from_token(self, token: str) -> int | None:
+        match = re.fullmatch(r"(\d{1,12})\.(\d{1,12})\.([0-9a-f]{32})", token or "")
+        if not match:
+            return None
+        account_id, issued = int(match.group(1)), int(match.group(2))
+        if not hmac.compare_digest(self.account_token(account_id, issued), token):
+            return None
+        if time.time() - issued > ACCOUNT_TOKEN_SECONDS:
+            return None
+        return account_id
+
+    async def find_account(self, customer_number: str, account_number: str) -> Any:
+        return await self.db.fetchone(
+            "SELECT * FROM service_accounts WHERE customer_key = ? AND account_key = ? AND status = 'active'",
+            (number_key(customer_number), number_key(account_number)),
+        )
+
+    async def account(self, account_id: int) -> Any:
+        return await self.db.fetchone(
+            "SELECT * FROM service_accounts WHERE id = ? AND status = 'active'", (account_id,)
+        )
+
+    async def amount_due(self, account_id: int) -> int | None:
+        row = await self.db.fetchone(
+            "SELECT b.amount_due_cents - (SELECT coalesce(sum(p.amount_cents), 0) FROM payments p"
+            "  WHERE p.account_id = b.account_id AND p.status = 'succeeded'"
+            "  AND p.created_at > b.imported_at) AS due"
+            " FROM bills b WHERE b.account_id = ? ORDER BY b.bill_date DESC, b.id DESC LIMIT 1",
+            (account_id,),
+        )
+        return None if row is None else row["due"]
+
+    # --- the payment form ------------------------------------------------------------
+
+    def check_form(self, form: dict[str, str]) -> tuple[dict[str, str], int | None]:
+        errors: dict[str, str] = {}
+        raw = form.get("amount", "").strip().replace("$", "").replace(",", "")
+        cents = parse_cents(raw) if raw else None
+        if not raw:
+            errors["amount"] = _("Enter the amount you want to pay")
+        elif cents is None:
+            errors["amount"] = _("Enter the amount in dollars and cents, like 84.10")
+        elif cents < 100:
+            errors["amount"] = _("Enter an amount of at least $1.00")
+        elif cents > self.settings.payment_max_cents:
+            errors["amount"] = _(
+                "Enter an amount of %(max)s or less. For a larger payment, call %(phone)s",
+                max=money(self.settings.payment_max_cents),
+                phone=self.settings.support_phone,
+            )
+        if form.get("method") not in METHODS:
+            errors["method"] = _("Choose how you want to pay: card or bank account")
+        email = form.get("receipt_email", "").strip()
+        if email:
+            from portal.accounts.validation import normalize_email
+
+            if normalize_email(email) is None:
+                errors["receipt_email"] = _(
+                    "Enter an email address in the correct format, like name@example.com, or leave it empty"
+                )
+        if not re.fullmatch(r"[A-Za-z0-9_-]{20,64}", form.get("idempotency_key", "")):
+            errors["form"] = _("This payment form has expired. Start again")
+        return errors, cents
+
+    async def start(
+        self, account_id: int, user_id: int | None, form: dict[str, str]
+    ) -> StartResult:
+        errors, cents = self.check_form(form)
+        if errors:
+            return StartResult("invalid", errors=errors)
+        key = form["idempotency_key"]
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO payments (idempotency_key, account_id, user_id, amount_cents, status,"
+                " gateway, method, receipt_email, receipt_token, created_at)"
+                " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+                (
+                    key,
+                    account_id,
+                    user_id,
+                    cents,
+                    self.gateway.name,
+                    form["method"],
+                    form.get("receipt_email", "").strip() or None,
+                    secrets.token_urlsafe(24),
+                    utcnow(),
+                ),
+            )
+            created = cursor.rowcount == 1
+            cursor = await conn.execute("SELECT * FROM payments WHERE idempotency_key = ?", (key,))
+            payment = await cursor.fetchone()
+            if created:
+                await self._event(conn, payment["id"], "pending", "form sent")
+        if payment["status"] == "succeeded":
+            return StartResult("receipt", url=f"/pay/receipt/{payment['receipt_token']}")
+        if payment["status"] in ("failed", "canceled"):
+            return StartResult("declined", url=f"/pay/receipt/{payment['receipt_token']}")
+        checkout = await self.gateway.create_checkout(
+            idempotency_key=key,
+            amount_cents=payment["amount_cents"],
+            reference=f"payment-{payment['id']}",
+            method=payment["method"],
+            return_url=f"{self.settings.base_url}/pay/return",
+        )
+        if payment["gateway_ref"] is None:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    "UPDATE payments SET gateway_ref = ? WHERE id = ? AND gateway_ref IS NULL",
+                    (checkout.ref, payment["id"]),
+                )
+        return StartResult("checkout", url=checkout.url)
+
+    async def _event(self, conn, payment_id: int, status: str, detail: str) -> None:
+        await conn.execute(
+            "INSERT INTO payment_events (payment_id, status, at, detail) VALUES (?, ?, ?, ?)",
+            (payment_id, status, utcnow(), detail),
+        )
+
+    # --- settling ----------------------------------------------------------------------
+
+    async def settle(self, result: GatewayResult, source: str) -> Any:
+        """Record how the gateway says a payment ended. Idempotent."""
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "SELECT * FROM payments WHERE gateway_ref = ?", (result.ref,)
+            )
+            payment = await cursor.fetchone()
+            if payment is None or payment["status"] != "pending" or result.status == "open":
+                return payment
+            if result.amount_cents != payment["amount_cents"]:
+                await self._event(conn, payment["id"], "pending", f"amount mismatch from {source}")
+                log.error("payment %s: gateway amount differs; not settled", payment["id"])
+                return payment
+            number = confirmation_number() if result.status == "succeeded" else None
+            await conn.execute(
+                "UPDATE payments SET status = ?, method = coalesce(?, method), brand = ?, last4 = ?,"
+                " settled_at = ?, confirmation_number = ? WHERE id = ? AND status = 'pending'",
+                (
+                    result.status,
+                    result.method,
+                    result.brand,
+                    result.last4,
+                    utcnow(),
+                    number,
+                    payment["id"],
+                ),
+            )
+            await self._event(conn, payment["id"], result.status, f"from {source}")
+            cursor = await conn.execute("SELECT * FROM payments WHERE id = ?", (payment["id"],))
+            payment = await cursor.fetchone()
+            if payment["status"] == "succeeded" and payment["receipt_email"]:
+                account = await (
+                    await conn.execute(
+                        "SELECT * FROM service_accounts WHERE id = ?", (payment["account_id"],)
+                    )
+                ).fetchone()
+                await self.mailer.enqueue(
+                    conn,
+                    to=payment["receipt_email"],
+                    template="payment_receipt",
+                    context={
+                        "payment": dict(payment),
+                        "address": mask_address(account["service_address"]),
+                        "account_number": account["account_number"],
+                        "link": f"{self.settings.base_url}/pay/receipt/{payment['receipt_token']}",
+                    },
+                    locale=current_locale.get(),
+                )
+        log.info("payment %s settled as %s from %s", payment["id"], payment["status"], source)
+        return payment
+
+    async def handle_notification(self, body: bytes, signature: str | None) -> bool:
+        """A gateway notification: verified, then settled. False if it is not genuine."""
+        if not verify_signature(self.settings.gateway_signing_secret, body, signature):
+            log.warning("gateway notification with a bad signature refused")
+            return False
+        try:
+            event = json.loads(body)
+            result = GatewayResult(
+                ref=str(event["ref"]),
+                status=str(event["status"]),
+                amount_cents=int(event["amount_cents"]),
+                method=event.get("method"),
+                brand=event.get("brand"),
+                last4=event.get("last4"),
+            )
+        except (ValueError, KeyError, TypeError):
+            return False
+        if result.status not in ("open", "succeeded", "failed", "canceled"):
+            return False
+        await self.settle(result, "notification")
+        return True
+
+    async def settle_from_gateway(self, ref: str) -> Any:
+        """The resident is back from the gateway: ask it how the payment ended."""
+        result = await self.gateway.retrieve(ref)
+        if result is None:
+            return None
+        payment = await self.settle(result, "return")
+        return payment
+
+    async def by_receipt_token(self, token: str) -> Any:
+        if not token or len(token) > 64:
+            return None
+        return await self.db.fetchone(
+            "SELECT p.*, sa.service_address, sa.account_number, sa.customer_number"
+            " FROM payments p JOIN service_accounts sa ON sa.id = p.account_id WHERE p.receipt_token = ?",
+            (token,),
+        )
