@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install browser demo clean
+.PHONY: run test install browser demo clean messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,9 @@ test: $(STAMP) browser
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# After changing text in templates or Python: refresh the catalog template and merge it
+# into the Spanish catalog (then translate the new entries in messages.po).
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _ -k N_ --no-location --sort-output --project=portal -o src/portal/i18n/messages.pot .
+	$(BIN)/pybabel update -i src/portal/i18n/messages.pot -d src/portal/i18n/locale --no-fuzzy-matching --ignore-obsolete

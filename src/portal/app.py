@@ -32,12 +32,11 @@ from portal.security.headers import security_headers_hook
 from portal.settings import Settings
 from portal.templating import STATIC_DIR, make_environment
 
-LOCALE_COOKIE = "portal_lang"
 
 
 async def _before_request(request: Request) -> None:
     """Choose the resident's language and load who is signed in, for every request."""
-    wanted = request.cookies.get(LOCALE_COOKIE, i18n.DEFAULT_LOCALE)
+    wanted = request.cookies.get(i18n.LOCALE_COOKIE, i18n.DEFAULT_LOCALE)
     i18n.current_locale.set(wanted if wanted in i18n.LOCALES else i18n.DEFAULT_LOCALE)
     request.state.user = None
     if not request.url.path.startswith("/static/"):

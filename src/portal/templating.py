@@ -15,27 +15,27 @@ from babel.numbers import format_currency, format_decimal
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from portal import i18n
-from portal.i18n import current_locale
+from portal.i18n import format_locale
 from portal.settings import PROJECT_ROOT, Settings
 
 
 def money(cents: int | None) -> str:
     if cents is None:
         return ""
-    return format_currency(Decimal(cents) / 100, "USD", locale=current_locale.get())
+    return format_currency(Decimal(cents) / 100, "USD", locale=format_locale())
 
 
 def number(value: float | None) -> str:
     if value is None:
         return ""
-    return format_decimal(value, locale=current_locale.get())
+    return format_decimal(value, locale=format_locale())
 
 
 def long_date(value: str | date | None) -> str:
     if not value:
         return ""
     day = date.fromisoformat(value) if isinstance(value, str) else value
-    return format_date(day, format="long", locale=current_locale.get())
+    return format_date(day, format="long", locale=format_locale())
 
 
 def install_filters(env: Environment, settings: Settings) -> None:
@@ -46,7 +46,7 @@ def install_filters(env: Environment, settings: Settings) -> None:
         if not value:
             return ""
         moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(zone)
-        return format_datetime(moment, format="medium", tzinfo=zone, locale=current_locale.get())
+        return format_datetime(moment, format="medium", tzinfo=zone, locale=format_locale())
 
     env.filters.update(money=money, number=number, long_date=long_date, local_time=local_time)
 

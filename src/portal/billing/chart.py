@@ -19,7 +19,7 @@ from decimal import Decimal
 from babel.numbers import format_compact_decimal, format_decimal, format_scientific
 from markupsafe import escape
 
-from portal.i18n import _, current_locale
+from portal.i18n import _, format_locale
 
 WIDTH = 320
 HEIGHT = 210
@@ -215,7 +215,7 @@ def _ticks(highest: float) -> tuple[Decimal, int]:
 def _tick_labels(step: Decimal, count: int) -> list[str]:
     """Plain numbers ("12,500"); compact ones ("12.5K") when plain ones get wide;
     scientific ones beyond trillions (no meter reads that much, but never crash)."""
-    locale = current_locale.get()
+    locale = format_locale()
     values = [step * index for index in range(count + 1)]
     if values[-1] < 10**15:
         labels = [format_decimal(value, locale=locale) for value in values]

@@ -29,7 +29,7 @@ from portal.accounts.routes import Accounts, client_of, signed_in
 from portal.billing.chart import usage_chart_svg
 from portal.billing.pdf import bill_pdf
 from portal.billing.service import BillingService
-from portal.i18n import _, current_locale
+from portal.i18n import _, format_locale
 from portal.settings import Settings
 from portal.web import form_data, render
 
@@ -172,7 +172,7 @@ def _month_label(read_date: str) -> str:
     from datetime import date
 
     return format_date(
-        date.fromisoformat(read_date), format="MMM yyyy", locale=current_locale.get()
+        date.fromisoformat(read_date), format="MMM yyyy", locale=format_locale()
     )
 
 

@@ -7,23 +7,45 @@ validator always speaks the resident's language.
 
 from __future__ import annotations
 
+import io
 from contextvars import ContextVar
 from functools import cache
 from gettext import NullTranslations
 from pathlib import Path
 
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
 from babel.support import Translations
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 LOCALES = ("en", "es")
 DEFAULT_LOCALE = "en"
+LOCALE_COOKIE = "portal_lang"
+
+# Residents of Southern California: US formats in both languages ($84.10, not 84,10 US$).
+FORMAT_LOCALES = {"en": "en_US", "es": "es_US"}
 
 current_locale: ContextVar[str] = ContextVar("current_locale", default=DEFAULT_LOCALE)
 
 
+def format_locale() -> str:
+    """The Babel locale for numbers, money and dates in the current language."""
+    return FORMAT_LOCALES.get(current_locale.get(), "en_US")
+
+
 @cache
 def translations(locale: str) -> NullTranslations:
-    return Translations.load(str(LOCALE_DIR), [locale], domain="messages")
+    """The catalog for a language, compiled in memory from its .po file (the .po is the
+    only source of truth; no compiled .mo files to keep in step)."""
+    po_file = LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
+    if not po_file.exists():
+        return NullTranslations()
+    with po_file.open("rb") as stream:
+        catalog = read_po(stream, locale=locale)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return Translations(fp=compiled, domain="messages")
 
 
 def gettext(message: str, **variables: object) -> str:

@@ -1,6 +1,7 @@
 """Site pages that belong to no feature: the front door, Contact Us, the style guide.
 
 URL map:  GET /            landing page (login, register, pay, quick links)
+          GET /language?lang=es&next=/path   switch English / Español
           GET /contact     Contact Us
           GET /dev/styleguide   every partial in every state (development only)
           GET /accessibility, /privacy   plain "not available yet" pages
@@ -9,9 +10,12 @@ URL map:  GET /            landing page (login, register, pay, quick links)
 from __future__ import annotations
 
 from litestar import Request, get
-from litestar.response import Template
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.response import Redirect, Template
 
-from portal.i18n import N_, _
+from portal.db import Database
+from portal.i18n import LOCALE_COOKIE, LOCALES, N_, _
 from portal.pages.styleguide import styleguide_context
 from portal.settings import Settings
 from portal.web import render
@@ -25,6 +29,27 @@ async def home(request: Request) -> Template:
 @get("/contact")
 async def contact(request: Request) -> Template:
     return render(request, "pages/contact.html")
+
+
+@get("/language")
+async def language(request: Request, db: NamedDependency[Database], settings: NamedDependency[Settings]) -> Redirect:
+    """Switch between English and Español; the choice is kept in a cookie (and, when
+    signed in, on the resident's account so emails follow it). Never guessed from location."""
+    wanted = request.query_params.get("lang", "")
+    target = request.query_params.get("next", "/")
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        target = "/"
+    response = Redirect(target, status_code=303)
+    if wanted in LOCALES:
+        response.set_cookie(
+            Cookie(key=LOCALE_COOKIE, value=wanted, max_age=365 * 24 * 3600, path="/",
+                   httponly=True, samesite="lax", secure=settings.production)
+        )
+        user = getattr(request.state, "user", None)
+        if user is not None:
+            async with db.write() as conn:
+                await conn.execute("UPDATE users SET locale = ? WHERE id = ?", (wanted, user.user_id))
+    return response
 
 
 @get("/dev/styleguide")
@@ -47,7 +72,7 @@ NOT_READY = {
 
 
 def handlers(settings: Settings) -> list:
-    found = [home, contact]
+    found = [home, contact, language]
     found += [_not_ready(path, heading) for path, heading in NOT_READY.items()]
     if not settings.production:
         found.append(styleguide)
