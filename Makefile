@@ -39,5 +39,5 @@ clean:
 # After changing text in templates or Python: refresh the catalog template and merge it
 # into the Spanish catalog (then translate the new entries in messages.po).
 messages: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k _ -k N_ --no-location --sort-output --project=portal -o src/portal/i18n/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _ --no-location --sort-output --project=portal -o src/portal/i18n/messages.pot .
 	$(BIN)/pybabel update -i src/portal/i18n/messages.pot -d src/portal/i18n/locale --no-fuzzy-matching --ignore-obsolete

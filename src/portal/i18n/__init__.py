@@ -60,7 +60,3 @@ def ngettext(singular: str, plural: str, n: int, **variables: object) -> str:
 
 _ = gettext
 
-
-def N_(message: str) -> str:
-    """Marks a message for extraction where it is translated later, at use."""
-    return message

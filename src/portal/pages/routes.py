@@ -4,7 +4,8 @@ URL map:  GET /            landing page (login, register, pay, quick links)
           GET /language?lang=es&next=/path   switch English / Español
           GET /contact     Contact Us
           GET /dev/styleguide   every partial in every state (development only)
-          GET /accessibility, /privacy   plain "not available yet" pages
+          GET /accessibility   accessibility statement
+          GET /privacy         what the portal keeps
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
 from portal.db import Database
-from portal.i18n import LOCALE_COOKIE, LOCALES, N_, _
+from portal.i18n import LOCALE_COOKIE, LOCALES
 from portal.pages.styleguide import styleguide_context
 from portal.settings import Settings
 from portal.web import render
@@ -57,23 +58,18 @@ async def styleguide(request: Request) -> Template:
     return render(request, "pages/styleguide.html", **styleguide_context())
 
 
-def _not_ready(path: str, heading: str):
-    @get(path, name=f"not-ready{path.replace('/', '-')}")
-    async def handler(request: Request) -> Template:
-        return render(request, "pages/not_ready.html", heading=_(heading))
-
-    return handler
+@get("/accessibility")
+async def accessibility(request: Request) -> Template:
+    return render(request, "pages/accessibility.html")
 
 
-NOT_READY = {
-    "/accessibility": N_("Accessibility"),
-    "/privacy": N_("Privacy"),
-}
+@get("/privacy")
+async def privacy(request: Request) -> Template:
+    return render(request, "pages/privacy.html")
 
 
 def handlers(settings: Settings) -> list:
-    found = [home, contact, language]
-    found += [_not_ready(path, heading) for path, heading in NOT_READY.items()]
+    found = [home, contact, language, accessibility, privacy]
     if not settings.production:
         found.append(styleguide)
     return found
