@@ -352,7 +352,7 @@ async def test_signed_in_page_without_session_goes_to_login_and_back(settings, m
     assert urlparse(location).path == "/login"
     assert parse_qs(urlparse(location).query) == {"notice": ["session-ended"], "next": [path]}
     page = await maria.get(location)
-    assert "Login to continue" in page.text and f'name="next" value="{path}"' in page.text
+    assert "Log in to continue" in page.text and f'name="next" value="{path}"' in page.text
     signed = await sign_in(maria, next_=path)
     assert signed.status_code == 303 and signed.headers["location"] == path
 
@@ -681,7 +681,11 @@ async def test_change_password_rules_sessions_and_notice(settings, maria):
         follow_redirects=False,
     )
     assert done.status_code == 303 and done.headers["location"] == "/profile?notice=password"
-    assert await signed_in_ok(maria, this_id)  # this device stays signed in
+    # this device stays signed in with a new session id (rotation at a privilege change)
+    new_id = done.cookies.get(COOKIE) or maria.cookies.get(COOKIE)
+    assert new_id and new_id != this_id
+    assert await signed_in_ok(maria, new_id)
+    assert not await signed_in_ok(maria, this_id)
     assert not await signed_in_ok(maria, other_id)
     assert session_count(settings) == 1
     [notice] = outbox(settings.database)[mails:]

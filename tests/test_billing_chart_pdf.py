@@ -144,7 +144,8 @@ def test_y_axis_has_three_to_five_numbered_gridlines_and_the_unit() -> None:
 def test_y_axis_numbers_follow_the_locale(spanish: None) -> None:
     root = parse(usage_chart_svg(months(6, value=lambda i: 1500.0 * i), "galones", "t", "d"))
     numbers = [el.text for el in texts(root, "y-labels")]
-    assert numbers == ["0", "2.000", "4.000", "6.000", "8.000"]
+    # Spanish for Southern California uses US number formats (es_US), like the bills
+    assert numbers == ["0", "2,000", "4,000", "6,000", "8,000"]
     current_locale.set("en")
     root = parse(usage_chart_svg(months(6, value=lambda i: 1500.0 * i), "gallons", "t", "d"))
     assert [el.text for el in texts(root, "y-labels")][-1] == "8,000"
@@ -344,7 +345,7 @@ def test_bill_pdf_metadata_names_the_bill_and_its_language() -> None:
 def test_bill_pdf_follows_the_locale(spanish: None) -> None:
     data = bill_pdf(BILL, ACCOUNT, UTILITY, PHONE)
     text = pdf_text(data)
-    assert "123,45" in text and "US$" in text
+    assert "$123.45" in text  # es_US: the dollar format residents see on their bills
     assert "24 de febrero de 2026" in text
     assert PdfReader(io.BytesIO(data)).trailer["/Root"]["/Lang"] == "es"
 

@@ -447,3 +447,32 @@ def test_dev_mailbox_in_the_browser(live_server, new_page, viewport):
     page.get_by_role("link", name=link).click()
     page.wait_for_url(link)
     page.get_by_role("heading", level=1, name="Contact Us").wait_for()
+
+
+async def test_delivered_bodies_are_removed_from_the_outbox(mail_settings, smtp_server):
+    """The outbox must not keep one-time links once the message has gone out."""
+    from portal.db import Database
+    from portal.mail import Mailer, OutboxSender
+    from portal.templating import make_environment
+
+    db = Database(mail_settings.database)
+    await db.open()
+    try:
+        mailer = Mailer(mail_settings, make_environment(mail_settings))
+        async with db.write() as conn:
+            await mailer.enqueue(
+                conn,
+                to="a@example.com",
+                template="verify_email",
+                context={
+                    "username": "maria1",
+                    "link": "http://x/verify?verificationcode=SECRET123",
+                },
+            )
+        assert await OutboxSender(mail_settings, db).send_due() == 1
+        [message] = smtp_server.wait_for(1)
+        assert "SECRET123" in message.as_string()
+        row = await db.fetchone("SELECT sent_at, body_text, body_html FROM outbox")
+        assert row["sent_at"] and row["body_text"] == "" and row["body_html"] == ""
+    finally:
+        await db.close()

@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 
 from litestar import Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
 from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from portal.accounts import sessions
@@ -31,7 +31,6 @@ from portal.accounts.service import REGISTRATION_FIELDS, AccountsService, Regist
 from portal.i18n import _
 from portal.settings import Settings
 from portal.web import form_data, render
-
 
 Accounts = NamedDependency[AccountsService]
 SiteSettings = NamedDependency[Settings]
@@ -128,7 +127,7 @@ async def verify(request: Request, accounts: Accounts) -> Template:
         alert = {
             "kind": "success",
             "title": _("Your account is verified"),
-            "body": _("This link was already used, and your account is verified. Login below."),
+            "body": _("This link was already used, and your account is verified. Log in below."),
         }
         return render(request, "pages/login.html", alert=alert, values={"username": username})
     return render(
@@ -179,14 +178,14 @@ async def login_form(request: Request) -> Template | Redirect:
         alert = {
             "kind": "success",
             "title": _("Your password has been changed"),
-            "body": _("Login with your new password."),
+            "body": _("Log in with your new password."),
         }
     elif notice == "session-ended":
         alert = {
             "kind": "info",
-            "title": _("Login to continue"),
+            "title": _("Log in to continue"),
             "body": _(
-                "You need to login to see that page. If you were logged in, your session ended."
+                "You need to log in to see that page. If you were logged in, your session ended."
             ),
         }
     return render(
@@ -233,7 +232,7 @@ async def login(
         link = {"href": "/forgot-password", "text": _("Forgot Password")}
     elif result.outcome == "unverified":
         message = _(
-            "You need to verify your registration before you can login. Open the link in the email we sent when you registered."
+            "You need to verify your registration before you can log in. Open the link in the email we sent when you registered."
         )
         link = {
             "href": "/verify/resend?" + urlencode({"username": result.username}),
@@ -397,7 +396,9 @@ async def profile_delivery(request: Request, accounts: Accounts) -> Template | R
 
 
 @post("/profile/password")
-async def profile_password(request: Request, accounts: Accounts) -> Template | Redirect:
+async def profile_password(
+    request: Request, accounts: Accounts, settings: SiteSettings
+) -> Template | Redirect:
     user = signed_in(request)
     data = await form_data(request)
     result = await accounts.change_password(
@@ -409,7 +410,9 @@ async def profile_password(request: Request, accounts: Accounts) -> Template | R
     )
     if not result.ok:
         return await _profile_page(request, accounts, status_code=422, errors=result.errors)
-    return Redirect("/profile?notice=password", status_code=303)
+    response = Redirect("/profile?notice=password", status_code=303)
+    response.set_cookie(sessions.cookie(result.session_id, result.remember, settings))
+    return response
 
 
 @post("/profile/email")

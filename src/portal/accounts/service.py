@@ -100,6 +100,8 @@ class SignInResult:
 @dataclass
 class FormResult:
     errors: dict[str, str] = field(default_factory=dict)
+    session_id: str | None = None  # a new session id, when the change rotated it
+    remember: bool = False
 
     @property
     def ok(self) -> bool:
@@ -621,7 +623,14 @@ class AccountsService:
             await conn.execute(
                 "UPDATE users SET password_hash = ? WHERE id = ?", (new_hash, user.user_id)
             )
-            await sessions.end_all(conn, user.user_id, keep_hash=user.session_hash)
+            # Every other device is signed out; this one gets a new session id (rotation
+            # at a privilege change), keeping its "Remember me" choice.
+            cursor = await conn.execute(
+                "SELECT remember FROM sessions WHERE id_hash = ?", (user.session_hash,)
+            )
+            remember = bool(((await cursor.fetchone()) or [0])[0])
+            await sessions.end_all(conn, user.user_id)
+            session_id = await sessions.start(conn, user.user_id, remember)
             await self.mailer.enqueue(
                 conn,
                 to=user.email,
@@ -630,7 +639,7 @@ class AccountsService:
                 locale=current_locale.get(),
             )
             await audit.record(conn, "password_changed", username=user.username, client=client)
-        return FormResult()
+        return FormResult(session_id=session_id, remember=remember)
 
     async def change_email(
         self, user: sessions.SignedIn, password: str, email: str, confirm: str, client: str

@@ -59,4 +59,3 @@ def ngettext(singular: str, plural: str, n: int, **variables: object) -> str:
 
 
 _ = gettext
-

@@ -229,8 +229,11 @@ class OutboxSender:
     async def _mark_sent(self, outbox_id: int) -> None:
         try:
             async with self.db.write() as conn:
+                # Once delivered, the bodies go: they hold one-time links (verification,
+                # reset) that the tokens table only keeps as hashes.
                 await conn.execute(
-                    "UPDATE outbox SET sent_at = ?, last_error = NULL WHERE id = ?",
+                    "UPDATE outbox SET sent_at = ?, last_error = NULL, body_text = '',"
+                    " body_html = '' WHERE id = ?",
                     (stamp(datetime.now(UTC)), outbox_id),
                 )
         except Exception:

@@ -1,0 +1,120 @@
+"""Spanish: a complete catalog, the language control, emails and formats in the
+resident's language."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from babel.messages.pofile import read_po
+
+from accounts_helpers import load_billing, outbox, post_form, registration
+from portal.i18n import LOCALE_DIR
+from portal.settings import PROJECT_ROOT
+
+PO = LOCALE_DIR / "es" / "LC_MESSAGES" / "messages.po"
+POT = LOCALE_DIR.parent / "messages.pot"
+PLACEHOLDER = re.compile(r"%\(\w+\)s")
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else " ".join(value)
+
+
+def test_spanish_catalog_is_complete_with_no_fuzzy_entries():
+    with PO.open("rb") as stream:
+        catalog = read_po(stream)
+    with POT.open("rb") as stream:
+        template = read_po(stream)
+    missing = [
+        m.id for m in template if m.id and (m.id not in catalog or not _text(catalog[m.id].string))
+    ]
+    fuzzy = [m.id for m in catalog if m.id and m.fuzzy]
+    assert not missing, f"{len(missing)} untranslated, e.g. {missing[:5]}"
+    assert not fuzzy, f"fuzzy entries: {fuzzy[:5]}"
+    for message in catalog:
+        if message.id:
+            assert sorted(PLACEHOLDER.findall(_text(message.id))) == sorted(
+                PLACEHOLDER.findall(_text(message.string))
+            ), message.id
+
+
+def test_catalog_template_is_current(tmp_path):
+    """Every string in the code and templates is in messages.pot (run `make messages`)."""
+    fresh = tmp_path / "fresh.pot"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            "extract",
+            "-F",
+            "babel.cfg",
+            "-k",
+            "_",
+            "--no-location",
+            "--sort-output",
+            "-o",
+            str(fresh),
+            ".",
+        ],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+    )
+    with fresh.open("rb") as stream:
+        wanted = {m.id for m in read_po(stream) if m.id}
+    with POT.open("rb") as stream:
+        have = {m.id for m in read_po(stream) if m.id}
+    assert wanted - have == set(), (
+        f"not in messages.pot (run make messages): {sorted(wanted - have)[:5]}"
+    )
+
+
+async def test_language_control_switches_and_persists(client):
+    page = await client.get("/register")
+    assert '<html lang="en">' in page.text and 'lang="es"' in page.text and ">Español<" in page.text
+    switched = await client.get("/language?lang=es&next=/register", follow_redirects=False)
+    assert switched.status_code == 303 and switched.headers["location"] == "/register"
+    assert (
+        "portal_lang=es" in switched.headers["set-cookie"]
+        and "HttpOnly" in switched.headers["set-cookie"]
+    )
+    spanish = await client.get("/register")
+    assert '<html lang="es">' in spanish.text and ">English<" in spanish.text
+    assert "Registro de usuario nuevo" in spanish.text and "Número de cliente" in spanish.text
+    other = await client.get("/")
+    assert '<html lang="es">' in other.text and "Iniciar sesión en Mi Cuenta" in other.text
+    offsite = await client.get("/language?lang=en&next=//evil.example", follow_redirects=False)
+    assert offsite.headers["location"] == "/"
+    unknown = await client.get("/language?lang=fr&next=/", follow_redirects=False)
+    assert "set-cookie" not in unknown.headers or "portal_lang" not in unknown.headers.get(
+        "set-cookie", ""
+    )
+
+
+async def test_spanish_errors_and_email(settings, client):
+    load_billing(settings.database)
+    client.cookies["portal_lang"] = "es"
+    bad = await post_form(client, "/register", registration(username=""))
+    assert bad.status_code == 422
+    assert "Hay un problema" in bad.text and "<title>Error:" in bad.text
+    good = await post_form(client, "/register", registration())
+    assert good.status_code == 200
+    [mail] = outbox(settings.database)
+    assert mail["subject"] != "" and "Verify your" not in mail["subject"]
+    assert "/verify?" in mail["body_text"] and "Hello" not in mail["body_text"]
+    assert 'lang="es"' in mail["body_html"]
+
+
+async def test_money_and_dates_use_us_formats_in_spanish(client):
+    from portal.i18n import current_locale
+    from portal.templating import long_date, money
+
+    token = current_locale.set("es")
+    try:
+        assert money(8410) == "$84.10"
+        assert long_date("2026-05-01") == "1 de mayo de 2026"
+    finally:
+        current_locale.reset(token)
