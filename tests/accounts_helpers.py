@@ -6,11 +6,12 @@ import re
 import sqlite3
 from urllib.parse import parse_qs, urlparse
 
-from helpers import csrf_token
 from litestar.testing import AsyncTestClient
 
 from portal import db as portal_db
 from portal.billing.importer import import_text
+
+from helpers import csrf_token
 
 ACCOUNTS_CSV = """customer_number,account_number,name,service_address,status
 0012345,0067890,Maria Garcia,123 Euclid Ave,active

@@ -21,11 +21,11 @@ import pytest
 import uvicorn
 from litestar.testing import AsyncTestClient
 
-from helpers import DESKTOP
-
 from portal import db as portal_db
 from portal.app import create_app
 from portal.settings import Settings
+
+from helpers import DESKTOP
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -165,7 +165,6 @@ def live_server(live_settings: Settings) -> Iterator[LiveServer]:
 # --- browser ---------------------------------------------------------------------
 
 
-from helpers import DESKTOP
 
 
 def chromium_path() -> str:

@@ -33,7 +33,6 @@ from portal.settings import Settings
 from portal.templating import STATIC_DIR, make_environment
 
 
-
 async def _before_request(request: Request) -> None:
     """Choose the resident's language and load who is signed in, for every request."""
     wanted = request.cookies.get(i18n.LOCALE_COOKIE, i18n.DEFAULT_LOCALE)

@@ -171,9 +171,7 @@ def unit_name(unit: str) -> str:
 def _month_label(read_date: str) -> str:
     from datetime import date
 
-    return format_date(
-        date.fromisoformat(read_date), format="MMM yyyy", locale=format_locale()
-    )
+    return format_date(date.fromisoformat(read_date), format="MMM yyyy", locale=format_locale())
 
 
 @get("/accounts/{account_id:int}/usage")

@@ -33,7 +33,9 @@ async def contact(request: Request) -> Template:
 
 
 @get("/language")
-async def language(request: Request, db: NamedDependency[Database], settings: NamedDependency[Settings]) -> Redirect:
+async def language(
+    request: Request, db: NamedDependency[Database], settings: NamedDependency[Settings]
+) -> Redirect:
     """Switch between English and Español; the choice is kept in a cookie (and, when
     signed in, on the resident's account so emails follow it). Never guessed from location."""
     wanted = request.query_params.get("lang", "")
@@ -43,13 +45,22 @@ async def language(request: Request, db: NamedDependency[Database], settings: Na
     response = Redirect(target, status_code=303)
     if wanted in LOCALES:
         response.set_cookie(
-            Cookie(key=LOCALE_COOKIE, value=wanted, max_age=365 * 24 * 3600, path="/",
-                   httponly=True, samesite="lax", secure=settings.production)
+            Cookie(
+                key=LOCALE_COOKIE,
+                value=wanted,
+                max_age=365 * 24 * 3600,
+                path="/",
+                httponly=True,
+                samesite="lax",
+                secure=settings.production,
+            )
         )
         user = getattr(request.state, "user", None)
         if user is not None:
             async with db.write() as conn:
-                await conn.execute("UPDATE users SET locale = ? WHERE id = ?", (wanted, user.user_id))
+                await conn.execute(
+                    "UPDATE users SET locale = ? WHERE id = ?", (wanted, user.user_id)
+                )
     return response
 
 
