@@ -1,7 +1,7 @@
 /* Small enhancements on top of pages that work without JavaScript. No framework.
    - "Show password" buttons (hidden until this script runs).
    - Keeps aria-invalid on an input in step with its inline message after htmx swaps.
-   - Closes a message dialog in place and returns focus to the page. */
+   - Closes a message dialog in place and returns focus to the page; keeps Tab inside it. */
 (function () {
   "use strict";
 
@@ -42,11 +42,26 @@
           if (close) { close.click(); }
         }
       });
+      // A modal dialog keeps Tab and Shift+Tab inside itself while it is open.
+      document.addEventListener("keydown", function (event) {
+        if (event.key !== "Tab" || !document.body.contains(dialog)) { return; }
+        var stops = dialog.querySelectorAll("a[href], button:not([disabled]), input:not([disabled])");
+        if (!stops.length) { return; }
+        var first = stops[0], last = stops[stops.length - 1];
+        var inside = dialog.contains(document.activeElement) && document.activeElement !== dialog;
+        if (!inside || (event.shiftKey && document.activeElement === first) ||
+            (!event.shiftKey && document.activeElement === last)) {
+          event.preventDefault();
+          (event.shiftKey ? last : first).focus();
+        }
+      });
     }
   }
 
   function syncInvalid(slot) {
     if (!slot || !slot.id || slot.id.slice(-6) !== "-error") { return; }
+    // After an out-of-band swap the event names the replaced (old) slot: read the live one.
+    slot = document.getElementById(slot.id) || slot;
     var name = slot.id.slice(0, -6);
     var input = document.getElementById(name);
     var group = document.getElementById(name + "-group");
