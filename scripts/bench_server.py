@@ -1,0 +1,352 @@
+"""Server and phone benchmarks; prints Markdown tables for BENCHMARKS.md.
+
+    .venv/bin/python scripts/bench_server.py [--duration 10] [--connections 32]
+
+Needs Debian's wrk and chromium. Starts, on 127.0.0.1 only, `portal serve` on a fresh
+demo database and a bare Litestar "ok" app, both under uvicorn with one worker, and
+stops both at the end. Measures:
+  1. requests/s and p50/p99 latency at 32 connections (wrk) for the landing page, the
+     registration page, a per-field validation request, the signed-in dashboard and a
+     static file, each beside the bare route, as a ratio to it;
+  2. the landing page's p99 while 20 sign-ins per second hash passwords, beside its p99
+     without them;
+  3. bytes over the wire (gzip) for a first visit to the landing, registration and
+     dashboard pages, and their largest contentful paint in headless Chromium with
+     Lighthouse's slow 4G (562.5 ms latency, 1.47 Mbps down) and a 4x slower CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PASSWORD = "bench resident password"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_up(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def start(cmd: list[str], env: dict, url: str) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_up(url)
+    return proc
+
+
+def prepare_resident(db: Path) -> tuple[str, str]:
+    """A verified resident linked to one demo account; returns (username, session id)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from portal.accounts import sessions
+    from portal.accounts.passwords import HASHER
+
+    conn = sqlite3.connect(db)
+    now = "2026-01-01T00:00:00.000000Z"
+    cur = conn.execute(
+        "INSERT INTO users (username, username_key, email, email_key, password_hash, paperless,"
+        " created_at, verified_at) VALUES ('bench', 'bench', 'b@example.com', 'b@example.com', ?, 1, ?, ?)",
+        (HASHER.hash(PASSWORD), now, now),
+    )
+    conn.execute(
+        "INSERT INTO user_accounts (account_id, user_id, linked_at) SELECT id, ?, ? FROM service_accounts"
+        " WHERE status = 'active' ORDER BY id LIMIT 1",
+        (cur.lastrowid, now),
+    )
+    session_id = secrets.token_urlsafe(32)
+    conn.execute(
+        "INSERT INTO sessions (id_hash, user_id, remember, created_at, last_seen_at, expires_at)"
+        " VALUES (?, ?, 1, ?, ?, '9999-01-01T00:00:00.000000Z')",
+        (sessions._hash(session_id), cur.lastrowid, now, now),
+    )
+    conn.commit()
+    conn.close()
+    return "bench", session_id
+
+
+def csrf_cookie(base: str) -> str:
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(base + "/")
+    return next(c.value for c in jar if c.name == "portal_csrf")
+
+
+LUA_POST = """
+wrk.method = "POST"
+wrk.body = "{body}"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Cookie"] = "portal_csrf={token}"
+wrk.headers["x-csrftoken"] = "{token}"
+wrk.headers["HX-Request"] = "true"
+"""
+
+LUA_REPORT = """
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %.3f %.3f %d\\n", summary.requests, summary.duration,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def wrk(
+    url: str, duration: int, connections: int, script: str = "", headers: dict | None = None
+) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(script + LUA_REPORT)
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", lua.name]
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    os.unlink(lua.name)
+    requests, micros, p50, p99, errors = re.search(
+        r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)", out
+    ).groups()
+    return {
+        "rps": int(requests) / (int(micros) / 1e6),
+        "p50": float(p50),
+        "p99": float(p99),
+        "errors": int(errors),
+    }
+
+
+def sign_in_load(base: str, per_second: int, stop: threading.Event, counts: list[int]) -> None:
+    """POST /login with the right password `per_second` times a second (argon2 verify each)."""
+    token = csrf_cookie(base)
+    body = urllib.parse.urlencode(
+        {"username": "bench", "password": PASSWORD, "_csrf_token": token}
+    ).encode()
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+
+    def one() -> None:
+        request = urllib.request.Request(
+            base + "/login", data=body, headers={"Cookie": f"portal_csrf={token}"}
+        )
+        try:
+            opener.open(request, timeout=10)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 303:
+                counts.append(1)
+        except OSError:
+            pass  # a timeout under load: counted as not done
+
+    interval = 1 / per_second
+    next_at = time.monotonic()
+    while not stop.is_set():
+        threading.Thread(target=one, daemon=True).start()
+        next_at += interval
+        time.sleep(max(0, next_at - time.monotonic()))
+
+
+def phone(base: str, session_id: str) -> list[dict]:
+    from playwright.sync_api import sync_playwright
+
+    pages = [
+        ("landing", "/", False),
+        ("registration", "/register", False),
+        ("dashboard", "/account", True),
+    ]
+    results = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        for name, path, signed_in in pages:
+            context = browser.new_context(
+                viewport={"width": 360, "height": 640}, device_scale_factor=2, is_mobile=True
+            )
+            if signed_in:
+                context.add_cookies([{"name": "portal_session", "value": session_id, "url": base}])
+            page = context.new_page()
+            cdp = context.new_cdp_session(page)
+            cdp.send("Network.enable")
+            cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+            cdp.send(
+                "Network.emulateNetworkConditions",
+                {
+                    "offline": False,
+                    "latency": 562.5,
+                    "downloadThroughput": 1.47 * 1024 * 1024 / 8,
+                    "uploadThroughput": 675 * 1024 / 8,
+                },
+            )
+            cdp.send("Emulation.setCPUThrottlingRate", {"rate": 4})
+            transferred: list[int] = []
+
+            def finished(event: dict, sizes: list[int] = transferred) -> None:
+                sizes.append(event["encodedDataLength"])
+
+            cdp.on("Network.loadingFinished", finished)
+            page.add_init_script("""
+                window.__lcp = 0;
+                new PerformanceObserver(list => { for (const e of list.getEntries()) window.__lcp = e.startTime; })
+                  .observe({type: 'largest-contentful-paint', buffered: true});
+            """)
+            page.goto(base + path, wait_until="load")
+            page.wait_for_timeout(1500)
+            lcp = page.evaluate("window.__lcp")
+            results.append(
+                {
+                    "page": name,
+                    "bytes": sum(transferred),
+                    "requests": len(transferred),
+                    "lcp_ms": lcp,
+                }
+            )
+            context.close()
+        browser.close()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    for tool in ("wrk", "chromium"):
+        if not shutil.which(tool):
+            print(f"{tool} is needed: apt-get install {tool}", file=sys.stderr)
+            return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PORTAL_DATABASE": str(Path(tmp) / "bench.sqlite3")}
+        subprocess.run([str(BIN / "portal"), "demo"], env=env, check=True, capture_output=True)
+        username, session_id = prepare_resident(Path(env["PORTAL_DATABASE"]))
+        portal_port, bare_port = free_port(), free_port()
+        base, bare = f"http://127.0.0.1:{portal_port}", f"http://127.0.0.1:{bare_port}"
+        portal = start([str(BIN / "portal"), "serve", "--port", str(portal_port)], env, base + "/")
+        bare_proc = start(
+            [
+                str(BIN / "uvicorn"),
+                "--app-dir",
+                str(ROOT / "scripts"),
+                "bare_app:app",
+                "--port",
+                str(bare_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env,
+            bare + "/",
+        )
+        try:
+            token = csrf_cookie(base)
+            css = re.search(
+                r'href="(/static/css/site\.css\?v=\w+)"',
+                urllib.request.urlopen(base + "/").read().decode(),
+            ).group(1)
+            gzip = {"Accept-Encoding": "gzip"}
+            cases = [
+                ("landing page `/`", base + "/", "", gzip),
+                ("registration page `/register`", base + "/register", "", gzip),
+                (
+                    "per-field check `POST /register/check/username`",
+                    base + "/register/check/username",
+                    LUA_POST.format(body="username=river42&password=&email=", token=token),
+                    gzip,
+                ),
+                (
+                    "signed-in dashboard `/account`",
+                    base + "/account",
+                    "",
+                    {**gzip, "Cookie": f"portal_session={session_id}"},
+                ),
+                ("static file `site.css`", base + css, "", gzip),
+            ]
+            baseline = wrk(bare + "/", args.duration, args.connections)
+            print(f"\n### Server, {args.connections} connections, {args.duration} s each (wrk)\n")
+            print("| Request | req/s | p50 ms | p99 ms | ratio to bare route (req/s) | errors |")
+            print("| --- | ---: | ---: | ---: | ---: | ---: |")
+            print(
+                f'| bare Litestar route answering "ok" | {baseline["rps"]:,.0f} | {baseline["p50"]:.2f} | {baseline["p99"]:.2f} | 1.00 | {baseline["errors"]} |'
+            )
+            for name, url, script, headers in cases:
+                result = wrk(url, args.duration, args.connections, script, headers)
+                print(
+                    f"| {name} | {result['rps']:,.0f} | {result['p50']:.2f} | {result['p99']:.2f} | {result['rps'] / baseline['rps']:.2f} | {result['errors']} |",
+                    flush=True,
+                )
+
+            quiet = wrk(base + "/", args.duration, args.connections, "", gzip)
+            stop, counts = threading.Event(), []
+            loader = threading.Thread(
+                target=sign_in_load, args=(base, 20, stop, counts), daemon=True
+            )
+            loader.start()
+            time.sleep(1)
+            started = len(counts)
+            loaded = wrk(base + "/", args.duration, args.connections, "", gzip)
+            achieved = (len(counts) - started) / args.duration
+            stop.set()
+            print(
+                f"\n### Landing page while sign-ins hash passwords ({args.connections} connections)\n"
+            )
+            print("| Condition | req/s | p50 ms | p99 ms |")
+            print("| --- | ---: | ---: | ---: |")
+            print(
+                f"| no sign-ins | {quiet['rps']:,.0f} | {quiet['p50']:.2f} | {quiet['p99']:.2f} |"
+            )
+            print(
+                f"| 20 sign-ins/s asked, {achieved:.1f}/s done (argon2id m=19 MiB, t=2, p=1) | {loaded['rps']:,.0f} | {loaded['p50']:.2f} | {loaded['p99']:.2f} |"
+            )
+
+            print(
+                "\n### Phone: first visit, slow 4G (562.5 ms RTT, 1.47 Mbps down), 4x CPU slowdown\n"
+            )
+            print("| Page | bytes over the wire | requests | largest contentful paint |")
+            print("| --- | ---: | ---: | ---: |")
+            for row in phone(base, session_id):
+                print(
+                    f"| {row['page']} | {row['bytes']:,} | {row['requests']} | {row['lcp_ms']:,.0f} ms |"
+                )
+        finally:
+            for proc in (portal, bare_proc):
+                proc.terminate()
+                proc.wait(timeout=20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
