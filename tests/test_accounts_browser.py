@@ -208,7 +208,7 @@ def test_register_verify_login_and_sign_out(live_server, smtp_server, new_page, 
     expect(page.get_by_role("heading", name="Login to My Account", level=1)).to_be_visible()
     assert login(page, "maria1", GOOD_PASSWORD) == 422
     expect(
-        page.get_by_text("You need to verify your registration before you can login.")
+        page.get_by_text("You need to verify your registration before you can log in.")
     ).to_be_visible()
     expect(page.get_by_role("link", name="Send the verification email again")).to_be_visible()
     assert path_of(page) == "/login"
