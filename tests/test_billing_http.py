@@ -9,9 +9,9 @@ import sqlite3
 from datetime import date, timedelta
 
 import pytest
-from accounts_helpers import GOOD_PASSWORD, load_billing, outbox, post_form, query, registration
 from litestar.testing import AsyncTestClient
 
+from accounts_helpers import GOOD_PASSWORD, load_billing, outbox, post_form, query, registration
 from portal import db as portal_db
 from portal.app import create_app
 from portal.billing.importer import import_text
@@ -126,13 +126,13 @@ async def test_amount_due_subtracts_portal_payments_since_import(two_residents, 
     maria, _, ids = two_residents
     conn = sqlite3.connect(settings.database)
     conn.execute(
-        "INSERT INTO payments (idempotency_key, account_id, amount_cents, status, gateway, created_at)"
-        " VALUES ('k1', ?, 2000, 'succeeded', 'sandbox', '2999-01-01T00:00:00.000000Z')",
+        "INSERT INTO payments (idempotency_key, account_id, amount_cents, status, gateway, receipt_token, created_at)"
+        " VALUES ('k1', ?, 2000, 'succeeded', 'sandbox', 'r1', '2999-01-01T00:00:00.000000Z')",
         (ids["0067890"],),
     )
     conn.execute(
-        "INSERT INTO payments (idempotency_key, account_id, amount_cents, status, gateway, created_at)"
-        " VALUES ('k2', ?, 5000, 'failed', 'sandbox', '2999-01-01T00:00:00.000000Z')",
+        "INSERT INTO payments (idempotency_key, account_id, amount_cents, status, gateway, receipt_token, created_at)"
+        " VALUES ('k2', ?, 5000, 'failed', 'sandbox', 'r2', '2999-01-01T00:00:00.000000Z')",
         (ids["0067890"],),
     )
     conn.commit()

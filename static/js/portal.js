@@ -29,12 +29,17 @@
         if (!backdrop) { return; }
         event.preventDefault();
         backdrop.parentNode.removeChild(backdrop);
+        // Leave no one-time code in the address bar (or in history) once it is done.
+        if (window.history && history.replaceState && /[?&](verificationcode|token)=/.test(location.search)) {
+          history.replaceState(null, "", closer.getAttribute("href"));
+        }
         var main = document.getElementById("main");
         if (main) { main.focus(); }
       });
     });
     var dialog = root.querySelector("[data-dialog] [role=dialog]");
     if (dialog) {
+      dialog.setAttribute("aria-modal", "true");
       dialog.focus();
       dialog.addEventListener("keydown", function (event) {
         if (event.key === "Escape") {
