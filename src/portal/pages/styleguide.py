@@ -22,4 +22,101 @@ def styleguide_context() -> dict:
             "close_url": "/dev/styleguide",
         },
         "sample_money": 12345,
+        **_billing_samples(),
+    }
+
+
+def _billing_samples() -> dict:
+    """Dashboard, bill, payment and usage partials with made-up data."""
+    from portal.billing.chart import usage_chart_svg
+    from portal.billing.service import AccountSummary, UsageMonth
+
+    account = {
+        "id": 1,
+        "customer_number": "0100000",
+        "account_number": "0200000",
+        "name": "Maria Garcia",
+        "service_address": "123 Euclid Ave, Ontario, CA 91762",
+    }
+    other = {
+        **account,
+        "id": 2,
+        "account_number": "0200013",
+        "service_address": "45 Holt Blvd, Ontario, CA 91761",
+    }
+    bill = {
+        "id": 7,
+        "bill_number": "B1",
+        "bill_date": "2026-10-01",
+        "due_date": "2026-10-21",
+        "amount_due_cents": 8410,
+        "period_start": "2026-09-01",
+        "period_end": "2026-10-01",
+    }
+    summaries = [
+        AccountSummary(
+            account,
+            bill,
+            8410,
+            "2026-10-02T08:00:00.000000Z",
+            True,
+            {"amount_cents": 2000, "at": "2026-09-15T17:00:00.000000Z", "in_portal": True},
+        ),
+        AccountSummary(other, None, None, None, False, None),
+    ]
+    months = [
+        UsageMonth(f"2026-{m:02d}-01", f"2026-{m:02d}", 10.0 + m, "HCF", 9.0 + m)
+        for m in range(1, 11)
+    ]
+    points = [
+        {"label": m.month, "month": m.month, "value": m.value, "flag": i == 9}
+        for i, m in enumerate(months)
+    ]
+    payments = [
+        {
+            "created_at": "2026-09-15T17:00:00.000000Z",
+            "settled_at": "2026-09-15T17:00:05.000000Z",
+            "amount_cents": 2000,
+            "status": "succeeded",
+            "confirmation_number": "PAY-7K3Q-9X2P",
+            "brand": "Visa",
+            "last4": "4242",
+        },
+        {
+            "created_at": "2026-09-14T17:00:00.000000Z",
+            "settled_at": "2026-09-14T17:00:05.000000Z",
+            "amount_cents": 2000,
+            "status": "failed",
+            "confirmation_number": None,
+            "brand": "Visa",
+            "last4": "0002",
+        },
+    ]
+    return {
+        "sample_account": account,
+        "sample_summaries": summaries,
+        "sample_profile": {"paperless": True, "printed": False},
+        "sample_bills": [
+            bill,
+            {**bill, "id": 6, "bill_date": "2026-09-01", "amount_due_cents": 7000},
+        ],
+        "sample_payments": payments,
+        "sample_months": months,
+        "sample_labels": {m.read_date: m.month for m in months},
+        "sample_chart": usage_chart_svg(
+            points,
+            unit="HCF",
+            title=_("Water use by month, in %(unit)s", unit="HCF"),
+            desc=_(
+                "Bar chart of the last %(count)s months. The same numbers are in the table below.",
+                count=10,
+            ),
+            id_prefix="sg-chart",
+        ),
+        "sample_number_errors": {
+            "customer_number": _("Enter your customer number. It is on your utility bill"),
+            "account_number": _(
+                "Enter your account number as it appears on your bill, right after your customer number"
+            ),
+        },
     }
