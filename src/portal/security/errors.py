@@ -9,6 +9,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 
+from portal import i18n
+
 log = logging.getLogger("portal.errors")
 
 # status -> template variant; the words live in templates/pages/error.html
@@ -46,6 +48,10 @@ def _client(request: Request) -> str:
 
 def _page(request: Request, status: int) -> Template:
     csrf = bool(getattr(request.state, "csrf_refused", False))
+    # A path no route matches never runs before_request: choose the language here too.
+    wanted = request.cookies.get(i18n.LOCALE_COOKIE)
+    if wanted in i18n.LOCALES:
+        i18n.current_locale.set(wanted)
     return Template(
         template_name="pages/error.html",
         context={"status": status, "csrf": csrf},
