@@ -832,3 +832,19 @@ async def test_line_breaks_in_a_username_are_escaped(settings, maria, caplog, br
     assert row["username"].startswith("nobody\\x0")
     lines = [r.getMessage() for r in caplog.records if r.name == "portal.audit"]
     assert lines and all("\n" not in line and "\r" not in line for line in lines)
+
+
+async def test_csrf_refusals_are_in_the_audit_log(settings, client):
+    await client.get("/")
+    response = await client.post("/forgot-username", data={"email": "a@example.com"})
+    assert response.status_code == 403
+    rows = query(
+        settings.database,
+        "SELECT at, event, client, detail FROM audit_log WHERE event = 'csrf_refused'",
+    )
+    assert (
+        len(rows) == 1
+        and rows[0]["at"].endswith("Z")
+        and rows[0]["client"]
+        and "/forgot-username" in rows[0]["detail"]
+    )

@@ -6,6 +6,7 @@ import logging
 from urllib.parse import urlencode
 
 from litestar import Request, Response
+from litestar.background_tasks import BackgroundTask
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 
@@ -26,7 +27,27 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     if status == 403 and "csrf" in str(exc.detail).lower():
         log.warning("csrf refused path=%s client=%s", request.url.path, _client(request))
         request.state.csrf_refused = True
+        page = _page(request, status)
+        page.background = BackgroundTask(_audit_csrf, request)
+        return page
     return _page(request, status)
+
+
+async def _audit_csrf(request: Request) -> None:
+    """Record the refusal in the audit log, with the signed-in resident if there is one
+    (the CSRF check runs before the session is loaded, so it is looked up here)."""
+    from portal.accounts import audit, sessions
+
+    db = request.app.state.db
+    user = await sessions.load(db, request.cookies.get(sessions.COOKIE))
+    async with db.write() as conn:
+        await audit.record(
+            conn,
+            "csrf_refused",
+            username=user.username if user else None,
+            client=_client(request),
+            detail=f"path={request.url.path}",
+        )
 
 
 def sign_in_first(request: Request) -> Response:
