@@ -240,8 +240,10 @@ def test_register_verify_login_and_sign_out(live_server, smtp_server, new_page, 
         expect(dialog.get_by_role("link", name="Close")).to_be_focused()
     dialog.get_by_role("link", name="Close").click()
     expect(dialog).to_have_count(0)
-    if js:  # closed in place; focus back on the page
-        assert path_of(page) == "/verify"
+    if js:  # closed in place, without a page load; focus back on the page, and the
+        # one-time code gone from the address bar (replaced by the login page's address)
+        assert path_of(page) == "/login" and "verificationcode" not in page.url
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
         expect(page.get_by_role("main")).to_be_focused()
     else:  # the link leads to the login page
         page.wait_for_url("**/login")

@@ -220,7 +220,7 @@ async def test_unverified_account_is_told_to_verify_only_with_the_right_password
     await make_user(settings, portal, verified=False)
     right = await sign_in(portal)
     assert right.status_code == 422
-    assert "You need to verify your registration before you can login" in right.text
+    assert "You need to verify your registration before you can log in" in right.text
     assert 'href="/verify/resend?username=maria1"' in right.text
     assert COOKIE not in portal.cookies and session_count(settings) == 0
     wrong = await sign_in(portal, password=WRONG)
