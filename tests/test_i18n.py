@@ -118,3 +118,42 @@ async def test_money_and_dates_use_us_formats_in_spanish(client):
         assert long_date("2026-05-01") == "1 de mayo de 2026"
     finally:
         current_locale.reset(token)
+
+
+async def test_saved_language_follows_the_resident_to_a_new_device(settings, client):
+    import sqlite3
+
+    from accounts_helpers import GOOD_PASSWORD
+
+    load_billing(settings.database)
+    assert (await post_form(client, "/register", registration())).status_code == 200
+    conn = sqlite3.connect(settings.database)
+    conn.execute("UPDATE users SET verified_at = '2026-01-01T00:00:00.000000Z', locale = 'es'")
+    conn.commit()
+    conn.close()
+    client.cookies.clear()
+    response = await post_form(client, "/login", {"username": "maria1", "password": GOOD_PASSWORD}, follow_redirects=False)
+    assert response.status_code == 303
+    assert "portal_lang=es" in "; ".join(response.headers.get_list("set-cookie"))
+    assert '<html lang="es">' in (await client.get("/account")).text
+    # an explicit choice on this device wins over the saved one
+    client.cookies.clear()
+    client.cookies["portal_lang"] = "en"
+    again = await post_form(client, "/login", {"username": "maria1", "password": GOOD_PASSWORD}, follow_redirects=False)
+    assert "portal_lang=" not in "; ".join(again.headers.get_list("set-cookie"))
+
+
+async def test_error_page_keeps_the_signed_in_header(settings, client):
+    import sqlite3
+
+    from accounts_helpers import GOOD_PASSWORD
+
+    load_billing(settings.database)
+    await post_form(client, "/register", registration())
+    conn = sqlite3.connect(settings.database)
+    conn.execute("UPDATE users SET verified_at = '2026-01-01T00:00:00.000000Z'")
+    conn.commit()
+    conn.close()
+    await post_form(client, "/login", {"username": "maria1", "password": GOOD_PASSWORD})
+    page = await client.get("/accounts/999/bills")
+    assert page.status_code == 404 and "Sign out" in page.text

@@ -26,6 +26,7 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
+from portal import i18n
 from portal.accounts import sessions
 from portal.accounts.service import REGISTRATION_FIELDS, AccountsService, Registration
 from portal.i18n import _
@@ -208,6 +209,9 @@ async def login(
     if result.outcome == "ok":
         response = Redirect(_local_path(data.get("next")), status_code=303)
         response.set_cookie(sessions.cookie(result.session_id, remember, settings))
+        if i18n.LOCALE_COOKIE not in request.cookies and result.locale in i18n.LOCALES:
+            # A new device: the language the resident chose before follows them.
+            response.set_cookie(i18n.locale_cookie(result.locale, settings.production))
         # Rotation: the session the browser had before (if any) ends now.
         await accounts.sign_out(request.cookies.get(sessions.COOKIE), None, client_of(request))
         return response

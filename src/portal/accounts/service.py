@@ -95,6 +95,7 @@ class SignInResult:
     session_id: str | None = None
     wait_minutes: int = 0
     username: str = ""
+    locale: str = ""  # the language the resident chose last, to follow them to a new device
 
 
 @dataclass
@@ -342,7 +343,7 @@ class AccountsService:
                 await audit.record(conn, "sign_in_throttled", username=username, client=client)
             return SignInResult("throttled", wait_minutes=int(CLIENT_WINDOW.total_seconds() // 60))
         user = await self.db.fetchone(
-            "SELECT id, username, password_hash, verified_at, failed_logins, locked_until"
+            "SELECT id, username, password_hash, verified_at, failed_logins, locked_until, locale"
             " FROM users WHERE username_key = ?",
             (username.strip().casefold()[:64],),
         )
@@ -368,7 +369,9 @@ class AccountsService:
             )
             session_id = await sessions.start(conn, user["id"], remember)
             await audit.record(conn, "sign_in", username=user["username"], client=client)
-        return SignInResult("ok", session_id=session_id, username=user["username"])
+        return SignInResult(
+            "ok", session_id=session_id, username=user["username"], locale=user["locale"]
+        )
 
     async def _failed(self, user, username: str, client: str) -> SignInResult:
         async with self.db.write() as conn:

@@ -59,3 +59,18 @@ def ngettext(singular: str, plural: str, n: int, **variables: object) -> str:
 
 
 _ = gettext
+
+
+def locale_cookie(locale: str, secure: bool):
+    """The cookie that keeps a language choice for a year."""
+    from litestar.datastructures import Cookie
+
+    return Cookie(
+        key=LOCALE_COOKIE,
+        value=locale,
+        max_age=365 * 24 * 3600,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+    )

@@ -11,12 +11,11 @@ URL map:  GET /            landing page (login, register, pay, quick links)
 from __future__ import annotations
 
 from litestar import Request, get
-from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
 from portal.db import Database
-from portal.i18n import LOCALE_COOKIE, LOCALES
+from portal.i18n import LOCALES, locale_cookie
 from portal.pages.styleguide import styleguide_context
 from portal.settings import Settings
 from portal.web import render
@@ -44,17 +43,7 @@ async def language(
         target = "/"
     response = Redirect(target, status_code=303)
     if wanted in LOCALES:
-        response.set_cookie(
-            Cookie(
-                key=LOCALE_COOKIE,
-                value=wanted,
-                max_age=365 * 24 * 3600,
-                path="/",
-                httponly=True,
-                samesite="lax",
-                secure=settings.production,
-            )
-        )
+        response.set_cookie(locale_cookie(wanted, settings.production))
         user = getattr(request.state, "user", None)
         if user is not None:
             async with db.write() as conn:

@@ -75,6 +75,6 @@ def _page(request: Request, status: int) -> Template:
         i18n.current_locale.set(wanted)
     return Template(
         template_name="pages/error.html",
-        context={"status": status, "csrf": csrf},
+        context={"status": status, "csrf": csrf, "user": getattr(request.state, "user", None)},
         status_code=status,
     )
