@@ -21,9 +21,13 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 READERS = 3
 
 # synchronous=FULL: the payment ledger must survive a power cut after we said "paid".
+# busy_timeout: how long a writer waits for another connection's write transaction. A
+# CSV import holds the write lock for its whole file (all rows or none); a big one takes
+# longer than 5 s, and a resident's write must wait for it, not fail with a 500.
+BUSY_TIMEOUT_SECONDS = 30
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
-    "PRAGMA busy_timeout=5000",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}",
     "PRAGMA foreign_keys=ON",
     "PRAGMA synchronous=FULL",
 )
@@ -37,7 +41,7 @@ def utcnow() -> str:
 def connect_sync(path: Path | str) -> sqlite3.Connection:
     """A configured synchronous connection, for the CLI, imports and migrations."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
     conn.row_factory = sqlite3.Row
     for pragma in PRAGMAS:
         conn.execute(pragma)
