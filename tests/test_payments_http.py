@@ -163,7 +163,8 @@ async def test_declined_card_says_so_and_try_again_uses_a_new_key(pay_client, se
     assert statuses == ["failed", "succeeded"]
 
 
-async def test_twenty_concurrent_identical_submissions_make_one_payment(pay_client, settings):
+async def test_twenty_identical_submissions_make_one_payment(pay_client, settings):
+    """Repeated sends of one form (the truly concurrent case is in test_concurrency.py)."""
     form = (await amount_form(pay_client)).text
     data = confirm_data(form)
     responses = await asyncio.gather(
