@@ -33,6 +33,12 @@ PRAGMAS = (
 )
 
 
+def is_row_id(value: int) -> bool:
+    """Could this int (from a URL) be a row id? SQLite integers are 64-bit, and binding a
+    bigger Python int makes sqlite3 raise OverflowError."""
+    return 0 < value <= 2**63 - 1
+
+
 def utcnow() -> str:
     """UTC timestamp as ISO-8601 text, the only form time takes in the database."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -125,6 +131,10 @@ class Database:
         assert self._writer is not None, "Database.open() was not called"
         async with self._write_lock:
             conn = self._writer
+            if conn.in_transaction:
+                # A task cancelled while its BEGIN was still running left one open; with
+                # the lock held, no other write is in progress, so it is safe to end it.
+                await conn.execute("ROLLBACK")
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
