@@ -9,6 +9,7 @@ from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.logging import LoggingConfig
+from litestar.middleware import DefineMiddleware
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -27,10 +28,12 @@ from portal.pages import routes as pages
 from portal.payments import routes as payments
 from portal.payments.sandbox import SandboxGateway
 from portal.payments.service import PaymentsService
+from portal.security.csrf import CSRFGuard
 from portal.security.errors import http_error, server_error
 from portal.security.headers import security_headers_hook
 from portal.settings import Settings
 from portal.templating import STATIC_DIR, make_environment
+from portal.web import PortalRequest
 
 
 async def _before_request(request: Request) -> None:
@@ -71,6 +74,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def stop_sender() -> None:
         await sender.stop()
 
+    csrf = CSRFConfig(
+        secret=settings.secret_key,
+        cookie_name="portal_csrf",
+        cookie_secure=settings.production,
+        cookie_httponly=True,
+        cookie_samesite="lax",
+    )
     route_handlers = [
         *pages.handlers(settings),
         *mail.handlers(settings),
@@ -99,15 +109,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[open_db, start_sender],
         on_shutdown=[stop_sender, close_db],  # run in this order: sender first
         before_request=_before_request,
+        request_class=PortalRequest,
         before_send=[security_headers_hook(settings.production)],
         template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
-        csrf_config=CSRFConfig(
-            secret=settings.secret_key,
-            cookie_name="portal_csrf",
-            cookie_secure=settings.production,
-            cookie_httponly=True,
-            cookie_samesite="lax",
-        ),
+        # Litestar's CSRF check (as csrf_config would install it), minus its crash on
+        # non-ASCII or file tokens: see security/csrf.py.
+        middleware=[DefineMiddleware(CSRFGuard, config=csrf)],
         compression_config=CompressionConfig(
             backend="gzip", minimum_size=500, gzip_compress_level=6
         ),

@@ -74,7 +74,8 @@ def password_problem(
             return _("Your password must not contain the name of the utility")
     if lowered in _COMMON:
         return _("This password is on a list of common passwords. Choose a different one")
-    result = zxcvbn(password[:100], user_inputs=[username, email, *utility.split()])
+    # zxcvbn raises ValueError above 72 characters; the first 72 are plenty to judge.
+    result = zxcvbn(password[:72], user_inputs=[username, email, *utility.split()])
     if result["score"] < 3:
         patterns = {match["pattern"] for match in result["sequence"]}
         if "repeat" in patterns:

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from portal.db import Database
+from portal.db import Database, is_row_id
 from portal.settings import Settings
 
 HISTORY_MONTHS = 24
@@ -57,6 +57,8 @@ class BillingService:
 
     async def linked_account(self, user_id: int, account_id: int) -> Any:
         """The service account if it is linked to this sign-in, else None."""
+        if not is_row_id(account_id):
+            return None
         return await self.db.fetchone(
             "SELECT sa.* FROM service_accounts sa JOIN user_accounts ua ON ua.account_id = sa.id"
             " WHERE sa.id = ? AND ua.user_id = ?",
@@ -133,6 +135,8 @@ class BillingService:
         )
 
     async def bill(self, account_id: int, bill_id: int) -> Any:
+        if not (is_row_id(account_id) and is_row_id(bill_id)):
+            return None
         return await self.db.fetchone(
             "SELECT * FROM bills WHERE account_id = ? AND id = ?", (account_id, bill_id)
         )

@@ -18,7 +18,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Template
 
-from portal.db import Database
+from portal.db import Database, is_row_id
 from portal.settings import Settings
 from portal.web import render
 
@@ -35,6 +35,8 @@ HTML_PART_CSP = (
 
 
 async def _message(db: Database, message_id: int):
+    if not is_row_id(message_id):
+        raise NotFoundException()
     row = await db.fetchone(
         "SELECT id, to_addr, subject, body_text, body_html, created_at, attempts,"
         " next_attempt_at, sent_at, last_error FROM outbox WHERE id = ?",

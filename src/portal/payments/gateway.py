@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -71,12 +72,14 @@ def verify_signature(
     if not header:
         return False
     parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    try:
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
+    # Plain ASCII digits of a sane length: int() also takes "١٢", "1_0" and 5,000 digits,
+    # and a huge timestamp overflows the float arithmetic below.
+    if not re.fullmatch(r"[0-9]{1,12}", parts.get("t", "")):
         return False
+    timestamp = int(parts["t"])
     now = time.time() if now is None else now
     if abs(now - timestamp) > SIGNATURE_TOLERANCE:
         return False
     expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    # As bytes: compare_digest raises TypeError for non-ASCII text (headers are latin-1).
+    return hmac.compare_digest(expected.encode(), parts.get("v1", "").encode())

@@ -15,6 +15,8 @@ URL map:
 
 from __future__ import annotations
 
+import re
+
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
@@ -81,7 +83,8 @@ async def _amount_page(
 @get("/pay")
 async def pay_start(request: Request, payments: Payments) -> Template:
     account_id = request.query_params.get("account", "")
-    if account_id.isdigit():
+    # ASCII digits only, and few enough for SQLite ("²".isdigit() is True; int() refuses it)
+    if re.fullmatch(r"[0-9]{1,18}", account_id):
         account = await _own_linked_account(request, payments, int(account_id))
         if account is not None:
             return await _amount_page(request, payments, account)

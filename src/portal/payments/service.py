@@ -54,6 +54,17 @@ def initials(name: str) -> str:
     return " ".join(f"{part[0].upper()}." for part in name.split() if part[:1].isalpha())
 
 
+def _text(value: Any, optional: bool = False) -> Any:
+    """A notification's text field as it can be stored: a string (or None if optional)
+    that is valid UTF-8. JSON can carry lone surrogates ("\\ud800"), which SQLite refuses."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("not text")
+    value.encode("utf-8")  # UnicodeEncodeError (a ValueError) for lone surrogates
+    return value
+
+
 @dataclass
 class StartResult:
     kind: str  # "checkout", "receipt", "declined", "invalid"
@@ -80,7 +91,9 @@ class PaymentsService:
         return f"{message}.{mac}"
 
     def account_from_token(self, token: str) -> int | None:
-        match = re.fullmatch(r"(\d{1,12})\.(\d{1,12})\.([0-9a-f]{32})", token or "")
+        # [0-9], not \d: other scripts' digits would reach compare_digest, which refuses
+        # non-ASCII text with a TypeError.
+        match = re.fullmatch(r"([0-9]{1,12})\.([0-9]{1,12})\.([0-9a-f]{32})", token or "")
         if not match:
             return None
         account_id, issued = int(match.group(1)), int(match.group(2))
@@ -258,14 +271,15 @@ class PaymentsService:
         try:
             event = json.loads(body)
             result = GatewayResult(
-                ref=str(event["ref"]),
-                status=str(event["status"]),
+                ref=_text(event["ref"]),
+                status=_text(event["status"]),
                 amount_cents=int(event["amount_cents"]),
-                method=event.get("method"),
-                brand=event.get("brand"),
-                last4=event.get("last4"),
+                # A method we do not know keeps the one the resident chose (exports expect these).
+                method=event.get("method") if event.get("method") in METHODS else None,
+                brand=_text(event.get("brand"), optional=True),
+                last4=_text(event.get("last4"), optional=True),
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):  # 1e999 -> OverflowError
             return False
         if result.status not in ("open", "succeeded", "failed", "canceled"):
             return False
