@@ -165,8 +165,6 @@ def live_server(live_settings: Settings) -> Iterator[LiveServer]:
 # --- browser ---------------------------------------------------------------------
 
 
-
-
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:

@@ -42,7 +42,9 @@ def assert_accessible(page, context: str = "") -> None:
         context_ = page.portal_browser.new_context(viewport=page.portal_viewport)
         try:
             context_.route("**/static/js/**", lambda route: route.abort())
-            context_.route(lambda u: u == url, lambda route: route.fulfill(body=html, content_type="text/html"))
+            context_.route(
+                lambda u: u == url, lambda route: route.fulfill(body=html, content_type="text/html")
+            )
             copy = context_.new_page()
             copy.goto(url)
             _run_axe(copy, context + " (JavaScript off)")

@@ -20,6 +20,9 @@ import argon2
 import pytest
 from litestar.testing import AsyncTestClient
 
+from portal import db as portal_db
+from portal.app import create_app
+
 from accounts_helpers import (
     GOOD_PASSWORD,
     link_in,
@@ -31,8 +34,6 @@ from accounts_helpers import (
     query,
     registration,
 )
-from portal import db as portal_db
-from portal.app import create_app
 
 COOKIE = "portal_session"
 WRONG = "not the right password at all"

@@ -24,13 +24,14 @@ import pytest
 from babel.dates import format_date, format_datetime
 from playwright.sync_api import expect
 
-from accounts_helpers import GOOD_PASSWORD, load_billing
-from helpers import DESKTOP, PHONE, assert_accessible, wait_for_htmx
 from portal import db as portal_db
 from portal.accounts.passwords import HASHER
 from portal.billing.importer import import_text
 from portal.db import utcnow
 from portal.settings import Settings
+
+from accounts_helpers import GOOD_PASSWORD, load_billing
+from helpers import DESKTOP, PHONE, assert_accessible, wait_for_htmx
 
 pytestmark = pytest.mark.browser
 

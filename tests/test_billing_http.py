@@ -11,11 +11,12 @@ from datetime import date, timedelta
 import pytest
 from litestar.testing import AsyncTestClient
 
-from accounts_helpers import GOOD_PASSWORD, load_billing, outbox, post_form, query, registration
 from portal import db as portal_db
 from portal.app import create_app
 from portal.billing.importer import import_text
 from portal.cli import main as portal_main
+
+from accounts_helpers import GOOD_PASSWORD, load_billing, outbox, post_form, query, registration
 
 TODAY = date.today()
 

@@ -8,10 +8,11 @@ import re
 
 import httpx
 import pytest
-from accounts_helpers import load_billing, query, registration
 
 from portal import db as portal_db
 from portal.billing.importer import import_text
+
+from accounts_helpers import load_billing, query, registration
 
 
 @pytest.fixture
@@ -19,7 +20,8 @@ def live_settings(settings):
     load_billing(settings.database)
     conn = portal_db.connect_sync(settings.database)
     import_text(
-        conn, "bills",
+        conn,
+        "bills",
         "customer_number,account_number,bill_number,bill_date,due_date,amount_due\n"
         "0012345,0067890,B1,2026-10-01,2026-10-21,84.10\n",
     )
@@ -36,14 +38,23 @@ async def _client(base: str) -> tuple[httpx.AsyncClient, str]:
 async def test_twenty_concurrent_identical_payment_posts_make_one_payment(live_server, settings):
     client, token = await _client(live_server.url)
     try:
-        form = await client.post("/pay", data={"customer_number": "12345", "account_number": "67890", "_csrf_token": token})
+        form = await client.post(
+            "/pay",
+            data={"customer_number": "12345", "account_number": "67890", "_csrf_token": token},
+        )
         assert form.status_code == 200
         data = {
             "account_token": re.search(r'name="account_token" value="([^"]+)"', form.text).group(1),
-            "idempotency_key": re.search(r'name="idempotency_key" value="([^"]+)"', form.text).group(1),
-            "amount": "84.10", "method": "card", "_csrf_token": token,
+            "idempotency_key": re.search(
+                r'name="idempotency_key" value="([^"]+)"', form.text
+            ).group(1),
+            "amount": "84.10",
+            "method": "card",
+            "_csrf_token": token,
         }
-        responses = await asyncio.gather(*(client.post("/pay/confirm", data=data) for _ in range(20)))
+        responses = await asyncio.gather(
+            *(client.post("/pay/confirm", data=data) for _ in range(20))
+        )
     finally:
         await client.aclose()
     assert [r.status_code for r in responses] == [303] * 20
@@ -56,14 +67,21 @@ async def test_twenty_concurrent_identical_payment_posts_make_one_payment(live_s
 async def test_racing_registrations_for_one_username_or_one_account(live_server, settings):
     forms = [
         registration(),  # maria1 on 12345/67890
-        registration(username="MARIA1", customer_number="22222", account_number="33333",
-                     email="j@example.com", confirm_email="j@example.com"),  # same username, other account
+        registration(
+            username="MARIA1",
+            customer_number="22222",
+            account_number="33333",
+            email="j@example.com",
+            confirm_email="j@example.com",
+        ),  # same username, other account
         registration(username="another1"),  # other username, same account
     ]
     clients = [await _client(live_server.url) for _ in range(6)]
     try:
-        posts = [client.post("/register", data={**forms[i % 3], "_csrf_token": token})
-                 for i, (client, token) in enumerate(clients)]
+        posts = [
+            client.post("/register", data={**forms[i % 3], "_csrf_token": token})
+            for i, (client, token) in enumerate(clients)
+        ]
         responses = await asyncio.gather(*posts)
     finally:
         for client, _ in clients:
@@ -73,8 +91,12 @@ async def test_racing_registrations_for_one_username_or_one_account(live_server,
     users = query(settings.database, "SELECT username_key FROM users")
     links = query(settings.database, "SELECT account_id FROM user_accounts")
     # each username at most once, each account at most once, no user without its account
-    assert len(users) == len({u[0] for u in users}) == len(links) == len({link[0] for link in links})
+    assert (
+        len(users) == len({u[0] for u in users}) == len(links) == len({link[0] for link in links})
+    )
     assert 1 <= len(users) <= 2 and codes.count(200) == len(users)
     for response in responses:
         if response.status_code == 422:
-            assert "That username is taken" in response.text or "already registered" in response.text
+            assert (
+                "That username is taken" in response.text or "already registered" in response.text
+            )

@@ -9,9 +9,10 @@ import sys
 
 from babel.messages.pofile import read_po
 
-from accounts_helpers import load_billing, outbox, post_form, registration
 from portal.i18n import LOCALE_DIR
 from portal.settings import PROJECT_ROOT
+
+from accounts_helpers import load_billing, outbox, post_form, registration
 
 PO = LOCALE_DIR / "es" / "LC_MESSAGES" / "messages.po"
 POT = LOCALE_DIR.parent / "messages.pot"
@@ -132,14 +133,18 @@ async def test_saved_language_follows_the_resident_to_a_new_device(settings, cli
     conn.commit()
     conn.close()
     client.cookies.clear()
-    response = await post_form(client, "/login", {"username": "maria1", "password": GOOD_PASSWORD}, follow_redirects=False)
+    response = await post_form(
+        client, "/login", {"username": "maria1", "password": GOOD_PASSWORD}, follow_redirects=False
+    )
     assert response.status_code == 303
     assert "portal_lang=es" in "; ".join(response.headers.get_list("set-cookie"))
     assert '<html lang="es">' in (await client.get("/account")).text
     # an explicit choice on this device wins over the saved one
     client.cookies.clear()
     client.cookies["portal_lang"] = "en"
-    again = await post_form(client, "/login", {"username": "maria1", "password": GOOD_PASSWORD}, follow_redirects=False)
+    again = await post_form(
+        client, "/login", {"username": "maria1", "password": GOOD_PASSWORD}, follow_redirects=False
+    )
     assert "portal_lang=" not in "; ".join(again.headers.get_list("set-cookie"))
 
 

@@ -20,13 +20,14 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.testing import AsyncTestClient
 
-from helpers import DESKTOP, PHONE, assert_accessible
 from portal import i18n
 from portal.app import create_app
 from portal.db import Database
 from portal.mail import Mailer, MailError, OutboxSender
 from portal.settings import Settings
 from portal.templating import make_environment
+
+from helpers import DESKTOP, PHONE, assert_accessible
 
 TO = "resident@example.com"
 LINK = "http://portal.test/verify?code=abc123&x=1"

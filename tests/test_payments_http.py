@@ -11,10 +11,11 @@ import sqlite3
 
 import pytest
 
-from accounts_helpers import load_billing, outbox, post_form, query
 from portal import db as portal_db
 from portal.billing.importer import import_text
 from portal.payments.gateway import SIGNATURE_HEADER, sign
+
+from accounts_helpers import load_billing, outbox, post_form, query
 
 CARD_OK = "4242 4242 4242 4242"
 CARD_DECLINED = "4000 0000 0000 0002"
@@ -294,7 +295,10 @@ async def test_card_number_and_security_code_are_never_stored(pay_client, settin
     for table in tables:
         for row in conn.execute(f"SELECT * FROM {table}"):  # noqa: S608 (names from sqlite_master)
             for value in row:
-                assert not re.search(rf"(?<![0-9A-Za-z]){CVC}(?![0-9A-Za-z])", str(value)), (table, value)
+                assert not re.search(rf"(?<![0-9A-Za-z]){CVC}(?![0-9A-Za-z])", str(value)), (
+                    table,
+                    value,
+                )
     conn.close()
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "4242424242424242" not in logged and "4242 4242" not in logged

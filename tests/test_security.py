@@ -20,12 +20,13 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 from litestar.testing import AsyncTestClient
 
-from helpers import csrf_token
 from portal import templating
 from portal.app import create_app
 from portal.security.errors import server_error
 from portal.settings import Settings
 from portal.templating import STATIC_DIR, make_environment
+
+from helpers import csrf_token
 
 BASE = "http://portal.test"
 
