@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cookie_secure=settings.production,
         cookie_httponly=True,
         cookie_samesite="lax",
+        exclude=["/static/"],  # files need no token cookie; pages set it
     )
     route_handlers = [
         *pages.handlers(settings),
