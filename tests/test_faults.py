@@ -746,3 +746,51 @@ async def test_a_long_import_makes_residents_wait_instead_of_failing(settings, c
     assert response.status_code == 200 and REGISTERED in response.text, response.status_code
     assert waited > hold_for - 1  # it really waited for the import
     assert rows(database, "SELECT username FROM users")[0][0] == "patient1"
+
+
+async def test_smtp_down_during_registration_then_delivered_once(settings):
+    """The resident registers while the mail server is down: the registration succeeds,
+    and the verification email goes out once the server is back, exactly once."""
+    import sqlite3 as _sqlite3
+    from dataclasses import replace
+
+    from aiosmtpd.controller import Controller
+    from litestar.testing import AsyncTestClient
+
+    from portal.app import create_app
+
+    from accounts_helpers import load_billing, post_form, registration
+    from conftest import Mailbox, _Collect, free_port
+
+    port = free_port()  # nothing listens here yet
+    down = replace(settings, smtp_host="127.0.0.1", smtp_port=port)
+    load_billing(down.database)
+    app = create_app(down)
+    async with AsyncTestClient(app=app, base_url="http://portal.test") as client:
+        response = await post_form(client, "/register", registration())
+        assert response.status_code == 200 and "You have successfully registered" in response.text
+        # The app's own background sender tries, fails, and keeps the message.
+        conn = _sqlite3.connect(down.database)
+        for _ in range(100):
+            row = conn.execute("SELECT attempts, sent_at, last_error FROM outbox").fetchone()
+            if row[0] >= 1:
+                break
+            await asyncio.sleep(0.1)
+        assert row[0] >= 1 and row[1] is None and row[2]
+        mailbox = Mailbox("127.0.0.1", port)
+        controller = Controller(_Collect(mailbox), hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            conn.execute(
+                "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000000Z'"
+            )  # the wait is over
+            conn.commit()
+            [message] = await asyncio.to_thread(mailbox.wait_for, 1, 15)
+            assert (
+                message["To"] == "maria@example.com" and "verificationcode=" in message.as_string()
+            )
+            await asyncio.sleep(3)  # another round of the sender: still one message
+            assert len(mailbox.messages) == 1
+        finally:
+            controller.stop()
+            conn.close()
