@@ -849,3 +849,37 @@ async def test_csrf_refusals_are_in_the_audit_log(settings, client):
         and rows[0]["client"]
         and "/forgot-username" in rows[0]["detail"]
     )
+
+
+@pytest.mark.parametrize(
+    ("trusted", "forwarded", "expected"),
+    [
+        ((), "203.0.113.9", "testclient"),  # no trusted proxy: the header is ignored
+        (("testclient",), "203.0.113.9", "203.0.113.9"),  # from our proxy: its word counts
+        (
+            ("testclient",),
+            "198.51.100.1, 203.0.113.9",
+            "203.0.113.9",
+        ),  # the last hop, not a forged first
+        (("testclient", "203.0.113.9"), "198.51.100.1, 203.0.113.9", "198.51.100.1"),  # two proxies
+    ],
+)
+async def test_client_address_comes_from_trusted_proxies_only(
+    settings, trusted, forwarded, expected
+):
+    from dataclasses import replace
+
+    from litestar.testing import AsyncTestClient
+
+    from portal.app import create_app
+
+    app = create_app(replace(settings, trusted_proxies=trusted))
+    async with AsyncTestClient(app=app, base_url="http://portal.test") as proxied:
+        await post_form(
+            proxied,
+            "/login",
+            {"username": "nobody", "password": "x" * 20},
+            headers={"X-Forwarded-For": forwarded},
+        )
+    rows = query(settings.database, "SELECT client FROM login_failures")
+    assert [row["client"] for row in rows] == [expected]

@@ -59,6 +59,22 @@ def _gateway(value: str) -> str:
     return value
 
 
+def _addresses(value: str, name: str) -> tuple[str, ...]:
+    import ipaddress
+
+    found = []
+    for part in value.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            found.append(str(ipaddress.ip_address(part)))
+        except ValueError:
+            raise SettingsError(
+                f"{name} must list IP addresses separated by commas, not {part!r}"
+            ) from None
+    return tuple(found)
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -79,6 +95,7 @@ class Settings:
     gateway: str = "sandbox"
     gateway_secret: str = field(default="", repr=False)
     payment_max_dollars: int = 10_000
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def payment_max_cents(self) -> int:
@@ -137,6 +154,7 @@ class Settings:
             max_body_bytes=_int(get("PORTAL_MAX_BODY_BYTES", "1000000"), "PORTAL_MAX_BODY_BYTES"),
             gateway=_gateway(get("PORTAL_GATEWAY", "sandbox")),
             gateway_secret=get("PORTAL_GATEWAY_SECRET"),
+            trusted_proxies=_addresses(get("PORTAL_TRUSTED_PROXIES"), "PORTAL_TRUSTED_PROXIES"),
             payment_max_dollars=_int(
                 get("PORTAL_PAYMENT_MAX_DOLLARS", "10000"), "PORTAL_PAYMENT_MAX_DOLLARS"
             ),

@@ -56,3 +56,23 @@ async def form_data(request: Request) -> dict[str, str]:
         if isinstance(value, str) and key not in data:
             data[key] = value
     return data
+
+
+def client_address(request: Request) -> str:
+    """The resident's network address, for throttling and the audit log.
+
+    The socket's peer, unless that peer is one of PORTAL_TRUSTED_PROXIES: then the
+    address that proxy says it received the request from (the last X-Forwarded-For
+    entry that is not itself a trusted proxy). A header from anyone else is ignored,
+    so nobody can pick their own address to dodge the sign-in throttle."""
+    peer = request.client.host if request.client else "-"
+    trusted = request.app.state.settings.trusted_proxies
+    if peer not in trusted:
+        return peer
+    hops = [
+        hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",") if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop[:64]
+    return peer

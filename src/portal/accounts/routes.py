@@ -31,14 +31,10 @@ from portal.accounts import sessions
 from portal.accounts.service import REGISTRATION_FIELDS, AccountsService, Registration
 from portal.i18n import _
 from portal.settings import Settings
-from portal.web import form_data, render
+from portal.web import client_address, form_data, render
 
 Accounts = NamedDependency[AccountsService]
 SiteSettings = NamedDependency[Settings]
-
-
-def client_of(request: Request) -> str:
-    return request.client.host if request.client else "-"
 
 
 def signed_in(request: Request) -> sessions.SignedIn:
@@ -67,7 +63,7 @@ async def register_form(request: Request) -> Template:
 @post("/register")
 async def register(request: Request, accounts: Accounts) -> Template:
     form = Registration.from_form(await form_data(request))
-    result = await accounts.register(form, client_of(request))
+    result = await accounts.register(form, client_address(request))
     if not result.ok:
         return render(
             request,
@@ -116,7 +112,7 @@ async def register_check(request: Request, name: FromPath[str], accounts: Accoun
 async def verify(request: Request, accounts: Accounts) -> Template:
     username = request.query_params.get("username", "")
     code = request.query_params.get("verificationcode", "")
-    outcome = await accounts.verify(username, code, client_of(request))
+    outcome = await accounts.verify(username, code, client_address(request))
     if outcome == "verified":
         dialog = {
             "title": _("Verification success"),
@@ -158,7 +154,7 @@ async def resend(request: Request, accounts: Accounts) -> Template:
             errors={"username": _("Enter your username")},
             username="",
         )
-    await accounts.resend_verification(username, client_of(request))
+    await accounts.resend_verification(username, client_address(request))
     return render(request, "pages/verify_resend.html", sent=True, username=username)
 
 
@@ -205,7 +201,7 @@ async def login(
     data = await form_data(request)
     username, password = data.get("username", ""), data.get("password", "")
     remember = "remember" in data
-    result = await accounts.sign_in(username, password, remember, client_of(request))
+    result = await accounts.sign_in(username, password, remember, client_address(request))
     if result.outcome == "ok":
         response = Redirect(_local_path(data.get("next")), status_code=303)
         response.set_cookie(sessions.cookie(result.session_id, remember, settings))
@@ -213,7 +209,7 @@ async def login(
             # A new device: the language the resident chose before follows them.
             response.set_cookie(i18n.locale_cookie(result.locale, settings.production))
         # Rotation: the session the browser had before (if any) ends now.
-        await accounts.sign_out(request.cookies.get(sessions.COOKIE), None, client_of(request))
+        await accounts.sign_out(request.cookies.get(sessions.COOKIE), None, client_address(request))
         return response
     values = {"username": username.strip()[:64], "remember": remember}
     link = None
@@ -260,7 +256,9 @@ async def login(
 async def logout(request: Request, accounts: Accounts, settings: SiteSettings) -> Redirect:
     user = getattr(request.state, "user", None)
     await accounts.sign_out(
-        request.cookies.get(sessions.COOKIE), user.username if user else None, client_of(request)
+        request.cookies.get(sessions.COOKIE),
+        user.username if user else None,
+        client_address(request),
     )
     response = Redirect("/login?notice=signed-out", status_code=303)
     response.set_cookie(sessions.clear_cookie(settings))
@@ -286,7 +284,7 @@ async def forgot_username(request: Request, accounts: Accounts) -> Template:
             values={},
             errors={"email": _("Enter your email address")},
         )
-    await accounts.forgot_username(email, client_of(request))
+    await accounts.forgot_username(email, client_address(request))
     return render(
         request, "pages/forgot_username.html", sent=True, values={"email": email}, errors={}
     )
@@ -308,7 +306,7 @@ async def forgot_password(request: Request, accounts: Accounts) -> Template:
             values={},
             errors={"identifier": _("Enter your username or email address")},
         )
-    await accounts.forgot_password(identifier, client_of(request))
+    await accounts.forgot_password(identifier, client_address(request))
     return render(
         request,
         "pages/forgot_password.html",
@@ -337,7 +335,7 @@ async def reset(request: Request, accounts: Accounts) -> Template | Redirect:
     data = await form_data(request)
     token = data.get("token", "")
     result = await accounts.reset_password(
-        token, data.get("password", ""), data.get("confirm_password", ""), client_of(request)
+        token, data.get("password", ""), data.get("confirm_password", ""), client_address(request)
     )
     if result is None:
         return render(
@@ -392,7 +390,7 @@ async def profile_delivery(request: Request, accounts: Accounts) -> Template | R
     user = signed_in(request)
     data = await form_data(request)
     result = await accounts.set_delivery(
-        user, "paperless" in data, "printed" in data, client_of(request)
+        user, "paperless" in data, "printed" in data, client_address(request)
     )
     if not result.ok:
         return await _profile_page(request, accounts, status_code=422, errors=result.errors)
@@ -410,7 +408,7 @@ async def profile_password(
         data.get("current_password", ""),
         data.get("new_password", ""),
         data.get("confirm_new_password", ""),
-        client_of(request),
+        client_address(request),
     )
     if not result.ok:
         return await _profile_page(request, accounts, status_code=422, errors=result.errors)
@@ -428,7 +426,7 @@ async def profile_email(request: Request, accounts: Accounts) -> Template | Redi
         data.get("email_password", ""),
         data.get("new_email", "").strip(),
         data.get("confirm_new_email", "").strip(),
-        client_of(request),
+        client_address(request),
     )
     if not result.ok:
         values = {
@@ -444,7 +442,7 @@ async def profile_email(request: Request, accounts: Accounts) -> Template | Redi
 @get("/profile/email/confirm")
 async def profile_email_confirm(request: Request, accounts: Accounts) -> Template:
     outcome = await accounts.confirm_email_change(
-        request.query_params.get("token", ""), client_of(request)
+        request.query_params.get("token", ""), client_address(request)
     )
     return render(
         request,
@@ -459,7 +457,7 @@ async def sign_out_everywhere(
     request: Request, accounts: Accounts, settings: SiteSettings
 ) -> Redirect:
     user = signed_in(request)
-    await accounts.sign_out_everywhere(user, client_of(request))
+    await accounts.sign_out_everywhere(user, client_address(request))
     response = Redirect("/login?notice=signed-out-everywhere", status_code=303)
     response.set_cookie(sessions.clear_cookie(settings))
     return response

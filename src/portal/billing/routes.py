@@ -25,13 +25,13 @@ from litestar.response import Redirect, Template
 
 from portal.accounts import audit
 from portal.accounts.linking import link_account, unlink_account
-from portal.accounts.routes import Accounts, client_of, signed_in
+from portal.accounts.routes import Accounts, signed_in
 from portal.billing.chart import usage_chart_svg
 from portal.billing.pdf import bill_pdf
 from portal.billing.service import BillingService
 from portal.i18n import _, format_locale
 from portal.settings import Settings
-from portal.web import form_data, render
+from portal.web import client_address, form_data, render
 
 Billing = NamedDependency[BillingService]
 SiteSettings = NamedDependency[Settings]
@@ -47,7 +47,7 @@ async def _own_account(request: Request, billing: BillingService, account_id: in
                 conn,
                 "account_denied",
                 username=user.username,
-                client=client_of(request),
+                client=client_address(request),
                 detail=f"path={request.url.path}",
             )
         raise NotFoundException()
@@ -88,7 +88,7 @@ async def link(request: Request, accounts: Accounts) -> Template | Redirect:
         data.get("customer_number", "").strip(),
         data.get("account_number", "").strip(),
     )
-    result = await link_account(accounts, user, customer, account, client_of(request))
+    result = await link_account(accounts, user, customer, account, client_address(request))
     if not result.ok:
         return render(
             request,
@@ -105,7 +105,7 @@ async def unlink(
     request: Request, account_id: FromPath[int], accounts: Accounts, billing: Billing
 ) -> Redirect:
     await _own_account(request, billing, account_id)
-    await unlink_account(accounts, signed_in(request), account_id, client_of(request))
+    await unlink_account(accounts, signed_in(request), account_id, client_address(request))
     return Redirect("/account?notice=unlinked", status_code=303)
 
 

@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 
 from portal import i18n
+from portal.web import client_address
 
 log = logging.getLogger("portal.errors")
 
@@ -25,7 +26,7 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code >= 500:
         return server_error(request, exc)
     if status == 403 and "csrf" in str(exc.detail).lower():
-        log.warning("csrf refused path=%s client=%s", request.url.path, _client(request))
+        log.warning("csrf refused path=%s client=%s", request.url.path, client_address(request))
         request.state.csrf_refused = True
         page = _page(request, status)
         page.background = BackgroundTask(_audit_csrf, request)
@@ -45,7 +46,7 @@ async def _audit_csrf(request: Request) -> None:
             conn,
             "csrf_refused",
             username=user.username if user else None,
-            client=_client(request),
+            client=client_address(request),
             detail=f"path={request.url.path}",
         )
 
@@ -61,10 +62,6 @@ def sign_in_first(request: Request) -> Response:
 def server_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _page(request, 500)
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "-"
 
 
 def _page(request: Request, status: int) -> Template:
