@@ -11,7 +11,7 @@ import sqlite3
 from portal.accounts import audit
 from portal.accounts.service import AccountsService, FormResult
 from portal.accounts.sessions import SignedIn
-from portal.accounts.validation import account_number_problem, customer_number_problem
+from portal.accounts.validation import number_pair_problems
 from portal.billing.numbers import number_key
 from portal.db import utcnow
 
@@ -23,15 +23,11 @@ async def link_account(
     account_number: str,
     client: str,
 ) -> FormResult:
-    errors = {}
-    problem = customer_number_problem(customer_number)
-    if problem:
-        errors["customer_number"] = problem
-    problem = account_number_problem(account_number)
-    if problem is None and "customer_number" not in errors:
+    errors = number_pair_problems(customer_number, account_number)
+    if not errors:
         problem = await accounts.account_problem(customer_number, account_number)
-    if problem:
-        errors["account_number"] = problem
+        if problem:
+            errors["account_number"] = problem
     if errors:
         return FormResult(errors)
     try:

@@ -6,15 +6,18 @@ Emails go into the outbox in the same transaction as the change that causes them
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from portal.accounts import audit, sessions
 from portal.accounts.passwords import hash_password, needs_rehash, password_problem, verify_password
 from portal.accounts.tokens import code_hash, new_code, utc_in
 from portal.accounts.validation import (
+    account_not_found,
     account_number_problem,
     confirm_email_problem,
     confirm_password_problem,
@@ -126,10 +129,7 @@ class AccountsService:
             (number_key(customer_number), number_key(account_number)),
         )
         if row is None:
-            return _(
-                "We could not find an account with this customer number and account number. "
-                "Check both numbers on your bill"
-            )
+            return account_not_found()
         if row["status"] != "active":
             return _(
                 "This account is closed, so it cannot be registered. Call the Utilities "
@@ -157,13 +157,7 @@ class AccountsService:
                 problem = _("That username is taken. Choose a different one")
             return problem
         if name == "password":
-            return password_problem(
-                form.password,
-                min_length=self.settings.password_min_length,
-                username=form.username,
-                email=form.email,
-                utility=self.settings.utility_name,
-            )
+            return await self._password_problem(form.password, form.username, form.email)
         if name == "confirm_password":
             return confirm_password_problem(form.password, form.confirm_password)
         if name == "customer_number":
@@ -267,8 +261,6 @@ class AccountsService:
         )
 
     def link(self, path: str, **params: str) -> str:
-        from urllib.parse import urlencode
-
         return f"{self.settings.base_url}{path}?{urlencode(params)}"
 
     # --- verification ------------------------------------------------------------
@@ -524,7 +516,7 @@ class AccountsService:
         user = await self.reset_token_user(code)
         if user is None:
             return None
-        errors = self._new_password_problems(
+        errors = await self._new_password_problems(
             password, confirm, user["username"], user["email"], "password"
         )
         if errors:
@@ -551,17 +543,23 @@ class AccountsService:
             await audit.record(conn, "password_reset", username=user["username"], client=client)
         return FormResult()
 
-    def _new_password_problems(
-        self, password: str, confirm: str, username: str, email: str, name: str
-    ) -> dict[str, str]:
-        errors = {}
-        problem = password_problem(
+    async def _password_problem(self, password: str, username: str, email: str) -> str | None:
+        """The password rules, in a worker thread: the strength estimate takes
+        milliseconds of CPU that the event loop should spend on other residents."""
+        return await asyncio.to_thread(
+            password_problem,
             password,
             min_length=self.settings.password_min_length,
             username=username,
             email=email,
             utility=self.settings.utility_name,
         )
+
+    async def _new_password_problems(
+        self, password: str, confirm: str, username: str, email: str, name: str
+    ) -> dict[str, str]:
+        errors = {}
+        problem = await self._password_problem(password, username, email)
         if problem:
             errors[name] = problem
         problem = confirm_password_problem(password, confirm)
@@ -574,14 +572,6 @@ class AccountsService:
     async def profile(self, user_id: int) -> Any:
         return await self.db.fetchone(
             "SELECT username, email, paperless, printed FROM users WHERE id = ?", (user_id,)
-        )
-
-    async def linked_accounts(self, user_id: int) -> list[Any]:
-        return await self.db.fetchall(
-            "SELECT sa.id, sa.customer_number, sa.account_number, sa.name, sa.service_address,"
-            " sa.status FROM user_accounts ua JOIN service_accounts sa ON sa.id = ua.account_id"
-            " WHERE ua.user_id = ? ORDER BY sa.service_address",
-            (user_id,),
         )
 
     async def _check_current_password(self, user_id: int, password: str) -> bool:
@@ -617,7 +607,9 @@ class AccountsService:
         elif not await self._check_current_password(user.user_id, current):
             errors["current_password"] = _("Your current password is not right. Enter it again")
         errors.update(
-            self._new_password_problems(new, confirm, user.username, user.email, "new_password")
+            await self._new_password_problems(
+                new, confirm, user.username, user.email, "new_password"
+            )
         )
         if errors:
             return FormResult(errors)

@@ -53,6 +53,22 @@ def account_number_problem(value: str) -> str | None:
     return None
 
 
+def number_pair_problems(customer_number: str, account_number: str) -> dict[str, str]:
+    """The format messages of the two numbers from the bill, by field name."""
+    problems = {
+        "customer_number": customer_number_problem(customer_number),
+        "account_number": account_number_problem(account_number),
+    }
+    return {name: problem for name, problem in problems.items() if problem}
+
+
+def account_not_found() -> str:
+    return _(
+        "We could not find an account with this customer number and account number. "
+        "Check both numbers on your bill"
+    )
+
+
 def delivery_problem(paperless: bool, printed: bool) -> str | None:
     if not (paperless or printed):
         return _("Choose Receive Paperless Bills, Receive Printed Bills, or both")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from portal.db import utcnow
+from portal.billing.service import LATEST_BILL
 from portal.mail.outbox import Mailer
 from portal.settings import Settings
 from portal.templating import make_environment
@@ -23,7 +23,7 @@ def bill_notifier(settings: Settings):
         conn.execute("DELETE FROM new_bill_ids")
         conn.executemany("INSERT INTO new_bill_ids VALUES (?)", [(i,) for i in bill_ids])
         rows = conn.execute(
-            """
+            f"""
             SELECT b.id, b.account_id, b.amount_due_cents, b.due_date, b.bill_date,
                    sa.service_address, u.email, u.username, u.locale
               FROM bills b
@@ -32,28 +32,22 @@ def bill_notifier(settings: Settings):
               JOIN users u ON u.id = ua.user_id
              WHERE b.id IN (SELECT id FROM new_bill_ids)
                AND u.paperless = 1 AND u.verified_at IS NOT NULL
-               AND b.id = (SELECT id FROM bills WHERE account_id = b.account_id
-                            ORDER BY bill_date DESC, id DESC LIMIT 1)
+               AND b.id = {LATEST_BILL.format(account="b.account_id")}
             """
         ).fetchall()
-        now = utcnow()
         for row in rows:
-            link = f"{settings.base_url}/accounts/{row['account_id']}/bills/{row['id']}"
-            subject, text, html = mailer.render(
-                "bill_ready",
-                {
+            mailer.enqueue_sync(
+                conn,
+                to=row["email"],
+                template="bill_ready",
+                context={
                     "username": row["username"],
                     "amount_cents": row["amount_due_cents"],
                     "due_date": row["due_date"],
                     "service_address": row["service_address"],
-                    "link": link,
+                    "link": f"{settings.base_url}/accounts/{row['account_id']}/bills/{row['id']}",
                 },
-                row["locale"],
-            )
-            conn.execute(
-                "INSERT INTO outbox (to_addr, subject, body_text, body_html, created_at,"
-                " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (row["email"], subject, text, html, now, now),
+                locale=row["locale"],
             )
 
     return notify

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
 
 from babel.dates import format_date
 from litestar import Request, Response, get, post
@@ -169,8 +170,6 @@ def unit_name(unit: str) -> str:
 
 
 def _month_label(read_date: str) -> str:
-    from datetime import date
-
     return format_date(date.fromisoformat(read_date), format="MMM yyyy", locale=format_locale())
 
 

@@ -21,6 +21,25 @@ LEAK_FACTOR = 1.5  # latest read this many times the account's usual use
 LEAK_MIN_HISTORY = 6
 
 
+# What a resident owes: the latest balance from the billing data, less what was paid in
+# the portal since that balance was imported. The dashboard and Pay My Bill both use it.
+PAID_SINCE_IMPORT = """(SELECT coalesce(sum(p.amount_cents), 0) FROM payments p
+                        WHERE p.account_id = b.account_id AND p.status = 'succeeded'
+                          AND p.created_at > b.imported_at)"""
+LATEST_BILL = (
+    "(SELECT id FROM bills WHERE account_id = {account} ORDER BY bill_date DESC, id DESC LIMIT 1)"
+)
+
+
+async def amount_due(db: Database, account_id: int) -> int | None:
+    """The amount due now, or None when the account has no bill yet."""
+    return await db.fetchval(
+        f"SELECT b.amount_due_cents - {PAID_SINCE_IMPORT} FROM bills b"
+        f" WHERE b.id = {LATEST_BILL.format(account='?')}",
+        (account_id,),
+    )
+
+
 @dataclass
 class AccountSummary:
     account: Any
@@ -67,20 +86,16 @@ class BillingService:
 
     async def dashboard(self, user_id: int) -> list[AccountSummary]:
         rows = await self.db.fetchall(
-            """
+            f"""
             SELECT sa.id, sa.customer_number, sa.account_number, sa.name, sa.service_address,
                    sa.status, b.id AS bill_id, b.bill_date, b.due_date, b.amount_due_cents,
-                   b.payments_cents, b.imported_at,
-                   (SELECT coalesce(sum(p.amount_cents), 0) FROM payments p
-                     WHERE p.account_id = sa.id AND p.status = 'succeeded'
-                       AND p.created_at > b.imported_at) AS paid_since,
+                   b.payments_cents, b.imported_at, {PAID_SINCE_IMPORT} AS paid_since,
                    (SELECT json_object('amount', p.amount_cents, 'at', p.created_at)
                       FROM payments p WHERE p.account_id = sa.id AND p.status = 'succeeded'
                      ORDER BY p.created_at DESC LIMIT 1) AS last_portal_payment
               FROM user_accounts ua
               JOIN service_accounts sa ON sa.id = ua.account_id
-              LEFT JOIN bills b ON b.id = (SELECT id FROM bills WHERE account_id = sa.id
-                                            ORDER BY bill_date DESC, id DESC LIMIT 1)
+              LEFT JOIN bills b ON b.id = {LATEST_BILL.format(account="sa.id")}
              WHERE ua.user_id = ?
              ORDER BY sa.service_address
             """,

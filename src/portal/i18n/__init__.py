@@ -16,6 +16,7 @@ from pathlib import Path
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
+from litestar.datastructures import Cookie
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 LOCALES = ("en", "es")
@@ -63,8 +64,6 @@ _ = gettext
 
 def locale_cookie(locale: str, secure: bool):
     """The cookie that keeps a language choice for a year."""
-    from litestar.datastructures import Cookie
-
     return Cookie(
         key=LOCALE_COOKIE,
         value=locale,

@@ -16,6 +16,7 @@ they see the context plus every global of the shared Jinja environment (`site`, 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,11 @@ from jinja2 import Environment
 from portal import i18n
 from portal.db import utcnow
 from portal.settings import Settings
+
+INSERT_OUTBOX = (
+    "INSERT INTO outbox (to_addr, subject, body_text, body_html, created_at, next_attempt_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 class MailError(ValueError):
@@ -78,6 +84,20 @@ class Mailer:
             i18n.current_locale.reset(token)
         return one_line(subject), text, html
 
+    def _row(self, to: str, template: str, context: dict, locale: str) -> tuple:
+        to = _check_address(to)
+        subject, text, html = self.render(template, context, locale)
+        now = utcnow()
+        return (to, subject, text, html, now, now)
+
+    def enqueue_sync(
+        self, conn: sqlite3.Connection, *, to: str, template: str, context: dict, locale: str = "en"
+    ) -> None:
+        """enqueue() for a synchronous connection (the CLI's imports), same rules."""
+        if not conn.in_transaction:
+            raise RuntimeError("Mailer.enqueue_sync() must run inside an open transaction")
+        conn.execute(INSERT_OUTBOX, self._row(to, template, context, locale))
+
     async def enqueue(
         self,
         conn: aiosqlite.Connection,
@@ -93,14 +113,7 @@ class Mailer:
         """
         if not conn.in_transaction:
             raise RuntimeError("Mailer.enqueue() must run inside `async with db.write()`")
-        to = _check_address(to)
-        subject, text, html = self.render(template, context, locale)
-        now = utcnow()
-        cursor = await conn.execute(
-            "INSERT INTO outbox (to_addr, subject, body_text, body_html, created_at,"
-            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (to, subject, text, html, now, now),
-        )
+        cursor = await conn.execute(INSERT_OUTBOX, self._row(to, template, context, locale))
         outbox_id = cursor.lastrowid
         await cursor.close()
         if self.on_enqueue is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from portal.billing.chart import usage_chart_svg
+from portal.billing.service import AccountSummary, UsageMonth
 from portal.i18n import _
 
 
@@ -28,8 +30,6 @@ def styleguide_context() -> dict:
 
 def _billing_samples() -> dict:
     """Dashboard, bill, payment and usage partials with made-up data."""
-    from portal.billing.chart import usage_chart_svg
-    from portal.billing.service import AccountSummary, UsageMonth
 
     account = {
         "id": 1,

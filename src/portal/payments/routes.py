@@ -23,7 +23,8 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from portal.accounts.validation import account_number_problem, customer_number_problem
+from portal.accounts.validation import account_not_found, number_pair_problems
+from portal.billing.service import BillingService
 from portal.i18n import _
 from portal.payments.gateway import SIGNATURE_HEADER
 from portal.payments.sandbox import SandboxGateway
@@ -32,18 +33,17 @@ from portal.settings import Settings
 from portal.web import form_data, render
 
 Payments = NamedDependency[PaymentsService]
+Billing = NamedDependency[BillingService]
 Sandbox = NamedDependency[SandboxGateway]
 
 
-async def _own_linked_account(request: Request, payments: PaymentsService, account_id: int):
+async def _own_linked_account(request: Request, billing: BillingService, account_id: int):
+    """The signed-in resident's own active account, or None (guests, other accounts)."""
     user = getattr(request.state, "user", None)
     if user is None:
         return None
-    return await payments.db.fetchone(
-        "SELECT sa.* FROM service_accounts sa JOIN user_accounts ua ON ua.account_id = sa.id"
-        " WHERE sa.id = ? AND ua.user_id = ? AND sa.status = 'active'",
-        (account_id, user.user_id),
-    )
+    account = await billing.linked_account(user.user_id, account_id)
+    return account if account is not None and account["status"] == "active" else None
 
 
 async def _amount_page(
@@ -81,11 +81,11 @@ async def _amount_page(
 
 
 @get("/pay")
-async def pay_start(request: Request, payments: Payments) -> Template:
+async def pay_start(request: Request, payments: Payments, billing: Billing) -> Template:
     account_id = request.query_params.get("account", "")
     # ASCII digits only, and few enough for SQLite ("²".isdigit() is True; int() refuses it)
     if re.fullmatch(r"[0-9]{1,18}", account_id):
-        account = await _own_linked_account(request, payments, int(account_id))
+        account = await _own_linked_account(request, billing, int(account_id))
         if account is not None:
             return await _amount_page(request, payments, account)
     return render(request, "pages/pay.html", values={}, errors={})
@@ -98,21 +98,12 @@ async def pay_lookup(request: Request, payments: Payments) -> Template:
         data.get("customer_number", "").strip(),
         data.get("account_number", "").strip(),
     )
-    errors = {}
-    problem = customer_number_problem(customer)
-    if problem:
-        errors["customer_number"] = problem
-    problem = account_number_problem(number)
-    if problem:
-        errors["account_number"] = problem
+    errors = number_pair_problems(customer, number)
     account = None
     if not errors:
         account = await payments.find_account(customer, number)
         if account is None:
-            errors["account_number"] = _(
-                "We could not find an account with this customer number and account number. "
-                "Check both numbers on your bill"
-            )
+            errors["account_number"] = account_not_found()
     if errors:
         return render(
             request,
@@ -125,7 +116,9 @@ async def pay_lookup(request: Request, payments: Payments) -> Template:
 
 
 @post("/pay/confirm")
-async def pay_confirm(request: Request, payments: Payments) -> Template | Redirect:
+async def pay_confirm(
+    request: Request, payments: Payments, billing: Billing
+) -> Template | Redirect:
     data = await form_data(request)
     account_id = payments.account_from_token(data.get("account_token", ""))
     account = await payments.account(account_id) if account_id else None
@@ -140,7 +133,7 @@ async def pay_confirm(request: Request, payments: Payments) -> Template | Redire
             },
         )
     user = getattr(request.state, "user", None)
-    linked = await _own_linked_account(request, payments, account_id)
+    linked = await _own_linked_account(request, billing, account_id)
     result = await payments.start(account_id, user.user_id if user and linked else None, data)
     if result.kind == "invalid":
         errors = result.errors or {}

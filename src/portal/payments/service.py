@@ -19,8 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from portal.accounts.validation import normalize_email
 from portal.billing.money import parse_cents
 from portal.billing.numbers import number_key
+from portal.billing.service import amount_due
 from portal.db import Database, utcnow
 from portal.i18n import _, current_locale
 from portal.payments.gateway import Gateway, GatewayResult, verify_signature
@@ -115,14 +117,7 @@ class PaymentsService:
         )
 
     async def amount_due(self, account_id: int) -> int | None:
-        row = await self.db.fetchone(
-            "SELECT b.amount_due_cents - (SELECT coalesce(sum(p.amount_cents), 0) FROM payments p"
-            "  WHERE p.account_id = b.account_id AND p.status = 'succeeded'"
-            "  AND p.created_at > b.imported_at) AS due"
-            " FROM bills b WHERE b.account_id = ? ORDER BY b.bill_date DESC, b.id DESC LIMIT 1",
-            (account_id,),
-        )
-        return None if row is None else row["due"]
+        return await amount_due(self.db, account_id)
 
     # --- the payment form ------------------------------------------------------------
 
@@ -145,15 +140,14 @@ class PaymentsService:
         if form.get("method") not in METHODS:
             errors["method"] = _("Choose how you want to pay: card or bank account")
         email = form.get("receipt_email", "").strip()
-        if email:
-            from portal.accounts.validation import normalize_email
-
-            if normalize_email(email) is None:
-                errors["receipt_email"] = _(
-                    "Enter an email address in the correct format, like name@example.com, or leave it empty"
-                )
+        if email and normalize_email(email) is None:
+            errors["receipt_email"] = _(
+                "Enter an email address in the correct format, like name@example.com, or leave it empty"
+            )
         if not re.fullmatch(r"[A-Za-z0-9_-]{20,64}", form.get("idempotency_key", "")):
-            errors["form"] = _("This payment form has expired. Start again")
+            errors["form"] = _(
+                "This payment form had expired, so nothing was paid. Check the details below and continue again"
+            )
         return errors, cents
 
     async def start(

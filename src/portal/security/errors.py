@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 
 from portal import i18n
+from portal.accounts import audit, sessions
 from portal.web import client_address
 
 log = logging.getLogger("portal.errors")
@@ -37,8 +38,6 @@ def http_error(request: Request, exc: HTTPException) -> Response:
 async def _audit_csrf(request: Request) -> None:
     """Record the refusal in the audit log, with the signed-in resident if there is one
     (the CSRF check runs before the session is loaded, so it is looked up here)."""
-    from portal.accounts import audit, sessions
-
     db = request.app.state.db
     user = await sessions.load(db, request.cookies.get(sessions.COOKIE))
     async with db.write() as conn:
