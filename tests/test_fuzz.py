@@ -38,7 +38,7 @@ from litestar.testing import TestClient
 
 from portal import db as portal_db
 from portal.accounts.passwords import HASHER, normalize
-from portal.accounts.service import REGISTRATION_FIELDS
+from portal.accounts.registration import REGISTRATION_FIELDS
 from portal.accounts.tokens import code_hash, new_code, utc_in
 from portal.app import create_app
 from portal.billing.importer import import_text

@@ -324,7 +324,7 @@ async def enqueue_route(db: NamedDependency[Database], mailer: NamedDependency[M
 async def test_request_that_enqueues_wakes_the_background_sender(mail_settings, smtp_server):
     app = create_app(mail_settings)
     app.register(enqueue_route)
-    sender = app.state.sender
+    sender = app.state.services.sender
     sender.poll_interval = 60  # only a wake-up can deliver within the test's wait
     async with AsyncTestClient(app=app, base_url="http://portal.test") as client:
         await asyncio.sleep(0.2)  # the first round at start-up has found nothing
@@ -342,7 +342,7 @@ async def test_request_that_enqueues_wakes_the_background_sender(mail_settings, 
 
 async def test_background_sender_delivers_mail_written_elsewhere(mail_settings, smtp_server):
     app = create_app(mail_settings)
-    app.state.sender.poll_interval = 0.2
+    app.state.services.sender.poll_interval = 0.2
     async with AsyncTestClient(app=app, base_url="http://portal.test"):
         # Another process (no wake-up) writes into the same database.
         other = Database(mail_settings.database)
@@ -356,7 +356,7 @@ async def test_background_sender_delivers_mail_written_elsewhere(mail_settings, 
 
 
 async def test_no_sender_runs_without_smtp_host(settings, client):
-    sender = client.app.state.sender
+    sender = client.app.state.services.sender
     assert settings.smtp_host == ""
     assert sender._task is None
 

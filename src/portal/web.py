@@ -1,4 +1,6 @@
-"""Helpers shared by every routes module: one handler, two renderings.
+"""Helpers shared by every routes module: the request class, the safe `next`, the
+client address, and
+"one handler, two renderings".
 
 `render()` returns the full page for a plain request and the named partial for an htmx
 request, from the same context, with `Vary: HX-Request` so caches keep them apart.
@@ -8,38 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request
 from litestar.datastructures import FormMultiDict
 from litestar.exceptions import ClientException
+from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
-
-def is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true"
+from portal.accounts.sessions import SignedIn
 
 
-def render(
-    request: Request,
-    page: str,
-    *,
-    partial: str | None = None,
-    status_code: int = 200,
-    **context: Any,
-) -> Template:
-    name = partial if partial and is_htmx(request) else page
-    context.setdefault("user", getattr(request.state, "user", None))
-    context.setdefault("is_fragment", name == partial)
-    return Template(
-        template_name=name,
-        context=context,
-        status_code=status_code,
-        headers={"Vary": "HX-Request"},
-    )
+class PortalRequest(HTMXRequest):
+    """The app's request class: litestar-htmx's (so `request.htmx` says what kind of
+    request it is), with `request.user` typed as the signed-in resident or None, and a
+    multipart part that is not text in its declared charset answered 400, not a crash."""
 
-
-class PortalRequest(Request):
-    """The app's request class (CSRF middleware included): a multipart part that is not
-    text in its declared charset is a 400, not a crash in Litestar's parser."""
+    @property
+    def user(self) -> SignedIn | None:
+        return self.scope.get("user")
 
     async def form(self) -> FormMultiDict:
         try:
@@ -48,17 +34,35 @@ class PortalRequest(Request):
             raise ClientException("the form is not text in its declared charset") from exc
 
 
-async def form_data(request: Request) -> dict[str, str]:
-    """The posted form as plain strings: a repeated field keeps its first value."""
-    form = await request.form()
-    data: dict[str, str] = {}
-    for key, value in form.multi_items():
-        if isinstance(value, str) and key not in data:
-            data[key] = value
-    return data
+def render(
+    request: PortalRequest,
+    page: str,
+    *,
+    partial: str | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> Template:
+    name = partial if partial and request.htmx else page
+    context.setdefault("user", request.scope.get("user"))
+    context.setdefault("is_fragment", name == partial)
+    context.setdefault("values", {})
+    context.setdefault("errors", {})
+    return Template(
+        template_name=name,
+        context=context,
+        status_code=status_code,
+        headers={"Vary": "HX-Request"},
+    )
 
 
-def client_address(request: Request) -> str:
+def local_path(target: str | None, fallback: str = "/account") -> str:
+    """Only follow a 'next' that stays on this site."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return fallback
+
+
+def client_address(request: PortalRequest) -> str:
     """The resident's network address, for throttling and the audit log.
 
     The socket's peer, unless that peer is one of PORTAL_TRUSTED_PROXIES: then the
@@ -66,7 +70,7 @@ def client_address(request: Request) -> str:
     entry that is not itself a trusted proxy). A header from anyone else is ignored,
     so nobody can pick their own address to dodge the sign-in throttle."""
     peer = request.client.host if request.client else "-"
-    trusted = request.app.state.settings.trusted_proxies
+    trusted = request.app.state.services.settings.trusted_proxies
     if peer not in trusted:
         return peer
     hops = [

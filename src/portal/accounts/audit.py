@@ -10,7 +10,7 @@ import logging
 
 import aiosqlite
 
-from portal.db import utcnow
+from portal.db import Database, utcnow
 
 log = logging.getLogger("portal.audit")
 
@@ -36,3 +36,9 @@ async def record(
         "INSERT INTO audit_log (at, event, username, client, detail) VALUES (?, ?, ?, ?, ?)", row
     )
     log.info("audit event=%s username=%s client=%s detail=%s", *row[1:])
+
+
+async def write(db: Database, event: str, **fields: str | None) -> None:
+    """One audit row in a transaction of its own (for events nothing else is writing)."""
+    async with db.write() as conn:
+        await record(conn, event, **fields)

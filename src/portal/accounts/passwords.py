@@ -15,7 +15,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
+from portal.accounts.validation import confirm_password_problem
 from portal.i18n import _
+from portal.settings import Settings
 
 HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=Type.ID)
 MAX_LENGTH = 256  # NIST asks for at least 64; more than this is a paste gone wrong
@@ -90,3 +92,32 @@ def password_problem(
             "This password is made of common words or passwords, so it is easy to guess. Add more words that are not common"
         )
     return None
+
+
+async def new_password_problem(
+    settings: Settings, password: str, username: str, email: str
+) -> str | None:
+    """The password rules, in a worker thread: the strength estimate takes milliseconds
+    of CPU that the event loop should spend on other residents."""
+    return await asyncio.to_thread(
+        password_problem,
+        password,
+        min_length=settings.password_min_length,
+        username=username,
+        email=email,
+        utility=settings.utility_name,
+    )
+
+
+async def new_password_problems(
+    settings: Settings, password: str, confirm: str, username: str, email: str, name: str
+) -> dict[str, str]:
+    """Messages for a new password field `name` and its `confirm_<name>` field."""
+    errors = {}
+    problem = await new_password_problem(settings, password, username, email)
+    if problem:
+        errors[name] = problem
+    problem = confirm_password_problem(password, confirm)
+    if problem:
+        errors[f"confirm_{name}"] = problem
+    return errors

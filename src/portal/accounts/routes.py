@@ -1,6 +1,6 @@
-"""Online accounts over HTTP: parse, call AccountsService, choose a template.
+"""Online accounts over HTTP: parse, call a service, choose a template.
 
-URL map:
+URL map (open to everyone):
   GET  /register                       New User Registration
   POST /register                       register (422 with alerts; success message)
   POST /register/check/{field}         one field's alert while filling in (htmx)
@@ -11,66 +11,71 @@ URL map:
   GET  /forgot-username, POST          Forgot Username
   GET  /forgot-password, POST          Forgot Password
   GET  /reset-password?token=, POST    choose a new password from the emailed link
+  GET  /profile/email/confirm?token=   confirm a new email address (from the email)
+
+Signed-in resident (router guarded by requires_resident, no-store):
   GET  /profile                        My Profile
   POST /profile/delivery | /profile/password | /profile/email | /profile/sign-out-everywhere
-  GET  /profile/email/confirm?token=   confirm a new email address
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from litestar import Request, get, post
+from litestar import Router, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from portal import i18n
 from portal.accounts import sessions
-from portal.accounts.service import REGISTRATION_FIELDS, AccountsService, Registration
+from portal.accounts.profile import DeliveryForm, EmailForm, PasswordForm, ProfileService
+from portal.accounts.recovery import (
+    ForgotPasswordForm,
+    ForgotUsernameForm,
+    RecoveryService,
+    ResetForm,
+)
+from portal.accounts.registration import (
+    REGISTRATION_FIELDS,
+    Registration,
+    RegistrationService,
+    UsernameForm,
+)
+from portal.accounts.signin import LoginForm, SignInService
 from portal.i18n import _
+from portal.security.auth import requires_resident
+from portal.security.headers import NO_STORE
 from portal.settings import Settings
-from portal.web import client_address, form_data, render
+from portal.web import PortalRequest, client_address, local_path, render
 
-Accounts = NamedDependency[AccountsService]
+Registrations = NamedDependency[RegistrationService]
+SignIns = NamedDependency[SignInService]
+Recovery = NamedDependency[RecoveryService]
+Profiles = NamedDependency[ProfileService]
 SiteSettings = NamedDependency[Settings]
-
-
-def signed_in(request: Request) -> sessions.SignedIn:
-    """The signed-in resident, or a 401 that the error handler turns into the login page."""
-    user = getattr(request.state, "user", None)
-    if user is None:
-        raise NotAuthorizedException()
-    return user
-
-
-def _local_path(target: str | None) -> str:
-    """Only follow a 'next' that stays on this site."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/account"
 
 
 # --- registration ----------------------------------------------------------------
 
 
 @get("/register")
-async def register_form(request: Request) -> Template:
-    return render(request, "pages/register.html", values={}, errors={})
+async def register_form(request: PortalRequest) -> Template:
+    return render(request, "pages/register.html")
 
 
 @post("/register")
-async def register(request: Request, accounts: Accounts) -> Template:
-    form = Registration.from_form(await form_data(request))
-    result = await accounts.register(form, client_address(request))
+async def register(request: PortalRequest, registration: Registrations) -> Template:
+    form = await Registration.read(request)
+    result = await registration.register(form, client_address(request))
     if not result.ok:
         return render(
             request,
             "pages/register.html",
             partial="partials/register_form.html",
             status_code=422,
-            values=form.answers(),
+            values=form.values,
             errors=result.errors,
         )
     return render(
@@ -83,24 +88,22 @@ async def register(request: Request, accounts: Accounts) -> Template:
 
 
 @post("/register/check/{name:str}")
-async def register_check(request: Request, name: FromPath[str], accounts: Accounts) -> Template:
+async def register_check(
+    request: PortalRequest, name: FromPath[str], registration: Registrations
+) -> Template:
     """Check one field the resident changed; answer with just its message."""
     if name not in REGISTRATION_FIELDS:
         raise NotFoundException()
-    form = Registration.from_form(await form_data(request))
-    error = await accounts.field_problem(form, name)
+    form = await Registration.read(request)
+    error = await registration.field_problem(form, name)
     # Changing a password or email re-checks its confirmation, if already typed.
     confirm = {"password": "confirm_password", "email": "confirm_email"}.get(name)
-    confirm_error = None
-    if confirm and getattr(form, confirm):
-        confirm_error = await accounts.field_problem(form, confirm)
+    if confirm and not getattr(form, confirm):
+        confirm = None
+    confirm_error = await registration.field_problem(form, confirm) if confirm else None
     return Template(
         template_name="partials/field_check.html",
-        context={
-            "error": error,
-            "confirm": confirm if confirm and getattr(form, confirm) else None,
-            "confirm_error": confirm_error,
-        },
+        context={"error": error, "confirm": confirm, "confirm_error": confirm_error},
         headers={"Vary": "HX-Request"},
     )
 
@@ -109,18 +112,18 @@ async def register_check(request: Request, name: FromPath[str], accounts: Accoun
 
 
 @get("/verify")
-async def verify(request: Request, accounts: Accounts) -> Template:
+async def verify(request: PortalRequest, registration: Registrations) -> Template:
     username = request.query_params.get("username", "")
     code = request.query_params.get("verificationcode", "")
-    outcome = await accounts.verify(username, code, client_address(request))
-    if outcome == "verified":
+    result = await registration.verify(username, code, client_address(request))
+    if result.outcome == "verified":
         dialog = {
             "title": _("Verification success"),
             "body": _("Your account has been successfully verified."),
             "close_url": "/login",
         }
         return render(request, "pages/login.html", dialog=dialog, values={"username": username})
-    if outcome == "already":
+    if result.outcome == "already":
         alert = {
             "kind": "success",
             "title": _("Your account is verified"),
@@ -131,131 +134,122 @@ async def verify(request: Request, accounts: Accounts) -> Template:
         request,
         "pages/verify_failed.html",
         status_code=400,
-        expired=outcome == "expired",
+        expired=result.outcome == "expired",
         username=username,
     )
 
 
 @get("/verify/resend")
-async def resend_form(request: Request) -> Template:
+async def resend_form(request: PortalRequest) -> Template:
     return render(
         request, "pages/verify_resend.html", username=request.query_params.get("username", "")
     )
 
 
 @post("/verify/resend")
-async def resend(request: Request, accounts: Accounts) -> Template:
-    username = (await form_data(request)).get("username", "").strip()
-    if not username:
+async def resend(request: PortalRequest, registration: Registrations) -> Template:
+    form = await UsernameForm.read(request)
+    result = await registration.resend_verification(form, client_address(request))
+    if not result.ok:
         return render(
-            request,
-            "pages/verify_resend.html",
-            status_code=422,
-            errors={"username": _("Enter your username")},
-            username="",
+            request, "pages/verify_resend.html", status_code=422, errors=result.errors, username=""
         )
-    await accounts.resend_verification(username, client_address(request))
-    return render(request, "pages/verify_resend.html", sent=True, username=username)
+    return render(request, "pages/verify_resend.html", sent=True, username=form.username)
 
 
 # --- sign-in and sign-out --------------------------------------------------------
 
-
-@get("/login")
-async def login_form(request: Request) -> Template | Redirect:
-    if getattr(request.state, "user", None):
-        return Redirect("/account", status_code=303)
-    alert = None
-    notice = request.query_params.get("notice")
+def _login_notice(notice: str) -> dict | None:
+    """The alert for /login?notice=… (after signing out, a reset, an ended session)."""
     if notice == "signed-out":
-        alert = {"kind": "success", "title": _("You have signed out"), "body": None}
-    elif notice == "signed-out-everywhere":
-        alert = {"kind": "success", "title": _("You have signed out on every device"), "body": None}
-    elif notice == "password-reset":
-        alert = {
+        return {"kind": "success", "title": _("You have signed out"), "body": None}
+    if notice == "signed-out-everywhere":
+        return {"kind": "success", "title": _("You have signed out on every device"), "body": None}
+    if notice == "password-reset":
+        return {
             "kind": "success",
             "title": _("Your password has been changed"),
             "body": _("Log in with your new password."),
         }
-    elif notice == "session-ended":
-        alert = {
+    if notice == "session-ended":
+        return {
             "kind": "info",
             "title": _("Log in to continue"),
             "body": _(
                 "You need to log in to see that page. If you were logged in, your session ended."
             ),
         }
-    return render(
-        request,
-        "pages/login.html",
-        alert=alert,
-        values={},
-        next=request.query_params.get("next", ""),
-    )
+    return None
+
+
+@get("/login")
+async def login_form(request: PortalRequest) -> Template | Redirect:
+    if request.user:
+        return Redirect("/account", status_code=303)
+    alert = _login_notice(request.query_params.get("notice", ""))
+    return render(request, "pages/login.html", alert=alert, next=request.query_params.get("next", ""))
+
+
+def _login_problem(outcome: str, value) -> tuple[str, dict | None]:
+    """The message (and a link to the way out, if any) for a refused login."""
+    if outcome == "missing":
+        return _("Enter your username and password"), None
+    if outcome == "throttled":
+        return _(
+            "There have been too many failed logins from your device. Wait %(minutes)s minutes and try again.",
+            minutes=value,
+        ), None
+    if outcome == "locked" and value:
+        return _(
+            "There have been too many failed logins for this account. Wait %(minutes)s minutes and try again, or use Forgot Password to choose a new password.",
+            minutes=value,
+        ), None
+    if outcome == "locked":
+        return _(
+            "This account is locked after too many failed logins. Use Forgot Password to choose a new password."
+        ), {"href": "/forgot-password", "text": _("Forgot Password")}
+    if outcome == "unverified":
+        return _(
+            "You need to verify your registration before you can log in. Open the link in the email we sent when you registered."
+        ), {
+            "href": "/verify/resend?" + urlencode({"username": value}),
+            "text": _("Send the verification email again"),
+        }
+    return _("Username or password is incorrect"), None
 
 
 @post("/login")
 async def login(
-    request: Request, accounts: Accounts, settings: SiteSettings
+    request: PortalRequest, signin: SignIns, settings: SiteSettings
 ) -> Template | Redirect:
-    data = await form_data(request)
-    username, password = data.get("username", ""), data.get("password", "")
-    remember = "remember" in data
-    result = await accounts.sign_in(username, password, remember, client_address(request))
-    if result.outcome == "ok":
-        response = Redirect(_local_path(data.get("next")), status_code=303)
-        response.set_cookie(sessions.cookie(result.session_id, remember, settings))
-        if i18n.LOCALE_COOKIE not in request.cookies and result.locale in i18n.LOCALES:
+    form = await LoginForm.read(request)
+    result = await signin.sign_in(form, client_address(request))
+    if result.ok:
+        response = Redirect(local_path(form.next), status_code=303)
+        response.set_cookie(sessions.cookie(result.value.session_id, form.remember, settings))
+        locale = result.value.locale
+        if i18n.LOCALE_COOKIE not in request.cookies and locale in i18n.LOCALES:
             # A new device: the language the resident chose before follows them.
-            response.set_cookie(i18n.locale_cookie(result.locale, settings.production))
+            response.set_cookie(i18n.locale_cookie(locale, settings.production))
         # Rotation: the session the browser had before (if any) ends now.
-        await accounts.sign_out(request.cookies.get(sessions.COOKIE), None, client_address(request))
+        await signin.sign_out(request.cookies.get(sessions.COOKIE), None, client_address(request))
         return response
-    values = {"username": username.strip()[:64], "remember": remember}
-    link = None
-    if result.outcome == "missing":
-        message = _("Enter your username and password")
-    elif result.outcome == "throttled":
-        message = _(
-            "There have been too many failed logins from your device. Wait %(minutes)s minutes and try again.",
-            minutes=result.wait_minutes,
-        )
-    elif result.outcome == "locked" and result.wait_minutes:
-        message = _(
-            "There have been too many failed logins for this account. Wait %(minutes)s minutes and try again, or use Forgot Password to choose a new password.",
-            minutes=result.wait_minutes,
-        )
-    elif result.outcome == "locked":
-        message = _(
-            "This account is locked after too many failed logins. Use Forgot Password to choose a new password."
-        )
-        link = {"href": "/forgot-password", "text": _("Forgot Password")}
-    elif result.outcome == "unverified":
-        message = _(
-            "You need to verify your registration before you can log in. Open the link in the email we sent when you registered."
-        )
-        link = {
-            "href": "/verify/resend?" + urlencode({"username": result.username}),
-            "text": _("Send the verification email again"),
-        }
-    else:
-        message = _("Username or password is incorrect")
-    status = 429 if result.outcome == "throttled" else 422
+    message, link = _login_problem(result.outcome, result.value)
     return render(
         request,
         "pages/login.html",
-        status_code=status,
+        status_code=429 if result.outcome == "throttled" else 422,
         message=message,
         message_link=link,
-        values=values,
-        next=data.get("next", ""),
+        values={"username": form.username[:64], "remember": form.remember},
+        next=form.next,
     )
 
 
 @post("/logout")
-async def logout(request: Request, accounts: Accounts, settings: SiteSettings) -> Redirect:
-    user = getattr(request.state, "user", None)
-    await accounts.sign_out(
+async def logout(request: PortalRequest, signin: SignIns, settings: SiteSettings) -> Redirect:
+    user = request.user
+    await signin.sign_out(
         request.cookies.get(sessions.COOKIE),
         user.username if user else None,
         client_address(request),
@@ -269,201 +263,167 @@ async def logout(request: Request, accounts: Accounts, settings: SiteSettings) -
 
 
 @get("/forgot-username")
-async def forgot_username_form(request: Request) -> Template:
-    return render(request, "pages/forgot_username.html", values={}, errors={})
+async def forgot_username_form(request: PortalRequest) -> Template:
+    return render(request, "pages/forgot_username.html")
 
 
 @post("/forgot-username")
-async def forgot_username(request: Request, accounts: Accounts) -> Template:
-    email = (await form_data(request)).get("email", "").strip()
-    if not email:
+async def forgot_username(request: PortalRequest, recovery: Recovery) -> Template:
+    form = await ForgotUsernameForm.read(request)
+    result = await recovery.forgot_username(form, client_address(request))
+    if not result.ok:
         return render(
-            request,
-            "pages/forgot_username.html",
-            status_code=422,
-            values={},
-            errors={"email": _("Enter your email address")},
+            request, "pages/forgot_username.html", status_code=422, errors=result.errors
         )
-    await accounts.forgot_username(email, client_address(request))
-    return render(
-        request, "pages/forgot_username.html", sent=True, values={"email": email}, errors={}
-    )
+    return render(request, "pages/forgot_username.html", sent=True, values=form.values)
 
 
 @get("/forgot-password")
-async def forgot_password_form(request: Request) -> Template:
-    return render(request, "pages/forgot_password.html", values={}, errors={})
+async def forgot_password_form(request: PortalRequest) -> Template:
+    return render(request, "pages/forgot_password.html")
 
 
 @post("/forgot-password")
-async def forgot_password(request: Request, accounts: Accounts) -> Template:
-    identifier = (await form_data(request)).get("identifier", "").strip()
-    if not identifier:
+async def forgot_password(request: PortalRequest, recovery: Recovery) -> Template:
+    form = await ForgotPasswordForm.read(request)
+    result = await recovery.forgot_password(form, client_address(request))
+    if not result.ok:
         return render(
-            request,
-            "pages/forgot_password.html",
-            status_code=422,
-            values={},
-            errors={"identifier": _("Enter your username or email address")},
+            request, "pages/forgot_password.html", status_code=422, errors=result.errors
         )
-    await accounts.forgot_password(identifier, client_address(request))
-    return render(
-        request,
-        "pages/forgot_password.html",
-        sent=True,
-        values={"identifier": identifier},
-        errors={},
-    )
+    return render(request, "pages/forgot_password.html", sent=True, values=form.values)
 
 
-@get("/reset-password")
-async def reset_form(request: Request, accounts: Accounts) -> Template:
+@get("/reset-password", cache_control=NO_STORE)
+async def reset_form(request: PortalRequest, recovery: Recovery) -> Template:
     """Shows the form only: a mail scanner opening the link spends nothing."""
     token = request.query_params.get("token", "")
-    user = await accounts.reset_token_user(token)
+    user = await recovery.reset_token_user(token)
     if user is None:
-        return render(
-            request, "pages/reset_password.html", status_code=400, invalid=True, errors={}
-        )
-    return render(
-        request, "pages/reset_password.html", token=token, errors={}, username=user["username"]
-    )
+        return render(request, "pages/reset_password.html", status_code=400, invalid=True)
+    return render(request, "pages/reset_password.html", token=token, username=user["username"])
 
 
-@post("/reset-password")
-async def reset(request: Request, accounts: Accounts) -> Template | Redirect:
-    data = await form_data(request)
-    token = data.get("token", "")
-    result = await accounts.reset_password(
-        token, data.get("password", ""), data.get("confirm_password", ""), client_address(request)
-    )
-    if result is None:
-        return render(
-            request, "pages/reset_password.html", status_code=400, invalid=True, errors={}
-        )
+@post("/reset-password", cache_control=NO_STORE)
+async def reset(request: PortalRequest, recovery: Recovery) -> Template | Redirect:
+    form = await ResetForm.read(request)
+    result = await recovery.reset_password(form, client_address(request))
+    if result.outcome == "expired":
+        return render(request, "pages/reset_password.html", status_code=400, invalid=True)
     if not result.ok:
-        user = await accounts.reset_token_user(token)
         return render(
             request,
             "pages/reset_password.html",
             status_code=422,
-            token=token,
+            token=form.token,
             errors=result.errors,
-            username=user["username"] if user else "",
+            username=result.value,
         )
     return Redirect("/login?notice=password-reset", status_code=303)
 
 
-# --- My Account and My Profile ----------------------------------------------------
+@get("/profile/email/confirm", cache_control=NO_STORE)
+async def profile_email_confirm(request: PortalRequest, profiles: Profiles) -> Template:
+    result = await profiles.confirm_email_change(
+        request.query_params.get("token", ""), client_address(request)
+    )
+    return render(
+        request,
+        "pages/email_confirmed.html",
+        status_code=400 if result.outcome == "invalid" else 200,
+        outcome=result.outcome,
+    )
+
+
+# --- My Profile (signed in) ---------------------------------------------------------
+
+def _profile_notice(notice: str) -> str | None:
+    if notice == "delivery":
+        return _("Your bill delivery choice was saved.")
+    if notice == "password":
+        return _(
+            "Your password has been changed. You stay logged in on this device; other devices were logged out."
+        )
+    if notice == "email-sent":
+        return _(
+            "We sent a link to your new email address. Your email address changes when you open that link."
+        )
+    return None
 
 
 async def _profile_page(
-    request: Request, accounts: Accounts, status_code: int = 200, **context
+    request: PortalRequest, profiles: ProfileService, status_code: int = 200, **context
 ) -> Template:
-    user = signed_in(request)
-    profile = await accounts.profile(user.user_id)
-    context.setdefault("errors", {})
-    context.setdefault("values", {})
+    profile = await profiles.profile(request.user.user_id)
     return render(
         request, "pages/profile.html", status_code=status_code, profile=profile, **context
     )
 
 
 @get("/profile")
-async def profile(request: Request, accounts: Accounts) -> Template:
-    notices = {
-        "delivery": _("Your bill delivery choice was saved."),
-        "password": _(
-            "Your password has been changed. You stay logged in on this device; other devices were logged out."
-        ),
-        "email-sent": _(
-            "We sent a link to your new email address. Your email address changes when you open that link."
-        ),
-    }
-    notice = notices.get(request.query_params.get("notice", ""))
+async def profile(request: PortalRequest, profiles: Profiles) -> Template:
+    notice = _profile_notice(request.query_params.get("notice", ""))
     alert = {"kind": "success", "title": notice, "body": None} if notice else None
-    return await _profile_page(request, accounts, alert=alert)
+    return await _profile_page(request, profiles, alert=alert)
 
 
 @post("/profile/delivery")
-async def profile_delivery(request: Request, accounts: Accounts) -> Template | Redirect:
-    user = signed_in(request)
-    data = await form_data(request)
-    result = await accounts.set_delivery(
-        user, "paperless" in data, "printed" in data, client_address(request)
-    )
+async def profile_delivery(request: PortalRequest, profiles: Profiles) -> Template | Redirect:
+    form = await DeliveryForm.read(request)
+    result = await profiles.set_delivery(request.user, form, client_address(request))
     if not result.ok:
-        return await _profile_page(request, accounts, status_code=422, errors=result.errors)
+        return await _profile_page(request, profiles, status_code=422, errors=result.errors)
     return Redirect("/profile?notice=delivery", status_code=303)
 
 
 @post("/profile/password")
 async def profile_password(
-    request: Request, accounts: Accounts, settings: SiteSettings
+    request: PortalRequest, profiles: Profiles, settings: SiteSettings
 ) -> Template | Redirect:
-    user = signed_in(request)
-    data = await form_data(request)
-    result = await accounts.change_password(
-        user,
-        data.get("current_password", ""),
-        data.get("new_password", ""),
-        data.get("confirm_new_password", ""),
-        client_address(request),
-    )
+    form = await PasswordForm.read(request)
+    result = await profiles.change_password(request.user, form, client_address(request))
     if not result.ok:
-        return await _profile_page(request, accounts, status_code=422, errors=result.errors)
+        return await _profile_page(request, profiles, status_code=422, errors=result.errors)
+    session_id, remember = result.value
     response = Redirect("/profile?notice=password", status_code=303)
-    response.set_cookie(sessions.cookie(result.session_id, result.remember, settings))
+    response.set_cookie(sessions.cookie(session_id, remember, settings))
     return response
 
 
 @post("/profile/email")
-async def profile_email(request: Request, accounts: Accounts) -> Template | Redirect:
-    user = signed_in(request)
-    data = await form_data(request)
-    result = await accounts.change_email(
-        user,
-        data.get("email_password", ""),
-        data.get("new_email", "").strip(),
-        data.get("confirm_new_email", "").strip(),
-        client_address(request),
-    )
+async def profile_email(request: PortalRequest, profiles: Profiles) -> Template | Redirect:
+    form = await EmailForm.read(request)
+    result = await profiles.change_email(request.user, form, client_address(request))
     if not result.ok:
-        values = {
-            "new_email": data.get("new_email", ""),
-            "confirm_new_email": data.get("confirm_new_email", ""),
-        }
         return await _profile_page(
-            request, accounts, status_code=422, errors=result.errors, values=values
+            request, profiles, status_code=422, errors=result.errors, values=form.values
         )
     return Redirect("/profile?notice=email-sent", status_code=303)
 
 
-@get("/profile/email/confirm")
-async def profile_email_confirm(request: Request, accounts: Accounts) -> Template:
-    outcome = await accounts.confirm_email_change(
-        request.query_params.get("token", ""), client_address(request)
-    )
-    return render(
-        request,
-        "pages/email_confirmed.html",
-        status_code=400 if outcome == "invalid" else 200,
-        outcome=outcome,
-    )
-
-
 @post("/profile/sign-out-everywhere")
 async def sign_out_everywhere(
-    request: Request, accounts: Accounts, settings: SiteSettings
+    request: PortalRequest, signin: SignIns, settings: SiteSettings
 ) -> Redirect:
-    user = signed_in(request)
-    await accounts.sign_out_everywhere(user, client_address(request))
+    await signin.sign_out_everywhere(request.user, client_address(request))
     response = Redirect("/login?notice=signed-out-everywhere", status_code=303)
     response.set_cookie(sessions.clear_cookie(settings))
     return response
 
 
-def handlers(settings: SiteSettings) -> list:
+def handlers(settings: Settings) -> list:
+    signed_in = Router(
+        path="/",
+        guards=[requires_resident],
+        cache_control=NO_STORE,
+        route_handlers=[
+            profile,
+            profile_delivery,
+            profile_password,
+            profile_email,
+            sign_out_everywhere,
+        ],
+    )
     return [
         register_form,
         register,
@@ -480,10 +440,6 @@ def handlers(settings: SiteSettings) -> list:
         forgot_password,
         reset_form,
         reset,
-        profile,
-        profile_delivery,
-        profile_password,
-        profile_email,
         profile_email_confirm,
-        sign_out_everywhere,
+        signed_in,
     ]

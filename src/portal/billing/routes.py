@@ -1,6 +1,7 @@
 """My Account over HTTP: dashboard, bills, usage, linking accounts.
 
-URL map (all need a signed-in resident; another resident's account answers 404):
+URL map (one router, guarded by requires_resident, no-store; another resident's account
+answers 404, audited):
   GET  /account                                   dashboard of linked accounts
   GET  /account/link, POST                        Add another account
   POST /accounts/{account_id}/unlink              remove an account from this login
@@ -18,48 +19,43 @@ import io
 from datetime import date
 
 from babel.dates import format_date
-from litestar import Request, Response, get, post
+from litestar import Response, Router, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from portal.accounts import audit
-from portal.accounts.linking import link_account, unlink_account
-from portal.accounts.routes import Accounts, signed_in
+from portal.accounts.linking import LinkingService, NumbersForm
+from portal.accounts.profile import ProfileService
 from portal.billing.chart import usage_chart_svg
 from portal.billing.pdf import bill_pdf
 from portal.billing.service import BillingService
 from portal.i18n import _, format_locale
 from portal.settings import Settings
-from portal.web import client_address, form_data, render
+from portal.security.auth import requires_resident
+from portal.security.headers import NO_STORE
+from portal.web import PortalRequest, client_address, render
 
 Billing = NamedDependency[BillingService]
+Linking = NamedDependency[LinkingService]
+Profiles = NamedDependency[ProfileService]
 SiteSettings = NamedDependency[Settings]
 
 
-async def _own_account(request: Request, billing: BillingService, account_id: int):
+async def _own_account(request: PortalRequest, billing: BillingService, account_id: int):
     """The resident's own account, or 404 (and an audit row) for anybody else's."""
-    user = signed_in(request)
-    account = await billing.linked_account(user.user_id, account_id)
+    account = await billing.own_account(
+        request.user, account_id, client_address(request), request.url.path
+    )
     if account is None:
-        async with billing.db.write() as conn:
-            await audit.record(
-                conn,
-                "account_denied",
-                username=user.username,
-                client=client_address(request),
-                detail=f"path={request.url.path}",
-            )
         raise NotFoundException()
     return account
 
 
 @get("/account")
-async def dashboard(request: Request, billing: Billing, accounts: Accounts) -> Template:
-    user = signed_in(request)
-    summaries = await billing.dashboard(user.user_id)
-    profile = await accounts.profile(user.user_id)
+async def dashboard(request: PortalRequest, billing: Billing, profiles: Profiles) -> Template:
+    summaries = await billing.dashboard(request.user.user_id)
+    profile = await profiles.profile(request.user.user_id)
     notice = {
         "linked": _("The account was added to your login."),
         "unlinked": _("The account was removed from your login."),
@@ -76,42 +72,36 @@ async def dashboard(request: Request, billing: Billing, accounts: Accounts) -> T
 
 
 @get("/account/link")
-async def link_form(request: Request) -> Template:
-    signed_in(request)
-    return render(request, "pages/link_account.html", values={}, errors={})
+async def link_form(request: PortalRequest) -> Template:
+    return render(request, "pages/link_account.html")
 
 
 @post("/account/link")
-async def link(request: Request, accounts: Accounts) -> Template | Redirect:
-    user = signed_in(request)
-    data = await form_data(request)
-    customer, account = (
-        data.get("customer_number", "").strip(),
-        data.get("account_number", "").strip(),
-    )
-    result = await link_account(accounts, user, customer, account, client_address(request))
+async def link(request: PortalRequest, linking: Linking) -> Template | Redirect:
+    form = await NumbersForm.read(request)
+    result = await linking.link(request.user, form, client_address(request))
     if not result.ok:
         return render(
             request,
             "pages/link_account.html",
             status_code=422,
             errors=result.errors,
-            values={"customer_number": customer, "account_number": account},
+            values=form.values,
         )
     return Redirect("/account?notice=linked", status_code=303)
 
 
 @post("/accounts/{account_id:int}/unlink")
 async def unlink(
-    request: Request, account_id: FromPath[int], accounts: Accounts, billing: Billing
+    request: PortalRequest, account_id: FromPath[int], linking: Linking, billing: Billing
 ) -> Redirect:
     await _own_account(request, billing, account_id)
-    await unlink_account(accounts, signed_in(request), account_id, client_address(request))
+    await linking.unlink(request.user, account_id, client_address(request))
     return Redirect("/account?notice=unlinked", status_code=303)
 
 
 @get("/accounts/{account_id:int}/bills")
-async def bills(request: Request, account_id: FromPath[int], billing: Billing) -> Template:
+async def bills(request: PortalRequest, account_id: FromPath[int], billing: Billing) -> Template:
     account = await _own_account(request, billing, account_id)
     return render(
         request,
@@ -124,7 +114,7 @@ async def bills(request: Request, account_id: FromPath[int], billing: Billing) -
 
 @get("/accounts/{account_id:int}/bills/{bill_id:int}")
 async def bill(
-    request: Request, account_id: FromPath[int], bill_id: FromPath[int], billing: Billing
+    request: PortalRequest, account_id: FromPath[int], bill_id: FromPath[int], billing: Billing
 ) -> Template:
     account = await _own_account(request, billing, account_id)
     found = await billing.bill(account_id, bill_id)
@@ -135,7 +125,7 @@ async def bill(
 
 @get("/accounts/{account_id:int}/bills/{bill_id:int}/pdf")
 async def bill_download(
-    request: Request,
+    request: PortalRequest,
     account_id: FromPath[int],
     bill_id: FromPath[int],
     billing: Billing,
@@ -174,7 +164,7 @@ def _month_label(read_date: str) -> str:
 
 
 @get("/accounts/{account_id:int}/usage")
-async def usage(request: Request, account_id: FromPath[int], billing: Billing) -> Template:
+async def usage(request: PortalRequest, account_id: FromPath[int], billing: Billing) -> Template:
     account = await _own_account(request, billing, account_id)
     months = await billing.usage(account_id)
     leak = billing.possible_leak(months)
@@ -211,7 +201,7 @@ async def usage(request: Request, account_id: FromPath[int], billing: Billing) -
 
 
 @get("/accounts/{account_id:int}/usage.csv")
-async def usage_csv(request: Request, account_id: FromPath[int], billing: Billing) -> Response:
+async def usage_csv(request: PortalRequest, account_id: FromPath[int], billing: Billing) -> Response:
     account = await _own_account(request, billing, account_id)
     out = io.StringIO()
     writer = csv.writer(out)
@@ -237,4 +227,21 @@ async def usage_csv(request: Request, account_id: FromPath[int], billing: Billin
 
 
 def handlers(settings: Settings) -> list:
-    return [dashboard, link_form, link, unlink, bills, bill, bill_download, usage, usage_csv]
+    return [
+        Router(
+            path="/",
+            guards=[requires_resident],
+            cache_control=NO_STORE,
+            route_handlers=[
+                dashboard,
+                link_form,
+                link,
+                unlink,
+                bills,
+                bill,
+                bill_download,
+                usage,
+                usage_csv,
+            ],
+        )
+    ]

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from portal.accounts import audit
 from portal.db import Database, is_row_id
 from portal.settings import Settings
 
@@ -83,6 +84,15 @@ class BillingService:
             " WHERE sa.id = ? AND ua.user_id = ?",
             (account_id, user_id),
         )
+
+    async def own_account(self, user: Any, account_id: int, client: str, path: str) -> Any:
+        """The resident's own account, or None with an audit row (anybody else's)."""
+        account = await self.linked_account(user.user_id, account_id)
+        if account is None:
+            await audit.write(
+                self.db, "account_denied", username=user.username, client=client, detail=f"path={path}"
+            )
+        return account
 
     async def dashboard(self, user_id: int) -> list[AccountSummary]:
         rows = await self.db.fetchall(

@@ -24,7 +24,7 @@ import aiosqlite
 from jinja2 import Environment
 
 from portal import i18n
-from portal.db import utcnow
+from portal.db import Database, is_row_id, utcnow
 from portal.settings import Settings
 
 INSERT_OUTBOX = (
@@ -120,3 +120,23 @@ class Mailer:
             # The sender then waits for the write lock, so it sees the row after COMMIT.
             self.on_enqueue()
         return outbox_id
+
+
+async def recent(db: Database, limit: int) -> list:
+    """The newest messages of the outbox (the development mailbox)."""
+    return await db.fetchall(
+        "SELECT id, to_addr, subject, created_at, sent_at, attempts FROM outbox"
+        " ORDER BY id DESC LIMIT ?",
+        (limit,),
+    )
+
+
+async def message(db: Database, message_id: int):
+    """One outbox message with its bodies, or None."""
+    if not is_row_id(message_id):
+        return None
+    return await db.fetchone(
+        "SELECT id, to_addr, subject, body_text, body_html, created_at, attempts,"
+        " next_attempt_at, sent_at, last_error FROM outbox WHERE id = ?",
+        (message_id,),
+    )

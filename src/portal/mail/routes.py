@@ -12,15 +12,16 @@ URL map (registered only when settings.dev_mailbox: development without PORTAL_S
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
+from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Template
 
-from portal.db import Database, is_row_id
+from portal.db import Database
+from portal.mail import outbox
 from portal.settings import Settings
-from portal.web import render
+from portal.web import PortalRequest, render
 
 DB = NamedDependency[Database]
 SiteSettings = NamedDependency[Settings]
@@ -35,31 +36,21 @@ HTML_PART_CSP = (
 
 
 async def _message(db: Database, message_id: int):
-    if not is_row_id(message_id):
-        raise NotFoundException()
-    row = await db.fetchone(
-        "SELECT id, to_addr, subject, body_text, body_html, created_at, attempts,"
-        " next_attempt_at, sent_at, last_error FROM outbox WHERE id = ?",
-        (message_id,),
-    )
+    row = await outbox.message(db, message_id)
     if row is None:
         raise NotFoundException()
     return row
 
 
 @get("/dev/mailbox", name="dev-mailbox")
-async def mailbox(request: Request, db: DB) -> Template:
-    messages = await db.fetchall(
-        "SELECT id, to_addr, subject, created_at, sent_at, attempts FROM outbox"
-        " ORDER BY id DESC LIMIT ?",
-        (MAILBOX_LIMIT,),
-    )
+async def mailbox(request: PortalRequest, db: DB) -> Template:
+    messages = await outbox.recent(db, MAILBOX_LIMIT)
     return render(request, "pages/dev_mailbox.html", messages=messages)
 
 
 @get("/dev/mailbox/{message_id:int}", name="dev-mailbox-message")
 async def mailbox_message(
-    request: Request, db: DB, settings: SiteSettings, message_id: FromPath[int]
+    request: PortalRequest, db: DB, settings: SiteSettings, message_id: FromPath[int]
 ) -> Template:
     message = await _message(db, message_id)
     return render(request, "pages/dev_message.html", message=message, mail_from=settings.mail_from)

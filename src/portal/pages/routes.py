@@ -1,6 +1,7 @@
 """Site pages that belong to no feature: the front door, Contact Us, the style guide.
 
-URL map:  GET /            landing page (login, register, pay, quick links)
+URL map:  GET /            landing page (login, register, pay, quick links);
+                           a signed-in resident goes straight to My Account
           GET /language?lang=es&next=/path   switch English / Español
           GET /contact     Contact Us
           GET /dev/styleguide   every partial in every state (development only)
@@ -10,61 +11,58 @@ URL map:  GET /            landing page (login, register, pay, quick links)
 
 from __future__ import annotations
 
-from litestar import Request, get
+from litestar import get
 from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
-from portal.db import Database
+from portal.accounts.profile import ProfileService
 from portal.i18n import LOCALES, locale_cookie
 from portal.pages.styleguide import styleguide_context
 from portal.settings import Settings
-from portal.web import render
+from portal.web import PortalRequest, local_path, render
 
 
 @get("/", name="home")
-async def home(request: Request) -> Template:
+async def home(request: PortalRequest) -> Template | Redirect:
+    if request.user:
+        return Redirect("/account", status_code=303)
     return render(request, "pages/index.html")
 
 
 @get("/contact")
-async def contact(request: Request) -> Template:
+async def contact(request: PortalRequest) -> Template:
     return render(request, "pages/contact.html")
 
 
 @get("/language")
 async def language(
-    request: Request, db: NamedDependency[Database], settings: NamedDependency[Settings]
+    request: PortalRequest,
+    profiles: NamedDependency[ProfileService],
+    settings: NamedDependency[Settings],
 ) -> Redirect:
     """Switch between English and Español; the choice is kept in a cookie (and, when
     signed in, on the resident's account so emails follow it). Never guessed from location."""
     wanted = request.query_params.get("lang", "")
-    target = request.query_params.get("next", "/")
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        target = "/"
-    response = Redirect(target, status_code=303)
+    response = Redirect(local_path(request.query_params.get("next"), "/"), status_code=303)
     if wanted in LOCALES:
         response.set_cookie(locale_cookie(wanted, settings.production))
-        user = getattr(request.state, "user", None)
-        if user is not None:
-            async with db.write() as conn:
-                await conn.execute(
-                    "UPDATE users SET locale = ? WHERE id = ?", (wanted, user.user_id)
-                )
+        if request.user:
+            await profiles.set_locale(request.user, wanted)
     return response
 
 
 @get("/dev/styleguide")
-async def styleguide(request: Request) -> Template:
+async def styleguide(request: PortalRequest) -> Template:
     return render(request, "pages/styleguide.html", **styleguide_context())
 
 
 @get("/accessibility")
-async def accessibility(request: Request) -> Template:
+async def accessibility(request: PortalRequest) -> Template:
     return render(request, "pages/accessibility.html")
 
 
 @get("/privacy")
-async def privacy(request: Request) -> Template:
+async def privacy(request: PortalRequest) -> Template:
     return render(request, "pages/privacy.html")
 
 

@@ -17,37 +17,43 @@ from __future__ import annotations
 
 import re
 
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from portal.accounts.validation import account_not_found, number_pair_problems
+from portal.accounts.linking import NumbersForm
 from portal.billing.service import BillingService
 from portal.i18n import _
 from portal.payments.gateway import SIGNATURE_HEADER
 from portal.payments.sandbox import SandboxGateway
-from portal.payments.service import PaymentsService, initials, mask_address, new_key
+from portal.payments.sandbox import SandboxCardForm
+from portal.payments.service import (
+    PaymentForm,
+    PaymentsService,
+    initials,
+    mask_address,
+    new_key,
+)
 from portal.settings import Settings
-from portal.web import form_data, render
+from portal.web import PortalRequest, render
 
 Payments = NamedDependency[PaymentsService]
 Billing = NamedDependency[BillingService]
 Sandbox = NamedDependency[SandboxGateway]
 
 
-async def _own_linked_account(request: Request, billing: BillingService, account_id: int):
+async def _own_linked_account(request: PortalRequest, billing: BillingService, account_id: int):
     """The signed-in resident's own active account, or None (guests, other accounts)."""
-    user = getattr(request.state, "user", None)
-    if user is None:
+    if request.user is None:
         return None
-    account = await billing.linked_account(user.user_id, account_id)
+    account = await billing.linked_account(request.user.user_id, account_id)
     return account if account is not None and account["status"] == "active" else None
 
 
 async def _amount_page(
-    request: Request,
+    request: PortalRequest,
     payments: PaymentsService,
     account,
     *,
@@ -57,7 +63,7 @@ async def _amount_page(
     key: str | None = None,
 ) -> Template:
     due = await payments.amount_due(account["id"])
-    signed_in = getattr(request.state, "user", None) is not None
+    signed_in = request.user is not None
     values = dict(values or {})
     if "amount" not in values:
         values["amount"] = f"{due / 100:.2f}" if due and due >= 100 else ""
@@ -81,77 +87,60 @@ async def _amount_page(
 
 
 @get("/pay")
-async def pay_start(request: Request, payments: Payments, billing: Billing) -> Template:
+async def pay_start(request: PortalRequest, payments: Payments, billing: Billing) -> Template:
     account_id = request.query_params.get("account", "")
     # ASCII digits only, and few enough for SQLite ("²".isdigit() is True; int() refuses it)
     if re.fullmatch(r"[0-9]{1,18}", account_id):
         account = await _own_linked_account(request, billing, int(account_id))
         if account is not None:
             return await _amount_page(request, payments, account)
-    return render(request, "pages/pay.html", values={}, errors={})
+    return render(request, "pages/pay.html")
 
 
 @post("/pay")
-async def pay_lookup(request: Request, payments: Payments) -> Template:
-    data = await form_data(request)
-    customer, number = (
-        data.get("customer_number", "").strip(),
-        data.get("account_number", "").strip(),
-    )
-    errors = number_pair_problems(customer, number)
-    account = None
-    if not errors:
-        account = await payments.find_account(customer, number)
-        if account is None:
-            errors["account_number"] = account_not_found()
-    if errors:
+async def pay_lookup(request: PortalRequest, payments: Payments) -> Template:
+    form = await NumbersForm.read(request)
+    result = await payments.look_up(form)
+    if not result.ok:
         return render(
-            request,
-            "pages/pay.html",
-            status_code=422,
-            errors=errors,
-            values={"customer_number": customer, "account_number": number},
+            request, "pages/pay.html", status_code=422, errors=result.errors, values=form.values
         )
-    return await _amount_page(request, payments, account)
+    return await _amount_page(request, payments, result.value)
 
 
 @post("/pay/confirm")
 async def pay_confirm(
-    request: Request, payments: Payments, billing: Billing
+    request: PortalRequest, payments: Payments, billing: Billing
 ) -> Template | Redirect:
-    data = await form_data(request)
-    account_id = payments.account_from_token(data.get("account_token", ""))
+    form = await PaymentForm.read(request)
+    account_id = payments.account_from_token(form.account_token)
     account = await payments.account(account_id) if account_id else None
     if account is None:
         return render(
             request,
             "pages/pay.html",
             status_code=422,
-            values={},
             errors={
                 "customer_number": _("This payment form has expired. Enter your numbers again")
             },
         )
-    user = getattr(request.state, "user", None)
     linked = await _own_linked_account(request, billing, account_id)
-    result = await payments.start(account_id, user.user_id if user and linked else None, data)
-    if result.kind == "invalid":
-        errors = result.errors or {}
-        values = {k: data.get(k, "") for k in ("amount", "method", "receipt_email")}
+    result = await payments.start(account_id, request.user.user_id if linked else None, form)
+    if result.outcome == "invalid":
         return await _amount_page(
             request,
             payments,
             account,
             status_code=422,
-            values=values,
-            errors=errors,
-            key=data.get("idempotency_key") if "form" not in errors else None,
+            values={k: form.values[k] for k in ("amount", "method", "receipt_email")},
+            errors=result.errors,
+            key=form.idempotency_key if "form" not in result.errors else None,
         )
-    return Redirect(result.url, status_code=303)
+    return Redirect(result.value, status_code=303)
 
 
 @get("/pay/return")
-async def pay_return(request: Request, payments: Payments) -> Template | Redirect:
+async def pay_return(request: PortalRequest, payments: Payments) -> Template | Redirect:
     ref = request.query_params.get("ref", "")
     payment = await payments.settle_from_gateway(ref)
     if payment is None:
@@ -164,11 +153,11 @@ async def pay_return(request: Request, payments: Payments) -> Template | Redirec
 
 
 @get("/pay/receipt/{token:str}")
-async def pay_receipt(request: Request, token: FromPath[str], payments: Payments) -> Template:
+async def pay_receipt(request: PortalRequest, token: FromPath[str], payments: Payments) -> Template:
     payment = await payments.by_receipt_token(token)
     if payment is None:
         raise NotFoundException()
-    signed_in = getattr(request.state, "user", None) is not None
+    signed_in = request.user is not None
     address = payment["service_address"] if signed_in else mask_address(payment["service_address"])
     return render(
         request, "pages/pay_receipt.html", payment=payment, address=address, status_code=200
@@ -176,7 +165,7 @@ async def pay_receipt(request: Request, token: FromPath[str], payments: Payments
 
 
 @get("/pay/again/{token:str}")
-async def pay_again(request: Request, token: FromPath[str], payments: Payments) -> Template:
+async def pay_again(request: PortalRequest, token: FromPath[str], payments: Payments) -> Template:
     payment = await payments.by_receipt_token(token)
     account = await payments.account(payment["account_id"]) if payment else None
     if account is None:
@@ -190,7 +179,7 @@ async def pay_again(request: Request, token: FromPath[str], payments: Payments) 
 
 
 @post("/payments/webhook", exclude_from_csrf=True)
-async def webhook(request: Request, payments: Payments) -> Response:
+async def webhook(request: PortalRequest, payments: Payments) -> Response:
     body = await request.body()
     accepted = await payments.handle_notification(body, request.headers.get(SIGNATURE_HEADER))
     return Response({"received": accepted}, status_code=200 if accepted else 400)
@@ -201,21 +190,21 @@ async def webhook(request: Request, payments: Payments) -> Response:
 
 @get("/sandbox-gateway/checkout/{ref:str}")
 async def sandbox_page(
-    request: Request, ref: FromPath[str], sandbox: Sandbox
+    request: PortalRequest, ref: FromPath[str], sandbox: Sandbox
 ) -> Template | Redirect:
     session = await sandbox.session(ref)
     if session is None:
         raise NotFoundException()
     if session["status"] != "open":
         return Redirect(f"{session['return_url']}?ref={ref}", status_code=303)
-    return render(request, "pages/sandbox_checkout.html", session=session, errors={}, values={})
+    return render(request, "pages/sandbox_checkout.html", session=session)
 
 
 @post("/sandbox-gateway/checkout/{ref:str}")
 async def sandbox_pay(
-    request: Request, ref: FromPath[str], sandbox: Sandbox
+    request: PortalRequest, ref: FromPath[str], sandbox: Sandbox
 ) -> Template | Redirect:
-    data = await form_data(request)
+    data = (await SandboxCardForm.read(request)).data
     outcome, errors = await sandbox.complete(ref, data)
     if outcome == "missing":
         raise NotFoundException()

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from portal.forms import Form
 from portal.db import Database, utcnow
 from portal.i18n import _
 from portal.payments.gateway import Checkout, GatewayResult, sign
@@ -100,6 +101,20 @@ def check_bank(form: dict[str, str]) -> tuple[dict[str, str], str]:
     if not re.fullmatch(r"\d{4,17}", account):
         errors["bank_account_number"] = _("Enter the account number, 4 to 17 digits")
     return errors, account
+
+
+class SandboxCardForm(Form):
+    """The sandbox's hosted page: the card or bank details a processor's page would take."""
+
+    fields = (
+        "action",
+        "card_number",
+        "expiry",
+        "security_code",
+        "name_on_card",
+        "routing_number",
+        "bank_account_number",
+    )
 
 
 class SandboxGateway:

@@ -16,14 +16,14 @@ import logging
 import re
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from portal.accounts.validation import normalize_email
+from portal.accounts.validation import account_not_found, normalize_email, number_pair_problems
 from portal.billing.money import parse_cents
 from portal.billing.numbers import number_key
 from portal.billing.service import amount_due
 from portal.db import Database, utcnow
+from portal.forms import Form, Result
 from portal.i18n import _, current_locale
 from portal.payments.gateway import Gateway, GatewayResult, verify_signature
 from portal.settings import Settings
@@ -67,11 +67,8 @@ def _text(value: Any, optional: bool = False) -> Any:
     return value
 
 
-@dataclass
-class StartResult:
-    kind: str  # "checkout", "receipt", "declined", "invalid"
-    url: str = ""
-    errors: dict[str, str] | None = None
+class PaymentForm(Form):
+    fields = ("account_token", "amount", "method", "receipt_email", "idempotency_key")
 
 
 class PaymentsService:
@@ -105,6 +102,17 @@ class PaymentsService:
             return None
         return account_id
 
+    async def look_up(self, form: Any) -> Result:
+        """Pay My Bill: the active account the two numbers from a bill name (value), or
+        the same messages as registration and Add another account."""
+        errors = number_pair_problems(form.customer_number, form.account_number)
+        if not errors:
+            account = await self.find_account(form.customer_number, form.account_number)
+            if account is not None:
+                return Result(value=account)
+            errors["account_number"] = account_not_found()
+        return Result.invalid(errors)
+
     async def find_account(self, customer_number: str, account_number: str) -> Any:
         return await self.db.fetchone(
             "SELECT * FROM service_accounts WHERE customer_key = ? AND account_key = ? AND status = 'active'",
@@ -121,9 +129,10 @@ class PaymentsService:
 
     # --- the payment form ------------------------------------------------------------
 
-    def check_form(self, form: dict[str, str]) -> tuple[dict[str, str], int | None]:
-        errors: dict[str, str] = {}
-        raw = form.get("amount", "").strip().replace("$", "").replace(",", "")
+    def check_form(self, form: PaymentForm) -> int | None:
+        """Fill form.errors; the amount in cents when it is one."""
+        errors = form.errors
+        raw = form.amount.replace("$", "").replace(",", "")
         cents = parse_cents(raw) if raw else None
         if not raw:
             errors["amount"] = _("Enter the amount you want to pay")
@@ -137,26 +146,25 @@ class PaymentsService:
                 max=money(self.settings.payment_max_cents),
                 phone=self.settings.support_phone,
             )
-        if form.get("method") not in METHODS:
+        if form.method not in METHODS:
             errors["method"] = _("Choose how you want to pay: card or bank account")
-        email = form.get("receipt_email", "").strip()
-        if email and normalize_email(email) is None:
+        if form.receipt_email and normalize_email(form.receipt_email) is None:
             errors["receipt_email"] = _(
                 "Enter an email address in the correct format, like name@example.com, or leave it empty"
             )
-        if not re.fullmatch(r"[A-Za-z0-9_-]{20,64}", form.get("idempotency_key", "")):
+        if not re.fullmatch(r"[A-Za-z0-9_-]{20,64}", form.idempotency_key):
             errors["form"] = _(
                 "This payment form had expired, so nothing was paid. Check the details below and continue again"
             )
-        return errors, cents
+        return cents
 
-    async def start(
-        self, account_id: int, user_id: int | None, form: dict[str, str]
-    ) -> StartResult:
-        errors, cents = self.check_form(form)
-        if errors:
-            return StartResult("invalid", errors=errors)
-        key = form["idempotency_key"]
+    async def start(self, account_id: int, user_id: int | None, form: PaymentForm) -> Result:
+        """Outcome 'checkout' (go to the gateway), 'receipt' or 'declined' (this form was
+        sent before), or 'invalid'; value is the URL to go to."""
+        cents = self.check_form(form)
+        if form.errors:
+            return Result.invalid(form.errors)
+        key = form.idempotency_key
         async with self.db.write() as conn:
             cursor = await conn.execute(
                 "INSERT INTO payments (idempotency_key, account_id, user_id, amount_cents, status,"
@@ -168,8 +176,8 @@ class PaymentsService:
                     user_id,
                     cents,
                     self.gateway.name,
-                    form["method"],
-                    form.get("receipt_email", "").strip() or None,
+                    form.method,
+                    form.receipt_email or None,
                     secrets.token_urlsafe(24),
                     utcnow(),
                 ),
@@ -180,9 +188,9 @@ class PaymentsService:
             if created:
                 await self._event(conn, payment["id"], "pending", "form sent")
         if payment["status"] == "succeeded":
-            return StartResult("receipt", url=f"/pay/receipt/{payment['receipt_token']}")
+            return Result("receipt", value=f"/pay/receipt/{payment['receipt_token']}")
         if payment["status"] in ("failed", "canceled"):
-            return StartResult("declined", url=f"/pay/receipt/{payment['receipt_token']}")
+            return Result("declined", value=f"/pay/receipt/{payment['receipt_token']}")
         checkout = await self.gateway.create_checkout(
             idempotency_key=key,
             amount_cents=payment["amount_cents"],
@@ -196,7 +204,7 @@ class PaymentsService:
                     "UPDATE payments SET gateway_ref = ? WHERE id = ? AND gateway_ref IS NULL",
                     (checkout.ref, payment["id"]),
                 )
-        return StartResult("checkout", url=checkout.url)
+        return Result("checkout", value=checkout.url)
 
     async def _event(self, conn, payment_id: int, status: str, detail: str) -> None:
         await conn.execute(

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode
 
-from litestar import Request, Response
+from litestar import Response
 from litestar.background_tasks import BackgroundTask
 from litestar.exceptions import HTTPException
+from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 
 from portal import i18n
-from portal.accounts import audit, sessions
-from portal.web import client_address
+from portal.accounts import audit
+from portal.web import PortalRequest, client_address
 
 log = logging.getLogger("portal.errors")
 
@@ -20,7 +21,7 @@ log = logging.getLogger("portal.errors")
 KNOWN = {400, 403, 404, 405, 413, 429}
 
 
-def http_error(request: Request, exc: HTTPException) -> Response:
+def http_error(request: PortalRequest, exc: HTTPException) -> Response:
     if exc.status_code == 401:
         return sign_in_first(request)
     status = exc.status_code if exc.status_code in KNOWN else 400
@@ -35,35 +36,32 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return _page(request, status)
 
 
-async def _audit_csrf(request: Request) -> None:
-    """Record the refusal in the audit log, with the signed-in resident if there is one
-    (the CSRF check runs before the session is loaded, so it is looked up here)."""
-    db = request.app.state.db
-    user = await sessions.load(db, request.cookies.get(sessions.COOKIE))
-    async with db.write() as conn:
-        await audit.record(
-            conn,
-            "csrf_refused",
-            username=user.username if user else None,
-            client=client_address(request),
-            detail=f"path={request.url.path}",
-        )
+async def _audit_csrf(request: PortalRequest) -> None:
+    """Record the refusal in the audit log, with the signed-in resident if there is one."""
+    user = request.user
+    await audit.write(
+        request.app.state.services.db,
+        "csrf_refused",
+        username=user.username if user else None,
+        client=client_address(request),
+        detail=f"path={request.url.path}",
+    )
 
 
-def sign_in_first(request: Request) -> Response:
+def sign_in_first(request: PortalRequest) -> Response:
     """A signed-in page asked for without a session: go to the login page and back."""
     target = "/login?" + urlencode({"notice": "session-ended", "next": request.url.path})
-    if request.headers.get("hx-request") == "true":
-        return Response(content=b"", status_code=204, headers={"HX-Redirect": target})
+    if request.htmx:
+        return ClientRedirect(target)
     return Redirect(target, status_code=303)
 
 
-def server_error(request: Request, exc: Exception) -> Response:
+def server_error(request: PortalRequest, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _page(request, 500)
 
 
-def _page(request: Request, status: int) -> Template:
+def _page(request: PortalRequest, status: int) -> Template:
     csrf = bool(getattr(request.state, "csrf_refused", False))
     # A path no route matches never runs before_request: choose the language here too.
     wanted = request.cookies.get(i18n.LOCALE_COOKIE)
@@ -71,6 +69,6 @@ def _page(request: Request, status: int) -> Template:
         i18n.current_locale.set(wanted)
     return Template(
         template_name="pages/error.html",
-        context={"status": status, "csrf": csrf, "user": getattr(request.state, "user", None)},
+        context={"status": status, "csrf": csrf, "user": request.scope.get("user")},
         status_code=status,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from litestar.datastructures import CacheControlHeader
 from litestar.types import Message, Scope
 
 # No inline script or style anywhere: htmx is configured (meta htmx-config) not to
@@ -20,6 +21,9 @@ CSP = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+
+# Pages that show personal data: no copy in the browser's or a proxy's cache.
+NO_STORE = CacheControlHeader(no_store=True)
 
 
 def security_headers(production: bool) -> list[tuple[bytes, bytes]]:

@@ -1,0 +1,77 @@
+"""Emailed one-time links (verify a registration, reset a password, confirm a new
+email address): one helper issues them, one decides whether another may be sent.
+
+The link carries a random code; the tokens table keeps only its SHA-256. The email is
+queued in the caller's transaction, with an audit row, so all three happen or none.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import aiosqlite
+
+from portal.accounts import audit
+from portal.accounts.tokens import code_hash, new_code, utc_in
+from portal.db import utcnow
+from portal.i18n import current_locale
+from portal.settings import Settings
+
+RESEND_EVERY = timedelta(minutes=2)
+LINKS_PER_DAY = 5
+
+
+def ago(delta: timedelta) -> str:
+    return (datetime.now(UTC) - delta).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def issue_link(
+    conn: aiosqlite.Connection,
+    mailer: Any,
+    settings: Settings,
+    *,
+    user_id: int,
+    purpose: str,
+    lifetime: timedelta,
+    to: str,
+    template: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    code_param: str = "token",
+    context: dict[str, Any],
+    audit_event: str | None,
+    username: str,
+    client: str,
+    data: str | None = None,
+) -> None:
+    """Insert a token, queue the email with its link, and write the audit row (unless
+    the caller records the event itself)."""
+    code = new_code()
+    await conn.execute(
+        "INSERT INTO tokens (user_id, purpose, token_hash, data, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (user_id, purpose, code_hash(code), data, utcnow(), utc_in(lifetime)),
+    )
+    link = f"{settings.base_url}{path}?{urlencode({**(query or {}), code_param: code})}"
+    await mailer.enqueue(
+        conn,
+        to=to,
+        template=template,
+        context={**context, "username": username, "link": link},
+        locale=current_locale.get(),
+    )
+    if audit_event:
+        await audit.record(conn, audit_event, username=username, client=client)
+
+
+async def may_send_link(conn: aiosqlite.Connection, user_id: int, purpose: str) -> bool:
+    """At most LINKS_PER_DAY links of a kind a day, and not within RESEND_EVERY."""
+    cursor = await conn.execute(
+        "SELECT count(*), max(created_at) FROM tokens"
+        " WHERE user_id = ? AND purpose = ? AND created_at > ?",
+        (user_id, purpose, ago(timedelta(days=1))),
+    )
+    count, newest = await cursor.fetchone()
+    return count < LINKS_PER_DAY and (newest is None or newest < ago(RESEND_EVERY))

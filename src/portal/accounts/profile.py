@@ -1,0 +1,194 @@
+"""My Profile: bill delivery, password, email address (confirmed from a link), language."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from portal.accounts import audit, sessions
+from portal.accounts.links import issue_link
+from portal.accounts.passwords import hash_password, new_password_problems, verify_password
+from portal.accounts.tokens import code_hash
+from portal.accounts.validation import (
+    confirm_email_problem,
+    delivery_problem,
+    email_problem,
+    normalize_email,
+)
+from portal.db import Database, utcnow
+from portal.forms import Form, Result
+from portal.i18n import _, current_locale
+from portal.settings import Settings
+
+EMAIL_CHANGE_FOR = timedelta(hours=24)
+
+
+class DeliveryForm(Form):
+    checkboxes = ("paperless", "printed")
+
+
+class PasswordForm(Form):
+    passwords = ("current_password", "new_password", "confirm_new_password")
+
+
+class EmailForm(Form):
+    fields = ("new_email", "confirm_new_email")
+    passwords = ("email_password",)
+
+
+class ProfileService:
+    def __init__(self, db: Database, settings: Settings, mailer: Any) -> None:
+        self.db = db
+        self.settings = settings
+        self.mailer = mailer
+
+    async def profile(self, user_id: int) -> Any:
+        return await self.db.fetchone(
+            "SELECT username, email, paperless, printed FROM users WHERE id = ?", (user_id,)
+        )
+
+    async def _current_password_problem(self, user_id: int, password: str) -> str | None:
+        if not password:
+            return _("Enter your current password")
+        stored = await self.db.fetchval("SELECT password_hash FROM users WHERE id = ?", (user_id,))
+        if not await verify_password(stored, password):
+            return _("Your current password is not right. Enter it again")
+        return None
+
+    async def set_delivery(
+        self, user: sessions.SignedIn, form: DeliveryForm, client: str
+    ) -> Result:
+        problem = delivery_problem(form.paperless, form.printed)
+        if problem:
+            return Result.invalid({"delivery": problem})
+        async with self.db.write() as conn:
+            await conn.execute(
+                "UPDATE users SET paperless = ?, printed = ? WHERE id = ?",
+                (int(form.paperless), int(form.printed), user.user_id),
+            )
+            await audit.record(
+                conn,
+                "delivery_changed",
+                username=user.username,
+                client=client,
+                detail=f"paperless={int(form.paperless)} printed={int(form.printed)}",
+            )
+        return Result()
+
+    async def set_locale(self, user: sessions.SignedIn, locale: str) -> None:
+        """The language the resident chose, so emails and a new device follow it."""
+        async with self.db.write() as conn:
+            await conn.execute("UPDATE users SET locale = ? WHERE id = ?", (locale, user.user_id))
+
+    async def change_password(
+        self, user: sessions.SignedIn, form: PasswordForm, client: str
+    ) -> Result:
+        """Value on success: (new session id, remember) for this device's cookie."""
+        errors = {}
+        problem = await self._current_password_problem(user.user_id, form.current_password)
+        if problem:
+            errors["current_password"] = problem
+        errors.update(
+            await new_password_problems(
+                self.settings,
+                form.new_password,
+                form.confirm_new_password,
+                user.username,
+                user.email,
+                "new_password",
+            )
+        )
+        if errors:
+            return Result.invalid(errors)
+        new_hash = await hash_password(form.new_password)
+        async with self.db.write() as conn:
+            await conn.execute(
+                "UPDATE users SET password_hash = ? WHERE id = ?", (new_hash, user.user_id)
+            )
+            # Every other device is signed out; this one gets a new session id (rotation
+            # at a privilege change), keeping its "Remember me" choice.
+            cursor = await conn.execute(
+                "SELECT remember FROM sessions WHERE id_hash = ?", (user.session_hash,)
+            )
+            remember = bool(((await cursor.fetchone()) or [0])[0])
+            await sessions.end_all(conn, user.user_id)
+            session_id = await sessions.start(conn, user.user_id, remember)
+            await self.mailer.enqueue(
+                conn,
+                to=user.email,
+                template="password_changed",
+                context={"username": user.username},
+                locale=current_locale.get(),
+            )
+            await audit.record(conn, "password_changed", username=user.username, client=client)
+        return Result(value=(session_id, remember))
+
+    async def change_email(self, user: sessions.SignedIn, form: EmailForm, client: str) -> Result:
+        errors = {}
+        problem = await self._current_password_problem(user.user_id, form.email_password)
+        if problem:
+            errors["email_password"] = problem
+        problem = email_problem(form.new_email)
+        if problem:
+            errors["new_email"] = problem
+        problem = confirm_email_problem(form.new_email, form.confirm_new_email)
+        if problem:
+            errors["confirm_new_email"] = problem
+        if errors:
+            return Result.invalid(errors)
+        address = normalize_email(form.new_email) or form.new_email
+        async with self.db.write() as conn:
+            await issue_link(
+                conn,
+                self.mailer,
+                self.settings,
+                user_id=user.user_id,
+                purpose="email",
+                lifetime=EMAIL_CHANGE_FOR,
+                to=address,
+                template="confirm_email_change",
+                path="/profile/email/confirm",
+                context={},
+                audit_event="email_change_requested",
+                username=user.username,
+                client=client,
+                data=address,
+            )
+        return Result()
+
+    async def confirm_email_change(self, code: str, client: str) -> Result:
+        """Outcome 'changed', 'already' (link opened before) or 'invalid'."""
+        if not code or len(code) > 200:
+            return Result("invalid")
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "SELECT t.id, t.user_id, t.data, t.used_at, t.expires_at, u.username, u.email"
+                " FROM tokens t JOIN users u ON u.id = t.user_id"
+                " WHERE t.token_hash = ? AND t.purpose = 'email'",
+                (code_hash(code),),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return Result("invalid")
+            if row["used_at"] is not None:
+                return Result("already")
+            if row["expires_at"] <= utcnow():
+                return Result("invalid")
+            # This link and any older pending email-change link of the user are spent.
+            await conn.execute(
+                "UPDATE tokens SET used_at = ? WHERE user_id = ? AND purpose = 'email' AND used_at IS NULL",
+                (utcnow(), row["user_id"]),
+            )
+            await conn.execute(
+                "UPDATE users SET email = ?, email_key = ? WHERE id = ?",
+                (row["data"], row["data"].casefold(), row["user_id"]),
+            )
+            await self.mailer.enqueue(
+                conn,
+                to=row["email"],
+                template="email_changed",
+                context={"username": row["username"], "new_email": row["data"]},
+                locale=current_locale.get(),
+            )
+            await audit.record(conn, "email_changed", username=row["username"], client=client)
+        return Result("changed")

@@ -1,0 +1,75 @@
+"""The one place that owns the shared objects: built once by create_app, kept on
+`app.state.services`, and handed to route handlers as dependencies by name
+(`accounts`, `billing`, `payments` ...). Nothing builds a service per request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from jinja2 import Environment
+from litestar.di import Provide
+
+from portal.accounts.linking import LinkingService
+from portal.accounts.profile import ProfileService
+from portal.accounts.recovery import RecoveryService
+from portal.accounts.registration import RegistrationService
+from portal.accounts.signin import SignInService
+from portal.billing.service import BillingService
+from portal.db import Database
+from portal.mail import Mailer, OutboxSender
+from portal.payments.sandbox import SandboxGateway
+from portal.payments.service import PaymentsService
+from portal.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    db: Database
+    mailer: Mailer
+    sender: OutboxSender
+    sandbox: SandboxGateway
+    registration: RegistrationService
+    signin: SignInService
+    recovery: RecoveryService
+    profiles: ProfileService
+    linking: LinkingService
+    billing: BillingService
+    payments: PaymentsService
+
+    @classmethod
+    def build(cls, settings: Settings, env: Environment) -> Services:
+        db = Database(settings.database)
+        sender = OutboxSender(settings, db)
+        mailer = Mailer(settings, env, on_enqueue=sender.wake)
+        gateway = SandboxGateway(db, settings)
+        payments = PaymentsService(db, settings, mailer, gateway)
+        gateway.notify = payments.handle_notification  # the sandbox "POSTs" its events here
+        return cls(
+            settings=settings,
+            db=db,
+            mailer=mailer,
+            sender=sender,
+            sandbox=gateway,
+            registration=RegistrationService(db, settings, mailer),
+            signin=SignInService(db, settings),
+            recovery=RecoveryService(db, settings, mailer),
+            profiles=ProfileService(db, settings, mailer),
+            linking=LinkingService(db, settings),
+            billing=BillingService(db, settings),
+            payments=payments,
+        )
+
+    def dependencies(self) -> dict[str, Provide]:
+        """Each shared object as a handler dependency of the same name."""
+        return {
+            f.name: Provide(_constant(getattr(self, f.name)), use_cache=True, sync_to_thread=False)
+            for f in fields(self)
+        }
+
+
+def _constant(value: object):
+    def provide() -> object:
+        return value
+
+    return provide
