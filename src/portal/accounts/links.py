@@ -21,6 +21,9 @@ from portal.settings import Settings
 
 RESEND_EVERY = timedelta(minutes=2)
 LINKS_PER_DAY = 5
+PENDING_MAX = 3  # live links of one kind per resident
+MAILS_PER_ADDRESS_HOUR = 5  # anything the portal sends on request, to one address
+MAILS_PER_ADDRESS_DAY = 10
 
 
 def ago(delta: timedelta) -> str:
@@ -66,12 +69,33 @@ async def issue_link(
         await audit.record(conn, audit_event, username=username, client=client)
 
 
-async def may_send_link(conn: aiosqlite.Connection, user_id: int, purpose: str) -> bool:
-    """At most LINKS_PER_DAY links of a kind a day, and not within RESEND_EVERY."""
+async def may_send_link(
+    conn: aiosqlite.Connection, user_id: int, purpose: str, to: str | None = None
+) -> bool:
+    """Whether a mail asked for on a web form may go out now: per resident, at most
+    LINKS_PER_DAY links of a kind a day, none within RESEND_EVERY of the last, at most
+    PENDING_MAX still live; and per destination address (`to`), at most
+    MAILS_PER_ADDRESS_HOUR / _DAY of everything the portal sends on request."""
     cursor = await conn.execute(
-        "SELECT count(*), max(created_at) FROM tokens"
+        "SELECT count(*), max(created_at),"
+        " coalesce(sum(used_at IS NULL AND expires_at > ?), 0) FROM tokens"
         " WHERE user_id = ? AND purpose = ? AND created_at > ?",
-        (user_id, purpose, ago(timedelta(days=1))),
+        (utcnow(), user_id, purpose, ago(timedelta(days=1))),
     )
-    count, newest = await cursor.fetchone()
-    return count < LINKS_PER_DAY and (newest is None or newest < ago(RESEND_EVERY))
+    count, newest, pending = await cursor.fetchone()
+    if count >= LINKS_PER_DAY or pending >= PENDING_MAX:
+        return False
+    if newest is not None and newest >= ago(RESEND_EVERY):
+        return False
+    return to is None or await may_mail(conn, to)
+
+
+async def may_mail(conn: aiosqlite.Connection, to: str) -> bool:
+    """Per destination address: a victim's inbox is not a target for floods."""
+    cursor = await conn.execute(
+        "SELECT coalesce(sum(created_at > ?), 0), count(*) FROM outbox"
+        " WHERE to_addr = ? COLLATE NOCASE AND created_at > ?",
+        (ago(timedelta(hours=1)), to, ago(timedelta(days=1))),
+    )
+    hour, day = await cursor.fetchone()
+    return hour < MAILS_PER_ADDRESS_HOUR and day < MAILS_PER_ADDRESS_DAY

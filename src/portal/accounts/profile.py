@@ -6,8 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 from portal.accounts import audit, sessions
-from portal.accounts.links import issue_link
-from portal.accounts.passwords import hash_password, new_password_problems, verify_password
+from portal.accounts.links import issue_link, may_send_link
+from portal.accounts.passwords import hash_password, new_password_problems
+from portal.accounts.signin import PasswordChecks, void_pending_links
 from portal.accounts.tokens import code_hash
 from portal.accounts.validation import (
     confirm_email_problem,
@@ -41,18 +42,35 @@ class ProfileService:
         self.db = db
         self.settings = settings
         self.mailer = mailer
+        self.passwords = PasswordChecks(db)
 
     async def profile(self, user_id: int) -> Any:
         return await self.db.fetchone(
             "SELECT username, email, paperless, printed FROM users WHERE id = ?", (user_id,)
         )
 
-    async def _current_password_problem(self, user_id: int, password: str) -> str | None:
+    async def _current_password_problem(
+        self, user: sessions.SignedIn, password: str, client: str
+    ) -> str | None:
+        """The "current password" box: a try counted like a sign-in, so a stolen session
+        cannot guess the password without limit."""
         if not password:
             return _("Enter your current password")
-        stored = await self.db.fetchval("SELECT password_hash FROM users WHERE id = ?", (user_id,))
-        if not await verify_password(stored, password):
+        row = await self.db.fetchone(
+            "SELECT id, username, password_hash FROM users WHERE id = ?", (user.user_id,)
+        )
+        checked = await self.passwords.check(user.username.casefold(), row, password, client)
+        if checked.outcome == "failed":
             return _("Your current password is not right. Enter it again")
+        if checked.outcome == "throttled":
+            return _(
+                "There have been too many wrong passwords. Wait %(minutes)s minutes and try again.",
+                minutes=checked.value,
+            )
+        if checked.outcome == "locked":
+            return _(
+                "This account is locked after too many failed logins. Use Forgot Password to choose a new password."
+            )
         return None
 
     async def set_delivery(
@@ -85,7 +103,7 @@ class ProfileService:
     ) -> Result:
         """Value on success: (new session id, remember) for this device's cookie."""
         errors = {}
-        problem = await self._current_password_problem(user.user_id, form.current_password)
+        problem = await self._current_password_problem(user, form.current_password, client)
         if problem:
             errors["current_password"] = problem
         errors.update(
@@ -112,6 +130,7 @@ class ProfileService:
             )
             remember = bool(((await cursor.fetchone()) or [0])[0])
             await sessions.end_all(conn, user.user_id)
+            await void_pending_links(conn, user.user_id)
             session_id = await sessions.start(conn, user.user_id, remember)
             await self.mailer.enqueue(
                 conn,
@@ -125,7 +144,7 @@ class ProfileService:
 
     async def change_email(self, user: sessions.SignedIn, form: EmailForm, client: str) -> Result:
         errors = {}
-        problem = await self._current_password_problem(user.user_id, form.email_password)
+        problem = await self._current_password_problem(user, form.email_password, client)
         if problem:
             errors["email_password"] = problem
         problem = email_problem(form.new_email)
@@ -138,6 +157,17 @@ class ProfileService:
             return Result.invalid(errors)
         address = normalize_email(form.new_email) or form.new_email
         async with self.db.write() as conn:
+            if not await may_send_link(conn, user.user_id, "email", address):
+                await audit.record(
+                    conn, "email_change_limited", username=user.username, client=client
+                )
+                return Result.invalid(
+                    {
+                        "new_email": _(
+                            "We sent a confirmation link a short time ago. Open that link, or wait a few minutes and try again."
+                        )
+                    }
+                )
             await issue_link(
                 conn,
                 self.mailer,

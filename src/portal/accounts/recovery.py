@@ -10,7 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 from portal.accounts import audit, sessions
-from portal.accounts.links import ago, issue_link, may_send_link
+from portal.accounts.links import ago, issue_link, may_mail, may_send_link
+from portal.accounts.signin import forget_failures, void_pending_links
 from portal.accounts.passwords import hash_password, new_password_problems
 from portal.accounts.tokens import code_hash
 from portal.accounts.validation import normalize_email
@@ -60,7 +61,10 @@ class RecoveryService:
                 "SELECT count(*) FROM audit_log WHERE event = 'username_reminder' AND detail = ? AND at > ?",
                 (address.casefold(), ago(timedelta(hours=1))),
             )
-            if (await cursor.fetchone())[0] >= REMINDERS_PER_HOUR:
+            if (await cursor.fetchone())[0] >= REMINDERS_PER_HOUR or not await may_mail(
+                conn, users[0]["email"]
+            ):
+                await audit.record(conn, "username_reminder_limited", client=client)
                 return Result()
             await self.mailer.enqueue(
                 conn,
@@ -96,7 +100,7 @@ class RecoveryService:
             )
         for user in users:
             async with self.db.write() as conn:
-                if not await may_send_link(conn, user["id"], "reset"):
+                if not await may_send_link(conn, user["id"], "reset", user["email"]):
                     await audit.record(
                         conn, "reset_limited", username=user["username"], client=client
                     )
@@ -123,7 +127,8 @@ class RecoveryService:
         if not code or len(code) > 200:
             return None
         return await self.db.fetchone(
-            "SELECT u.id, u.username, u.email FROM tokens t JOIN users u ON u.id = t.user_id"
+            "SELECT u.id, u.username, u.username_key, u.email, u.locale"
+            " FROM tokens t JOIN users u ON u.id = t.user_id"
             " WHERE t.token_hash = ? AND t.purpose = 'reset' AND t.used_at IS NULL"
             " AND t.expires_at > ?",
             (code_hash(code), utcnow()),
@@ -153,16 +158,22 @@ class RecoveryService:
             )
             if cursor.rowcount != 1:  # spent by a parallel request
                 return Result("expired")
-            # Other reset links of this user die with this one.
             await conn.execute(
-                "UPDATE tokens SET used_at = ? WHERE user_id = ? AND purpose = 'reset' AND used_at IS NULL",
-                (utcnow(), user["id"]),
-            )
-            await conn.execute(
-                "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL,"
-                " verified_at = coalesce(verified_at, ?) WHERE id = ?",
+                "UPDATE users SET password_hash = ?, verified_at = coalesce(verified_at, ?)"
+                " WHERE id = ?",
                 (new_hash, utcnow(), user["id"]),
             )
+            # Whoever asked for other links or held a session is out: every other reset
+            # and email-change link dies, every session ends, the failure count is cleared.
+            await void_pending_links(conn, user["id"])
+            await forget_failures(conn, user["id"], user["username_key"])
             await sessions.end_all(conn, user["id"])
+            await self.mailer.enqueue(
+                conn,
+                to=user["email"],
+                template="password_changed",
+                context={"username": user["username"]},
+                locale=user["locale"],
+            )
             await audit.record(conn, "password_reset", username=user["username"], client=client)
         return Result()

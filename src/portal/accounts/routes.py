@@ -43,7 +43,7 @@ from portal.accounts.registration import (
     RegistrationService,
     UsernameForm,
 )
-from portal.accounts.signin import LoginForm, SignInService
+from portal.accounts.signin import DEVICE_COOKIE, LoginForm, SignInService, device_cookie
 from portal.i18n import _
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
@@ -196,11 +196,6 @@ def _login_problem(outcome: str, value) -> tuple[str, dict | None]:
         return _("Enter your username and password"), None
     if outcome == "throttled":
         return _(
-            "There have been too many failed logins from your device. Wait %(minutes)s minutes and try again.",
-            minutes=value,
-        ), None
-    if outcome == "locked" and value:
-        return _(
             "There have been too many failed logins for this account. Wait %(minutes)s minutes and try again, or use Forgot Password to choose a new password.",
             minutes=value,
         ), None
@@ -223,10 +218,13 @@ async def login(
     request: PortalRequest, signin: SignIns, settings: SiteSettings
 ) -> Template | Redirect:
     form = await LoginForm.read(request)
-    result = await signin.sign_in(form, client_address(request))
+    device = request.cookies.get(DEVICE_COOKIE)
+    result = await signin.sign_in(form, client_address(request), device)
     if result.ok:
         response = Redirect(local_path(form.next), status_code=303)
         response.set_cookie(sessions.cookie(result.value.session_id, form.remember, settings))
+        if result.value.device:
+            response.set_cookie(device_cookie(result.value.device, settings))
         locale = result.value.locale
         if i18n.LOCALE_COOKIE not in request.cookies and locale in i18n.LOCALES:
             # A new device: the language the resident chose before follows them.

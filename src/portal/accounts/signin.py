@@ -1,28 +1,47 @@
-"""Login to My Account, sign out, sign out everywhere; failed-login counting.
+"""Login to My Account, sign out, sign out everywhere, and counting failed passwords.
 
-A username gets 10 tries, then waits of 5 minutes, and is locked (until a password reset)
-after 100 in a row (NIST SP 800-63B). A network address gets 50 failures in 15 minutes.
+Failures are counted per (username, network) so that one attacker cannot lock a
+resident out from everywhere: after FREE_TRIES failures from one network, each further
+try there waits twice as long as the one before (1, 2, 4 … 60 minutes). A network that
+fails ADDRESS_FAILURES_MAX times in ADDRESS_WINDOW, across usernames, waits too. After
+ACCOUNT_FAILURES_MAX failures in a row from anywhere, the username is locked until a
+password reset (NIST SP 800-63B). A device the resident signed in from before (a
+remembered-device cookie) is never held up by the network or account limits, so the
+owner still gets in while somebody else is guessing.
+
+Every try is reserved (a failure row, the account's counter raised) in one write
+transaction *before* the password is checked, and given back if the password was right:
+parallel tries cannot slip past the limits. A refused try still spends a password check,
+and unknown usernames are limited the same way, so timing and messages do not tell
+whether a username exists.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from litestar.datastructures import Cookie
 
 from portal.accounts import audit, sessions
 from portal.accounts.links import ago
 from portal.accounts.passwords import hash_password, needs_rehash, verify_password
-from portal.accounts.tokens import utc_in
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
 from portal.settings import Settings
 
-ACCOUNT_FAILURES_BEFORE_WAIT = 10
-ACCOUNT_WAIT = timedelta(minutes=5)
+FREE_TRIES = 5
+BACKOFF_MAX = timedelta(minutes=60)
+FAILURE_MEMORY = timedelta(days=1)
+ADDRESS_WINDOW = timedelta(minutes=15)
+ADDRESS_FAILURES_MAX = 100
 ACCOUNT_FAILURES_MAX = 100  # NIST: never more than 100 consecutive failures
-CLIENT_WINDOW = timedelta(minutes=15)
-CLIENT_FAILURES_MAX = 50
-FOREVER = "9999-12-31T00:00:00.000000Z"
+DEVICE_COOKIE = "portal_device"
+DEVICE_FOR = timedelta(days=365)
 
 
 class LoginForm(Form):
@@ -35,100 +54,200 @@ class LoginForm(Form):
 class NewSession:
     session_id: str
     locale: str  # the language the resident chose last, to follow them to a new device
+    device: str | None  # a new remembered-device value for the cookie, if one was issued
 
 
-def wait_minutes(locked_until: str) -> int:
-    if locked_until == FOREVER:
-        return 0
-    left = datetime.fromisoformat(locked_until) - datetime.now(UTC)
-    return max(1, int(left.total_seconds() // 60) + 1)
+def network(client: str) -> str:
+    """The unit a limit counts: an IPv4 address, or an IPv6 /64 (one household or
+    phone gets a whole /64, so counting single IPv6 addresses would be no limit)."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client[:64]
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+
+
+def audit_name(username_key: str) -> str:
+    """How an unknown username appears in the audit log: people type passwords into the
+    username box, so never the text itself."""
+    return "unknown:" + hashlib.sha256(username_key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def device_cookie(value: str, settings: Settings) -> Cookie:
+    return Cookie(
+        key=DEVICE_COOKIE,
+        value=value,
+        max_age=int(DEVICE_FOR.total_seconds()),
+        httponly=True,
+        secure=settings.production,
+        samesite="lax",
+        path="/",
+    )
+
+
+def _minutes_until(moment: datetime) -> int:
+    return max(1, int((moment - datetime.now(UTC)).total_seconds() // 60) + 1)
+
+
+class PasswordChecks:
+    """One password try, counted: sign-in and the profile's "current password" boxes."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def _reserve(self, user_key: str, user: Any, net: str, known_device: bool) -> Result:
+        """In one write transaction: refuse the try, or record it as a failure in advance."""
+        now = datetime.now(UTC)
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "SELECT count(*), max(at) FROM login_failures"
+                " WHERE user_key = ? AND client = ? AND at > ?",
+                (user_key, net, ago(FAILURE_MEMORY)),
+            )
+            mine, last = await cursor.fetchone()
+            if user is not None:
+                cursor = await conn.execute(
+                    "SELECT failed_logins FROM users WHERE id = ?", (user["id"],)
+                )
+                in_a_row = (await cursor.fetchone())[0]
+            else:
+                cursor = await conn.execute(
+                    "SELECT count(*) FROM login_failures WHERE user_key = ? AND at > ?",
+                    (user_key, ago(FAILURE_MEMORY)),
+                )
+                in_a_row = (await cursor.fetchone())[0]
+            if not known_device:
+                if in_a_row >= ACCOUNT_FAILURES_MAX:
+                    return Result("locked", value=0)
+                cursor = await conn.execute(
+                    "SELECT count(*), min(at) FROM login_failures WHERE client = ? AND at > ?",
+                    (net, ago(ADDRESS_WINDOW)),
+                )
+                from_network, oldest = await cursor.fetchone()
+                if from_network >= ADDRESS_FAILURES_MAX:
+                    free_at = datetime.fromisoformat(oldest) + ADDRESS_WINDOW
+                    return Result("throttled", value=_minutes_until(free_at))
+                if mine >= FREE_TRIES:
+                    wait = min(timedelta(minutes=2 ** (mine - FREE_TRIES)), BACKOFF_MAX)
+                    free_at = datetime.fromisoformat(last) + wait
+                    if free_at > now:
+                        return Result("throttled", value=_minutes_until(free_at))
+            cursor = await conn.execute(
+                "INSERT INTO login_failures (client, user_key, at) VALUES (?, ?, ?)",
+                (net, user_key, utcnow()),
+            )
+            reservation = cursor.lastrowid
+            if user is not None:
+                await conn.execute(
+                    "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?",
+                    (user["id"],),
+                )
+            await conn.execute("DELETE FROM login_failures WHERE at < ?", (ago(FAILURE_MEMORY),))
+        return Result(value=(reservation, mine + 1, in_a_row + 1))
+
+    async def check(
+        self, user_key: str, user: Any, password: str, client: str, known_device: bool = False
+    ) -> Result:
+        """Outcome 'ok', 'failed', 'throttled' (value: minutes to wait) or 'locked'."""
+        net = network(client)
+        name = user["username"] if user is not None else audit_name(user_key)
+        reserved = await self._reserve(user_key, user, net, known_device)
+        if not reserved.ok:
+            await verify_password(None, password)  # the same work as a real check
+            await audit.write(
+                self.db, f"sign_in_{reserved.outcome}", username=name, client=client
+            )
+            return reserved
+        reservation, mine, in_a_row = reserved.value
+        if await verify_password(user["password_hash"] if user is not None else None, password):
+            async with self.db.write() as conn:
+                await conn.execute(
+                    "DELETE FROM login_failures WHERE user_key = ? AND client = ?", (user_key, net)
+                )
+                await conn.execute(
+                    "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
+                    (user["id"],),
+                )
+            return Result()
+        async with self.db.write() as conn:
+            await audit.record(
+                conn,
+                "sign_in_failed",
+                username=name,
+                client=client,
+                detail=f"failures={mine}" if user is not None else "unknown user",
+            )
+            if mine == FREE_TRIES or in_a_row == ACCOUNT_FAILURES_MAX:
+                reach = "network" if mine == FREE_TRIES else "until reset"
+                await audit.record(conn, "lockout", username=name, client=client, detail=reach)
+        return Result("failed")
 
 
 class SignInService:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self.passwords = PasswordChecks(db)
 
-    async def sign_in(self, form: LoginForm, client: str) -> Result:
-        """Outcome 'ok' (value: NewSession), 'missing', 'failed', 'throttled' or 'locked'
-        (value: minutes to wait, 0 for "until reset"), 'unverified' (value: username)."""
+    async def _known_device(self, device: str | None, user: Any) -> bool:
+        if not device or user is None or len(device) > 100:
+            return False
+        found = await self.db.fetchval(
+            "SELECT user_id FROM known_devices WHERE token_hash = ?", (_hash(device),)
+        )
+        return found == user["id"]
+
+    async def sign_in(self, form: LoginForm, client: str, device: str | None = None) -> Result:
+        """Outcome 'ok' (value: NewSession), 'missing', 'failed', 'throttled' (value:
+        minutes to wait), 'locked' or 'unverified' (value: username)."""
         username, password = form.username, form.password
         if not username or not password:
             return Result("missing")
-        recent = await self.db.fetchval(
-            "SELECT count(*) FROM login_failures WHERE client = ? AND at > ?",
-            (client, ago(CLIENT_WINDOW)),
-        )
-        if recent >= CLIENT_FAILURES_MAX:
-            async with self.db.write() as conn:
-                await audit.record(conn, "sign_in_throttled", username=username, client=client)
-            return Result("throttled", value=int(CLIENT_WINDOW.total_seconds() // 60))
+        user_key = username.casefold()[:64]
         user = await self.db.fetchone(
-            "SELECT id, username, password_hash, verified_at, failed_logins, locked_until, locale"
-            " FROM users WHERE username_key = ?",
-            (username.casefold()[:64],),
+            "SELECT id, username, password_hash, verified_at, locale FROM users"
+            " WHERE username_key = ?",
+            (user_key,),
         )
-        if user is not None and user["locked_until"] and user["locked_until"] > utcnow():
-            async with self.db.write() as conn:
-                await audit.record(conn, "sign_in_locked", username=user["username"], client=client)
-            return Result("locked", value=wait_minutes(user["locked_until"]))
-        ok = await verify_password(user["password_hash"] if user else None, password)
-        if not ok:
-            await self._failed(user, username, client)
-            return Result("failed")
+        known = await self._known_device(device, user)
+        checked = await self.passwords.check(user_key, user, password, client, known)
+        if not checked.ok:
+            return checked
         if user["verified_at"] is None:
-            async with self.db.write() as conn:
-                await audit.record(
-                    conn, "sign_in_unverified", username=user["username"], client=client
-                )
+            await audit.write(
+                self.db, "sign_in_unverified", username=user["username"], client=client
+            )
             return Result("unverified", value=user["username"])
         rehashed = await hash_password(password) if needs_rehash(user["password_hash"]) else None
+        new_device = None if known else secrets.token_urlsafe(32)
         async with self.db.write() as conn:
-            await conn.execute(
-                "UPDATE users SET failed_logins = 0, locked_until = NULL,"
-                " password_hash = coalesce(?, password_hash) WHERE id = ?",
-                (rehashed, user["id"]),
-            )
+            if rehashed:
+                await conn.execute(
+                    "UPDATE users SET password_hash = ? WHERE id = ?", (rehashed, user["id"])
+                )
+            now = utcnow()
+            if new_device:
+                await conn.execute(
+                    "INSERT INTO known_devices (token_hash, user_id, created_at, last_used_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (_hash(new_device), user["id"], now, now),
+                )
+            else:
+                await conn.execute(
+                    "UPDATE known_devices SET last_used_at = ? WHERE token_hash = ?",
+                    (now, _hash(device)),
+                )
             session_id = await sessions.start(conn, user["id"], form.remember)
             await audit.record(conn, "sign_in", username=user["username"], client=client)
-        return Result(value=NewSession(session_id, user["locale"]))
-
-    async def _failed(self, user, username: str, client: str) -> None:
-        async with self.db.write() as conn:
-            await conn.execute(
-                "INSERT INTO login_failures (client, at) VALUES (?, ?)", (client, utcnow())
-            )
-            await conn.execute("DELETE FROM login_failures WHERE at < ?", (ago(timedelta(days=1)),))
-            if user is None:
-                await audit.record(
-                    conn, "sign_in_failed", username=username, client=client, detail="unknown user"
-                )
-                return
-            failures = user["failed_logins"] + 1
-            locked_until = None
-            if failures >= ACCOUNT_FAILURES_MAX:
-                locked_until = FOREVER
-            elif failures >= ACCOUNT_FAILURES_BEFORE_WAIT:
-                locked_until = utc_in(ACCOUNT_WAIT)
-            await conn.execute(
-                "UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
-                (failures, locked_until, user["id"]),
-            )
-            await audit.record(
-                conn,
-                "sign_in_failed",
-                username=user["username"],
-                client=client,
-                detail=f"failures={failures}",
-            )
-            if locked_until:
-                await audit.record(
-                    conn,
-                    "lockout",
-                    username=user["username"],
-                    client=client,
-                    detail=f"until={locked_until}",
-                )
+        return Result(value=NewSession(session_id, user["locale"], new_device))
 
     async def sign_out(self, session_id: str | None, username: str | None, client: str) -> None:
         async with self.db.write() as conn:
@@ -139,4 +258,23 @@ class SignInService:
     async def sign_out_everywhere(self, user: sessions.SignedIn, client: str) -> None:
         async with self.db.write() as conn:
             await sessions.end_all(conn, user.user_id)
+            await void_pending_links(conn, user.user_id)
             await audit.record(conn, "sign_out_everywhere", username=user.username, client=client)
+
+
+async def void_pending_links(conn, user_id: int) -> None:
+    """Unused password-reset and email-change links die when the password changes or the
+    resident signs out everywhere: a link asked for by whoever had the session is void."""
+    await conn.execute(
+        "UPDATE tokens SET used_at = ? WHERE user_id = ? AND purpose IN ('reset', 'email')"
+        " AND used_at IS NULL",
+        (utcnow(), user_id),
+    )
+
+
+async def forget_failures(conn, user_id: int, username_key: str) -> None:
+    """A password reset proves the owner: the failures counted against the name end."""
+    await conn.execute("DELETE FROM login_failures WHERE user_key = ?", (username_key,))
+    await conn.execute(
+        "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?", (user_id,)
+    )
