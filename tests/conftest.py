@@ -51,6 +51,12 @@ def settings(tmp_path: Path) -> Settings:
         database=tmp_path / "portal.sqlite3",
         base_url="http://portal.test",
         password_min_length=15,
+        # The guide's two numbers alone; the bill-amount proof (the product's default) is
+        # covered by tests/test_account_claims.py and the every-page walk.
+        account_proof="none",
+        # Tests send many look-ups from one address; test_account_claims.py tests the budget.
+        lookups_per_address=100_000,
+        lookups_overall=100_000,
     )
 
 

@@ -401,6 +401,9 @@ def test_forgot_password_and_username_without_javascript(live_server, smtp_serve
     assert path_of(page) == "/login"
     expect(page.get_by_role("heading", name="Your password has been changed")).to_be_visible()
     assert_accessible(page, "password changed, login page")
+    # The owner is told by email that the password changed (in case it was not them).
+    changed = smtp_server.wait_for(3)[2]
+    assert changed["To"] == "maria@example.com" and "password was changed" in changed["Subject"]
     # The link is spent now.
     assert page.goto(link).status == 400
     expect(page.get_by_role("heading", name="This link does not work any more")).to_be_visible()
@@ -415,10 +418,10 @@ def test_forgot_password_and_username_without_javascript(live_server, smtp_serve
     stranger = ask("/forgot-username", "Email Address", "nobody@example.com", "Email my username")
     maria = ask("/forgot-username", "Email Address", "maria@example.com", "Email my username")
     assert stranger == maria
-    message = smtp_server.wait_for(3)[2]
+    message = smtp_server.wait_for(4)[3]
     assert message["To"] == "maria@example.com"
     assert re.search(r"^\s*maria1\s*$", text_of(message), re.MULTILINE)
-    assert len(smtp_server.messages) == 3
+    assert len(smtp_server.messages) == 4
 
 
 # --- My Profile ----------------------------------------------------------------------

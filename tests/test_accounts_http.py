@@ -1049,3 +1049,39 @@ async def test_client_address_comes_from_trusted_proxies_only(
         )
     rows = query(settings.database, "SELECT client FROM login_failures")
     assert [row["client"] for row in rows] == [expected]
+
+
+@pytest.mark.parametrize("ending", ["reset", "password change", "sign out everywhere"])
+async def test_a_pending_email_change_dies_when_the_owner_takes_the_account_back(
+    settings, maria, ending
+):
+    """An attacker with a session asks to move the email to theirs; the owner resets the
+    password (or changes it, or signs out everywhere): the attacker's link is void."""
+    assert (await sign_in(maria)).status_code == 303
+    stolen = {
+        "email_password": GOOD_PASSWORD,
+        "new_email": "thief@example.net",
+        "confirm_new_email": "thief@example.net",
+    }
+    assert (
+        await post_form(maria, "/profile/email", stolen, follow_redirects=False)
+    ).status_code == 303
+    confirm = local(link_in(last_mail(settings)["body_text"], "/profile/email/confirm"))
+    if ending == "reset":
+        link = await reset_link(settings, maria)
+        assert (await reset_password(maria, link, NEW_PASSWORD)).status_code == 303
+        assert "password" in last_mail(settings)["subject"].lower()  # "password changed" mail
+        assert last_mail(settings)["to_addr"] == "maria@example.com"
+    elif ending == "password change":
+        change = {
+            "current_password": GOOD_PASSWORD,
+            "new_password": NEW_PASSWORD,
+            "confirm_new_password": NEW_PASSWORD,
+        }
+        assert (await post_form(maria, "/profile/password", change)).status_code == 200
+    else:
+        await post_form(maria, "/profile/sign-out-everywhere", {})
+    opened = await maria.get(confirm)
+    assert opened.status_code in (200, 400)
+    assert user_row(settings)["email"] == "maria@example.com"
+    assert audit_rows(settings, "email_changed") == []

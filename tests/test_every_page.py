@@ -271,6 +271,9 @@ def _month(offset: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
+SPARE_BILL = "41.20"
+
+
 def _load(path: Path) -> None:
     portal_db.upgrade(path)
     conn = portal_db.connect_sync(path)
@@ -289,6 +292,12 @@ def _load(path: Path) -> None:
             f"{MARIA[0]},{MARIA[1]},B-{end:%Y%m},{end},{end + timedelta(days=20)},84.10,"
             f"{_month(-n)},{end},70.00,70.00,84.10,14.5"
         )
+    end = _month(0)
+    bills += [  # one bill each, so spare accounts can be registered with its amount
+        f"{9000 + n},{8000 + n},S-{n},{end},{end + timedelta(days=20)},{SPARE_BILL},"
+        f"{_month(-1)},{end},0.00,0.00,{SPARE_BILL},9.0"
+        for n in range(SPARE_ACCOUNTS)
+    ]
     import_text(conn, "bills", "\n".join(bills) + "\n")
     usage = ["customer_number,account_number,read_date,consumption,unit"]
     values = [10.0 + (n % 5) for n in range(23)] + [31.0]  # the last month: a possible leak
@@ -361,6 +370,7 @@ class World:
                 username=username,
                 customer_number=customer,
                 account_number=account,
+                bill_amount="84.10" if account.lstrip("0") == MARIA[1].lstrip("0") else SPARE_BILL,
                 email=email,
                 confirm_email=email,
             )

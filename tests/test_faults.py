@@ -54,6 +54,10 @@ START_TIMEOUT = 30.0
 def portal_env(database: Path, port: int | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
     env["PORTAL_DATABASE"] = str(database)
+    # Many residents' registrations from one test address: the guide's two numbers and
+    # look-up budgets wide enough for the load (test_account_claims.py tests both).
+    env["PORTAL_ACCOUNT_PROOF"] = "none"
+    env["PORTAL_LOOKUPS_PER_ADDRESS"] = env["PORTAL_LOOKUPS_OVERALL"] = "1000000"
     if port is not None:
         env["PORTAL_BASE_URL"] = f"http://127.0.0.1:{port}"
     return env

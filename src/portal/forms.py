@@ -53,7 +53,6 @@ class Form:
         return not self.errors
 
 
-
 @dataclass
 class Result:
     """What a service did. `outcome` is "ok" or names what stopped it ("invalid",

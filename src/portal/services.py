@@ -19,6 +19,7 @@ from portal.db import Database
 from portal.mail import Mailer, OutboxSender
 from portal.payments.sandbox import SandboxGateway
 from portal.payments.service import PaymentsService
+from portal.security.throttle import Budget
 from portal.settings import Settings
 
 
@@ -36,6 +37,8 @@ class Services:
     linking: LinkingService
     billing: BillingService
     payments: PaymentsService
+    lookups: Budget  # the numbers from a bill: registration, Add another account, Pay My Bill
+    checks: Budget  # per-field checks while filling in the registration form
 
     @classmethod
     def build(cls, settings: Settings, env: Environment) -> Services:
@@ -55,9 +58,13 @@ class Services:
             signin=SignInService(db, settings),
             recovery=RecoveryService(db, settings, mailer),
             profiles=ProfileService(db, settings, mailer),
-            linking=LinkingService(db, settings),
+            linking=LinkingService(db, settings, mailer),
             billing=BillingService(db, settings),
             payments=payments,
+            lookups=Budget(
+                "lookups", settings.lookups_per_address, settings.lookups_overall, window=600
+            ),
+            checks=Budget("checks", per_network=120, overall=3000, window=60),
         )
 
     def dependencies(self) -> dict[str, Provide]:

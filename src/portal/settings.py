@@ -49,6 +49,19 @@ def _timezone(value: str, name: str) -> str:
     return value
 
 
+# What registration and "Add another account" ask besides the two numbers: the amount
+# of one of the account's two latest bills, or nothing (the guide's two numbers alone,
+# for a utility that accepts that anyone holding a bill can claim its account).
+ACCOUNT_PROOFS = ("bill_amount", "none")
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    value = value.strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 GATEWAYS = ("sandbox",)
 
 
@@ -96,6 +109,9 @@ class Settings:
     gateway_secret: str = field(default="", repr=False)
     payment_max_dollars: int = 10_000
     trusted_proxies: tuple[str, ...] = ()
+    account_proof: str = "bill_amount"
+    lookups_per_address: int = 20  # look-ups of bill numbers per network per 10 minutes
+    lookups_overall: int = 600  # and for everyone together
 
     @property
     def payment_max_cents(self) -> int:
@@ -158,4 +174,11 @@ class Settings:
             payment_max_dollars=_int(
                 get("PORTAL_PAYMENT_MAX_DOLLARS", "10000"), "PORTAL_PAYMENT_MAX_DOLLARS"
             ),
+            account_proof=_choice(
+                get("PORTAL_ACCOUNT_PROOF", "bill_amount"), "PORTAL_ACCOUNT_PROOF", ACCOUNT_PROOFS
+            ),
+            lookups_per_address=_int(
+                get("PORTAL_LOOKUPS_PER_ADDRESS", "20"), "PORTAL_LOOKUPS_PER_ADDRESS"
+            ),
+            lookups_overall=_int(get("PORTAL_LOOKUPS_OVERALL", "600"), "PORTAL_LOOKUPS_OVERALL"),
         )

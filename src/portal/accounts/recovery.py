@@ -11,8 +11,8 @@ from typing import Any
 
 from portal.accounts import audit, sessions
 from portal.accounts.links import ago, issue_link, may_mail, may_send_link
-from portal.accounts.signin import forget_failures, void_pending_links
 from portal.accounts.passwords import hash_password, new_password_problems
+from portal.accounts.signin import forget_failures, void_pending_links
 from portal.accounts.tokens import code_hash
 from portal.accounts.validation import normalize_email
 from portal.db import Database, utcnow

@@ -8,7 +8,12 @@ from typing import Any
 
 from portal.accounts import audit
 from portal.accounts.links import issue_link, may_send_link
-from portal.accounts.ownership import account_problem
+from portal.accounts.ownership import (
+    alert_owner,
+    bill_amount_problem,
+    check_claim,
+    release_stale_registrations,
+)
 from portal.accounts.passwords import hash_password, new_password_problem
 from portal.accounts.tokens import code_hash
 from portal.accounts.validation import (
@@ -35,6 +40,7 @@ REGISTRATION_FIELDS = (
     "confirm_password",
     "customer_number",
     "account_number",
+    "bill_amount",
     "delivery",
     "email",
     "confirm_email",
@@ -42,7 +48,14 @@ REGISTRATION_FIELDS = (
 
 
 class Registration(Form):
-    fields = ("username", "customer_number", "account_number", "email", "confirm_email")
+    fields = (
+        "username",
+        "customer_number",
+        "account_number",
+        "bill_amount",
+        "email",
+        "confirm_email",
+    )
     passwords = ("password", "confirm_password")
     checkboxes = ("paperless", "printed")
 
@@ -63,8 +76,22 @@ class RegistrationService:
         )
         return found is not None
 
-    async def field_problem(self, form: Registration, name: str) -> str | None:
-        """The message for one registration field, checked alone (inline alerts)."""
+    async def _claim_problem(self, form: Registration) -> str | None:
+        if customer_number_problem(form.customer_number) or account_number_problem(
+            form.account_number
+        ):
+            return None  # their own messages say what to fix first
+        claim = await check_claim(
+            self.db, self.settings, form.customer_number, form.account_number, form.bill_amount
+        )
+        return claim.problem[1] if claim.problem else None
+
+    async def field_problem(self, form: Registration, name: str, lookup: bool = True) -> str | None:
+        """The message for one registration field, checked alone (inline alerts). The
+        bill's numbers are looked up with the last of the facts the claim needs (the
+        account number, or the bill amount when that proof is asked), never before, so
+        the numbers alone are no oracle."""
+        proof = self.settings.account_proof == "bill_amount"
         if name == "username":
             problem = username_problem(form.username)
             if problem is None and await self.username_taken(form.username):
@@ -80,10 +107,15 @@ class RegistrationService:
             return customer_number_problem(form.customer_number)
         if name == "account_number":
             problem = account_number_problem(form.account_number)
-            if problem is None and customer_number_problem(form.customer_number) is None:
-                problem = await account_problem(
-                    self.db, self.settings, form.customer_number, form.account_number
-                )
+            if problem is None and lookup and not proof:
+                problem = await self._claim_problem(form)
+            return problem
+        if name == "bill_amount":
+            if not proof:
+                return None
+            problem = bill_amount_problem(form.bill_amount)
+            if problem is None and lookup:
+                problem = await self._claim_problem(form)
             return problem
         if name == "delivery":
             return delivery_problem(form.paperless, form.printed)
@@ -95,15 +127,25 @@ class RegistrationService:
 
     async def register(self, form: Registration, client: str) -> Result:
         for name in REGISTRATION_FIELDS:
-            problem = await self.field_problem(form, name)
+            problem = await self.field_problem(form, name, lookup=False)
             if problem:
                 form.errors[name] = problem
+        if not {"customer_number", "account_number", "bill_amount"} & form.errors.keys():
+            claim = await check_claim(
+                self.db, self.settings, form.customer_number, form.account_number, form.bill_amount
+            )
+            if claim.problem:
+                form.errors[claim.problem[0]] = claim.problem[1]
+            if claim.owner is not None:
+                async with self.db.write() as conn:
+                    await alert_owner(conn, self.mailer, claim.owner, "register", client)
         if form.errors:
             return Result.invalid(form.errors)
         password_hash = await hash_password(form.password)
         email = normalize_email(form.email) or form.email
         try:
             async with self.db.write() as conn:
+                await release_stale_registrations(conn, client)
                 now = utcnow()
                 cursor = await conn.execute(
                     "INSERT INTO users (username, username_key, email, email_key, password_hash,"
@@ -142,10 +184,14 @@ class RegistrationService:
                     {"username": _("That username is taken. Choose a different one")}
                 )
             if "user_accounts" in str(exc):
-                problem = await account_problem(
-                    self.db, self.settings, form.customer_number, form.account_number
+                claim = await check_claim(
+                    self.db,
+                    self.settings,
+                    form.customer_number,
+                    form.account_number,
+                    form.bill_amount,
                 )
-                return Result.invalid({"account_number": problem or ""})
+                return Result.invalid({"account_number": claim.problem[1] if claim.problem else ""})
             raise
         return Result()
 

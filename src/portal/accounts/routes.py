@@ -47,6 +47,7 @@ from portal.accounts.signin import DEVICE_COOKIE, LoginForm, SignInService, devi
 from portal.i18n import _
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
+from portal.security.throttle import Budget, Throttled, enforce
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, local_path, render
 
@@ -55,6 +56,11 @@ SignIns = NamedDependency[SignInService]
 Recovery = NamedDependency[RecoveryService]
 Profiles = NamedDependency[ProfileService]
 SiteSettings = NamedDependency[Settings]
+Lookups = NamedDependency[Budget]
+Checks = NamedDependency[Budget]
+
+# Per-field checks that may look the bill's numbers up spend the look-up budget.
+LOOKUP_FIELDS = {"account_number", "bill_amount"}
 
 
 # --- registration ----------------------------------------------------------------
@@ -66,7 +72,10 @@ async def register_form(request: PortalRequest) -> Template:
 
 
 @post("/register")
-async def register(request: PortalRequest, registration: Registrations) -> Template:
+async def register(
+    request: PortalRequest, registration: Registrations, lookups: Lookups
+) -> Template:
+    await enforce(lookups, registration.db, client_address(request), request.url.path)
     form = await Registration.read(request)
     result = await registration.register(form, client_address(request))
     if not result.ok:
@@ -89,11 +98,31 @@ async def register(request: PortalRequest, registration: Registrations) -> Templ
 
 @post("/register/check/{name:str}")
 async def register_check(
-    request: PortalRequest, name: FromPath[str], registration: Registrations
+    request: PortalRequest,
+    name: FromPath[str],
+    registration: Registrations,
+    lookups: Lookups,
+    checks: Checks,
 ) -> Template:
     """Check one field the resident changed; answer with just its message."""
     if name not in REGISTRATION_FIELDS:
         raise NotFoundException()
+    budget = lookups if name in LOOKUP_FIELDS else checks
+    try:
+        await enforce(budget, registration.db, client_address(request), request.url.path)
+    except Throttled as refused:
+        return Template(
+            template_name="partials/field_check.html",
+            context={
+                "error": _(
+                    "Too many checks from your network. Wait %(minutes)s minutes, then send the form.",
+                    minutes=refused.wait_minutes,
+                ),
+                "confirm": None,
+                "confirm_error": None,
+            },
+            headers={"Vary": "HX-Request"},
+        )
     form = await Registration.read(request)
     error = await registration.field_problem(form, name)
     # Changing a password or email re-checks its confirmation, if already typed.
@@ -159,6 +188,7 @@ async def resend(request: PortalRequest, registration: Registrations) -> Templat
 
 # --- sign-in and sign-out --------------------------------------------------------
 
+
 def _login_notice(notice: str) -> dict | None:
     """The alert for /login?notice=… (after signing out, a reset, an ended session)."""
     if notice == "signed-out":
@@ -187,7 +217,9 @@ async def login_form(request: PortalRequest) -> Template | Redirect:
     if request.user:
         return Redirect("/account", status_code=303)
     alert = _login_notice(request.query_params.get("notice", ""))
-    return render(request, "pages/login.html", alert=alert, next=request.query_params.get("next", ""))
+    return render(
+        request, "pages/login.html", alert=alert, next=request.query_params.get("next", "")
+    )
 
 
 def _login_problem(outcome: str, value) -> tuple[str, dict | None]:
@@ -270,9 +302,7 @@ async def forgot_username(request: PortalRequest, recovery: Recovery) -> Templat
     form = await ForgotUsernameForm.read(request)
     result = await recovery.forgot_username(form, client_address(request))
     if not result.ok:
-        return render(
-            request, "pages/forgot_username.html", status_code=422, errors=result.errors
-        )
+        return render(request, "pages/forgot_username.html", status_code=422, errors=result.errors)
     return render(request, "pages/forgot_username.html", sent=True, values=form.values)
 
 
@@ -286,9 +316,7 @@ async def forgot_password(request: PortalRequest, recovery: Recovery) -> Templat
     form = await ForgotPasswordForm.read(request)
     result = await recovery.forgot_password(form, client_address(request))
     if not result.ok:
-        return render(
-            request, "pages/forgot_password.html", status_code=422, errors=result.errors
-        )
+        return render(request, "pages/forgot_password.html", status_code=422, errors=result.errors)
     return render(request, "pages/forgot_password.html", sent=True, values=form.values)
 
 
@@ -334,6 +362,7 @@ async def profile_email_confirm(request: PortalRequest, profiles: Profiles) -> T
 
 
 # --- My Profile (signed in) ---------------------------------------------------------
+
 
 def _profile_notice(notice: str) -> str | None:
     if notice == "delivery":

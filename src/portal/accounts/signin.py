@@ -74,7 +74,9 @@ def network(client: str) -> str:
 def audit_name(username_key: str) -> str:
     """How an unknown username appears in the audit log: people type passwords into the
     username box, so never the text itself."""
-    return "unknown:" + hashlib.sha256(username_key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return (
+        "unknown:" + hashlib.sha256(username_key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    )
 
 
 def _hash(value: str) -> str:
@@ -162,9 +164,7 @@ class PasswordChecks:
         reserved = await self._reserve(user_key, user, net, known_device)
         if not reserved.ok:
             await verify_password(None, password)  # the same work as a real check
-            await audit.write(
-                self.db, f"sign_in_{reserved.outcome}", username=name, client=client
-            )
+            await audit.write(self.db, f"sign_in_{reserved.outcome}", username=name, client=client)
             return reserved
         reservation, mine, in_a_row = reserved.value
         if await verify_password(user["password_hash"] if user is not None else None, password):

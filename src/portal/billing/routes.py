@@ -25,15 +25,16 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from portal.accounts.linking import LinkingService, NumbersForm
+from portal.accounts.linking import ClaimForm, LinkingService
 from portal.accounts.profile import ProfileService
 from portal.billing.chart import usage_chart_svg
 from portal.billing.pdf import bill_pdf
 from portal.billing.service import BillingService
 from portal.i18n import _, format_locale
-from portal.settings import Settings
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
+from portal.security.throttle import Budget, enforce
+from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
 
 Billing = NamedDependency[BillingService]
@@ -77,8 +78,11 @@ async def link_form(request: PortalRequest) -> Template:
 
 
 @post("/account/link")
-async def link(request: PortalRequest, linking: Linking) -> Template | Redirect:
-    form = await NumbersForm.read(request)
+async def link(
+    request: PortalRequest, linking: Linking, lookups: NamedDependency[Budget]
+) -> Template | Redirect:
+    await enforce(lookups, linking.db, client_address(request), request.url.path)
+    form = await ClaimForm.read(request)
     result = await linking.link(request.user, form, client_address(request))
     if not result.ok:
         return render(
@@ -201,7 +205,9 @@ async def usage(request: PortalRequest, account_id: FromPath[int], billing: Bill
 
 
 @get("/accounts/{account_id:int}/usage.csv")
-async def usage_csv(request: PortalRequest, account_id: FromPath[int], billing: Billing) -> Response:
+async def usage_csv(
+    request: PortalRequest, account_id: FromPath[int], billing: Billing
+) -> Response:
     account = await _own_account(request, billing, account_id)
     out = io.StringIO()
     writer = csv.writer(out)

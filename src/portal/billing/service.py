@@ -90,7 +90,11 @@ class BillingService:
         account = await self.linked_account(user.user_id, account_id)
         if account is None:
             await audit.write(
-                self.db, "account_denied", username=user.username, client=client, detail=f"path={path}"
+                self.db,
+                "account_denied",
+                username=user.username,
+                client=client,
+                detail=f"path={path}",
             )
         return account
 

@@ -14,3 +14,6 @@ CREATE INDEX known_devices_by_user ON known_devices (user_id);
 
 -- Mail asked for on a web form is limited per destination address.
 CREATE INDEX outbox_by_address ON outbox (to_addr COLLATE NOCASE, created_at);
+
+-- Registrations never verified release their account after 24 hours.
+CREATE INDEX users_unverified ON users (created_at) WHERE verified_at IS NULL;

@@ -27,8 +27,7 @@ from portal.accounts.linking import NumbersForm
 from portal.billing.service import BillingService
 from portal.i18n import _
 from portal.payments.gateway import SIGNATURE_HEADER
-from portal.payments.sandbox import SandboxGateway
-from portal.payments.sandbox import SandboxCardForm
+from portal.payments.sandbox import SandboxCardForm, SandboxGateway
 from portal.payments.service import (
     PaymentForm,
     PaymentsService,
@@ -36,8 +35,9 @@ from portal.payments.service import (
     mask_address,
     new_key,
 )
+from portal.security.throttle import Budget, enforce
 from portal.settings import Settings
-from portal.web import PortalRequest, render
+from portal.web import PortalRequest, client_address, render
 
 Payments = NamedDependency[PaymentsService]
 Billing = NamedDependency[BillingService]
@@ -52,18 +52,31 @@ async def _own_linked_account(request: PortalRequest, billing: BillingService, a
     return account if account is not None and account["status"] == "active" else None
 
 
+async def _is_owner(
+    request: PortalRequest, billing: BillingService, account_id: int, payer_id: int | None = None
+) -> bool:
+    """Whether the full name and address may be shown: only to the account's own login
+    or the payment's own payer. Anyone else holding a bill (signed in or not) sees them
+    masked."""
+    if request.user is None:
+        return False
+    if payer_id is not None and payer_id == request.user.user_id:
+        return True
+    return await billing.linked_account(request.user.user_id, account_id) is not None
+
+
 async def _amount_page(
     request: PortalRequest,
     payments: PaymentsService,
     account,
     *,
+    owner: bool,
     status_code: int = 200,
     values: dict | None = None,
     errors: dict | None = None,
     key: str | None = None,
 ) -> Template:
     due = await payments.amount_due(account["id"])
-    signed_in = request.user is not None
     values = dict(values or {})
     if "amount" not in values:
         values["amount"] = f"{due / 100:.2f}" if due and due >= 100 else ""
@@ -77,10 +90,8 @@ async def _amount_page(
         due=due,
         values=values,
         errors=errors or {},
-        address=account["service_address"]
-        if signed_in
-        else mask_address(account["service_address"]),
-        holder=account["name"] if signed_in else initials(account["name"]),
+        address=account["service_address"] if owner else mask_address(account["service_address"]),
+        holder=account["name"] if owner else initials(account["name"]),
         account_number=account["account_number"],
         max_cents=payments.settings.payment_max_cents,
     )
@@ -93,19 +104,24 @@ async def pay_start(request: PortalRequest, payments: Payments, billing: Billing
     if re.fullmatch(r"[0-9]{1,18}", account_id):
         account = await _own_linked_account(request, billing, int(account_id))
         if account is not None:
-            return await _amount_page(request, payments, account)
+            return await _amount_page(request, payments, account, owner=True)
     return render(request, "pages/pay.html")
 
 
 @post("/pay")
-async def pay_lookup(request: PortalRequest, payments: Payments) -> Template:
+async def pay_lookup(
+    request: PortalRequest, payments: Payments, billing: Billing, lookups: NamedDependency[Budget]
+) -> Template:
+    await enforce(lookups, payments.db, client_address(request), request.url.path)
     form = await NumbersForm.read(request)
     result = await payments.look_up(form)
     if not result.ok:
         return render(
             request, "pages/pay.html", status_code=422, errors=result.errors, values=form.values
         )
-    return await _amount_page(request, payments, result.value)
+    account = result.value
+    owner = await _is_owner(request, billing, account["id"])
+    return await _amount_page(request, payments, account, owner=owner)
 
 
 @post("/pay/confirm")
@@ -131,6 +147,7 @@ async def pay_confirm(
             request,
             payments,
             account,
+            owner=linked is not None,
             status_code=422,
             values={k: form.values[k] for k in ("amount", "method", "receipt_email")},
             errors=result.errors,
@@ -153,19 +170,23 @@ async def pay_return(request: PortalRequest, payments: Payments) -> Template | R
 
 
 @get("/pay/receipt/{token:str}")
-async def pay_receipt(request: PortalRequest, token: FromPath[str], payments: Payments) -> Template:
+async def pay_receipt(
+    request: PortalRequest, token: FromPath[str], payments: Payments, billing: Billing
+) -> Template:
     payment = await payments.by_receipt_token(token)
     if payment is None:
         raise NotFoundException()
-    signed_in = request.user is not None
-    address = payment["service_address"] if signed_in else mask_address(payment["service_address"])
+    owner = await _is_owner(request, billing, payment["account_id"], payment["user_id"])
+    address = payment["service_address"] if owner else mask_address(payment["service_address"])
     return render(
         request, "pages/pay_receipt.html", payment=payment, address=address, status_code=200
     )
 
 
 @get("/pay/again/{token:str}")
-async def pay_again(request: PortalRequest, token: FromPath[str], payments: Payments) -> Template:
+async def pay_again(
+    request: PortalRequest, token: FromPath[str], payments: Payments, billing: Billing
+) -> Template:
     payment = await payments.by_receipt_token(token)
     account = await payments.account(payment["account_id"]) if payment else None
     if account is None:
@@ -175,7 +196,8 @@ async def pay_again(request: PortalRequest, token: FromPath[str], payments: Paym
         "method": payment["method"] or "card",
         "receipt_email": payment["receipt_email"] or "",
     }
-    return await _amount_page(request, payments, account, values=values)
+    owner = await _is_owner(request, billing, account["id"], payment["user_id"])
+    return await _amount_page(request, payments, account, owner=owner, values=values)
 
 
 @post("/payments/webhook", exclude_from_csrf=True)

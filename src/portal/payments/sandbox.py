@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from portal.forms import Form
 from portal.db import Database, utcnow
+from portal.forms import Form
 from portal.i18n import _
 from portal.payments.gateway import Checkout, GatewayResult, sign
 from portal.settings import Settings

@@ -187,6 +187,16 @@ class PaymentsService:
             payment = await cursor.fetchone()
             if created:
                 await self._event(conn, payment["id"], "pending", "form sent")
+        if (payment["account_id"], payment["amount_cents"]) != (account_id, cents):
+            # The key is bound to the account and amount it was first sent with: reused
+            # with others, it must not answer with (or reveal) the first checkout.
+            return Result.invalid(
+                {
+                    "form": _(
+                        "This payment form was already used for a different payment, so nothing was paid. Check the details below and continue again"
+                    )
+                }
+            )
         if payment["status"] == "succeeded":
             return Result("receipt", value=f"/pay/receipt/{payment['receipt_token']}")
         if payment["status"] in ("failed", "canceled"):

@@ -13,6 +13,7 @@ from litestar.response import Redirect, Template
 
 from portal import i18n
 from portal.accounts import audit
+from portal.security.throttle import Throttled
 from portal.web import PortalRequest, client_address
 
 log = logging.getLogger("portal.errors")
@@ -32,6 +33,10 @@ def http_error(request: PortalRequest, exc: HTTPException) -> Response:
         request.state.csrf_refused = True
         page = _page(request, status)
         page.background = BackgroundTask(_audit_csrf, request)
+        return page
+    if isinstance(exc, Throttled):
+        page = _page(request, 429, wait_minutes=exc.wait_minutes)
+        page.headers.update(exc.headers)
         return page
     return _page(request, status)
 
@@ -61,7 +66,7 @@ def server_error(request: PortalRequest, exc: Exception) -> Response:
     return _page(request, 500)
 
 
-def _page(request: PortalRequest, status: int) -> Template:
+def _page(request: PortalRequest, status: int, wait_minutes: int | None = None) -> Template:
     csrf = bool(getattr(request.state, "csrf_refused", False))
     # A path no route matches never runs before_request: choose the language here too.
     wanted = request.cookies.get(i18n.LOCALE_COOKIE)
@@ -69,6 +74,11 @@ def _page(request: PortalRequest, status: int) -> Template:
         i18n.current_locale.set(wanted)
     return Template(
         template_name="pages/error.html",
-        context={"status": status, "csrf": csrf, "user": request.scope.get("user")},
+        context={
+            "status": status,
+            "csrf": csrf,
+            "user": request.scope.get("user"),
+            "wait_minutes": wait_minutes,
+        },
         status_code=status,
     )
