@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from portal.forms import Form
 from portal.db import Database, utcnow
+from portal.forms import Form
 from portal.i18n import _
 from portal.payments.gateway import Checkout, GatewayResult, sign
 from portal.settings import Settings
@@ -133,6 +133,7 @@ class SandboxGateway:
         reference: str,
         method: str,
         return_url: str,
+        account_number: str = "",
     ) -> Checkout:
         """One session per idempotency key, however often it is asked for."""
         async with self.db.write() as conn:
