@@ -31,9 +31,9 @@ from portal.billing.chart import usage_chart_svg
 from portal.billing.pdf import bill_pdf
 from portal.billing.service import BillingService
 from portal.i18n import _, format_locale
+from portal.settings import Settings
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
-from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
 
 Billing = NamedDependency[BillingService]
