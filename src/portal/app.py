@@ -19,6 +19,7 @@ from portal.billing import routes as billing
 from portal.mail import routes as mail
 from portal.pages import routes as pages
 from portal.payments import routes as payments
+from portal.payments.reconciler import Reconciler
 from portal.security.auth import SessionAuth
 from portal.security.csrf import CSRFGuard
 from portal.security.errors import http_error, server_error
@@ -33,13 +34,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     env = make_environment(settings)  # shared by pages and emails
     services = Services.build(settings, env)
+    reconciler = Reconciler(services.payments)  # a real processor's pending payments
 
     async def start() -> None:
         await services.db.open()
         if settings.smtp_host:  # without SMTP the outbox waits (dev: /dev/mailbox)
             services.sender.start()
+        await reconciler.start()
 
     async def stop() -> None:
+        await reconciler.stop()
         await services.sender.stop()  # the sender first: it writes to the database
         await services.db.close()
 
@@ -65,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     ]
     return Litestar(
         route_handlers=route_handlers,
-        state=State({"services": services}),
+        state=State({"services": services, "reconciler": reconciler}),
         dependencies=services.dependencies(),
         on_startup=[start],
         on_shutdown=[stop],

@@ -5,6 +5,8 @@ portal db upgrade
 portal db backup FILE [--force]
 portal demo
 portal import accounts|bills|usage FILE.csv
+portal export payments [--date D] [--output FILE]
+portal payments reconcile [--minutes N]
 """
 
 from __future__ import annotations
@@ -208,6 +210,45 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_payments_reconcile(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from portal.db import Database
+    from portal.mail import Mailer
+    from portal.payments.service import PaymentsService
+    from portal.payments.stripe_gateway import StripeGateway
+    from portal.payments.trail import reconcile
+    from portal.templating import make_environment
+
+    settings = _settings()
+    if settings.gateway != "stripe":
+        print(
+            "portal: reconcile is for PORTAL_GATEWAY=stripe; the sandbox settles at once",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def run() -> dict[str, int]:
+        database = Database(settings.database)
+        await database.open()
+        gateway = StripeGateway(settings)
+        try:
+            mailer = Mailer(settings, make_environment(settings))
+            return await reconcile(
+                PaymentsService(database, settings, mailer, gateway), args.minutes
+            )
+        finally:
+            await gateway.close()
+            await database.close()
+
+    counts = asyncio.run(run())
+    print(
+        f"{counts['checked']} payment(s) pending over {args.minutes} min checked:"
+        f" {counts['changed']} settled or changed, {counts['unavailable']} not answered by Stripe"
+    )
+    return 1 if counts["unavailable"] else 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="portal", description="Water utility customer portal")
     sub = top.add_subparsers(dest="command", required=True)
@@ -237,7 +278,16 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("what", choices=["payments"])
     export.add_argument("--date", help="the batch's day, YYYY-MM-DD (default: today)")
     export.add_argument("--output", help="write to this file instead of standard output")
+    export.add_argument("--format", choices=["csv"], default="csv", help="csv (the only one)")
     export.set_defaults(func=cmd_export)
+
+    pay = sub.add_parser("payments", help="payments with the processor")
+    pay_sub = pay.add_subparsers(dest="payments_command", required=True)
+    rec = pay_sub.add_parser("reconcile", help="ask the processor about pending payments")
+    rec.add_argument(
+        "--minutes", type=int, default=15, help="only payments pending this long (default 15)"
+    )
+    rec.set_defaults(func=cmd_payments_reconcile)
     return top
 
 

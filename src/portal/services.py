@@ -19,6 +19,7 @@ from portal.db import Database
 from portal.mail import Mailer, OutboxSender
 from portal.payments.sandbox import SandboxGateway
 from portal.payments.service import PaymentsService
+from portal.payments.stripe_gateway import StripeGateway
 from portal.security.throttle import Budget
 from portal.settings import Settings
 
@@ -46,7 +47,8 @@ class Services:
         sender = OutboxSender(settings, db)
         mailer = Mailer(settings, env, on_enqueue=sender.wake)
         gateway = SandboxGateway(db, settings)
-        payments = PaymentsService(db, settings, mailer, gateway)
+        processor = StripeGateway(settings) if settings.gateway == "stripe" else gateway
+        payments = PaymentsService(db, settings, mailer, processor)
         gateway.notify = payments.handle_notification  # the sandbox "POSTs" its events here
         return cls(
             settings=settings,

@@ -62,7 +62,8 @@ def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-GATEWAYS = ("sandbox",)
+GATEWAYS = ("sandbox", "stripe")
+STRIPE_API_BASE = "https://api.stripe.com"
 
 
 def _gateway(value: str) -> str:
@@ -112,6 +113,10 @@ class Settings:
     account_proof: str = "bill_amount"
     lookups_per_address: int = 20  # look-ups of bill numbers per network per 10 minutes
     lookups_overall: int = 600  # and for everyone together
+    stripe_secret_key: str = field(default="", repr=False)
+    stripe_webhook_secret: str = field(default="", repr=False)
+    stripe_api_base: str = STRIPE_API_BASE
+    stripe_timeout: int = 20
 
     @property
     def payment_max_cents(self) -> int:
@@ -150,6 +155,18 @@ class Settings:
         base_url = get("PORTAL_BASE_URL", cls.base_url).rstrip("/")
         if env == "production" and not base_url.startswith("https://"):
             raise SettingsError("PORTAL_BASE_URL must start with https:// in production")
+        gateway = _gateway(get("PORTAL_GATEWAY", "sandbox"))
+        stripe_key, stripe_hook = (
+            get("PORTAL_STRIPE_SECRET_KEY"),
+            get("PORTAL_STRIPE_WEBHOOK_SECRET"),
+        )
+        if gateway == "stripe" and not (stripe_key and stripe_hook):
+            raise SettingsError(
+                "PORTAL_GATEWAY=stripe needs PORTAL_STRIPE_SECRET_KEY and PORTAL_STRIPE_WEBHOOK_SECRET"
+            )
+        stripe_base = get("PORTAL_STRIPE_API_BASE", STRIPE_API_BASE).rstrip("/")
+        if not stripe_base.startswith(("https://", "http://")):
+            raise SettingsError(f"PORTAL_STRIPE_API_BASE must be a URL, not {stripe_base!r}")
         return cls(
             env=env,
             database=Path(get("PORTAL_DATABASE", "var/portal.sqlite3")),
@@ -168,7 +185,13 @@ class Settings:
                 get("PORTAL_PASSWORD_MIN_LENGTH", "15"), "PORTAL_PASSWORD_MIN_LENGTH"
             ),
             max_body_bytes=_int(get("PORTAL_MAX_BODY_BYTES", "1000000"), "PORTAL_MAX_BODY_BYTES"),
-            gateway=_gateway(get("PORTAL_GATEWAY", "sandbox")),
+            gateway=gateway,
+            stripe_secret_key=stripe_key,
+            stripe_webhook_secret=stripe_hook,
+            stripe_api_base=stripe_base,
+            stripe_timeout=_int(
+                get("PORTAL_STRIPE_TIMEOUT", "20"), "PORTAL_STRIPE_TIMEOUT", 1, 120
+            ),
             gateway_secret=get("PORTAL_GATEWAY_SECRET"),
             trusted_proxies=_addresses(get("PORTAL_TRUSTED_PROXIES"), "PORTAL_TRUSTED_PROXIES"),
             payment_max_dollars=_int(

@@ -24,9 +24,13 @@ LEAK_MIN_HISTORY = 6
 
 # What a resident owes: the latest balance from the billing data, less what was paid in
 # the portal since that balance was imported. The dashboard and Pay My Bill both use it.
-PAID_SINCE_IMPORT = """(SELECT coalesce(sum(p.amount_cents), 0) FROM payments p
+# Money taken back since then (a bank that did not pay, a refund, a dispute) is due again.
+PAID_SINCE_IMPORT = """((SELECT coalesce(sum(p.amount_cents), 0) FROM payments p
                         WHERE p.account_id = b.account_id AND p.status = 'succeeded'
-                          AND p.created_at > b.imported_at)"""
+                          AND p.created_at > b.imported_at)
+                      - (SELECT coalesce(sum(r.amount_cents), 0) FROM payment_reversals r
+                         JOIN payments p ON p.id = r.payment_id
+                        WHERE p.account_id = b.account_id AND r.at > b.imported_at))"""
 LATEST_BILL = (
     "(SELECT id FROM bills WHERE account_id = {account} ORDER BY bill_date DESC, id DESC LIMIT 1)"
 )
@@ -155,12 +159,15 @@ class BillingService:
         )
 
     async def payments(self, account_id: int) -> list[Any]:
-        """Payments made in the portal for this account, newest first (not pending ones)."""
+        """Payments made in the portal for this account, and money taken back from them
+        (reversal: its kind), newest first (not pending ones)."""
         return await self.db.fetchall(
-            "SELECT created_at, settled_at, amount_cents, status, confirmation_number, brand, last4"
-            " FROM payments WHERE account_id = ? AND status != 'pending'"
-            " ORDER BY created_at DESC LIMIT 50",
-            (account_id,),
+            "SELECT created_at, settled_at, amount_cents, status, processing, confirmation_number,"
+            " brand, last4, NULL AS reversal FROM payments WHERE account_id = ? AND status != 'pending'"
+            " UNION ALL SELECT r.at, r.at, -r.amount_cents, p.status, 0, p.confirmation_number,"
+            " p.brand, p.last4, r.kind FROM payment_reversals r JOIN payments p ON p.id = r.payment_id"
+            " WHERE p.account_id = ? ORDER BY 2 DESC, 1 DESC LIMIT 50",
+            (account_id, account_id),
         )
 
     async def bill(self, account_id: int, bill_id: int) -> Any:

@@ -5,6 +5,11 @@ takes every succeeded payment settled up to the end of that day that is in no ba
 yet, and freezes it: asking for the same date again gives the same file, and a payment
 that settles after its day's batch was cut goes into the next day's batch. So each
 payment is exported in exactly one batch.
+
+Money taken back after a payment was accepted (a bank payment that failed, a refund, a
+dispute) is a reversal row in the batch of the day it happened: a negative amount, the
+processor's reason code, and the confirmation number of the payment it reverses. A
+batch already written is never changed by a later reversal.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ COLUMNS = [
     "last4",
     "gateway",
     "gateway_ref",
+    "type",
+    "reason_code",
+    "original_confirmation_number",
 ]
 
 
@@ -50,17 +58,30 @@ def export_batch(conn: sqlite3.Connection, batch: date, zone: ZoneInfo) -> tuple
                 "INSERT INTO payment_batches (batch_date, created_at) VALUES (?, ?)",
                 (name, utcnow()),
             )
+            end = _end_of_day_utc(batch, zone)
             conn.execute(
                 "UPDATE payments SET export_batch = ? WHERE status = 'succeeded'"
                 " AND export_batch IS NULL AND settled_at < ?",
-                (name, _end_of_day_utc(batch, zone)),
+                (name, end),
+            )
+            conn.execute(
+                "UPDATE payment_reversals SET export_batch = ? WHERE export_batch IS NULL AND at < ?",
+                (name, end),
             )
         rows = conn.execute(
             "SELECT p.export_batch, p.confirmation_number, sa.customer_number, sa.account_number,"
-            " p.amount_cents, p.settled_at, p.method, p.brand, p.last4, p.gateway, p.gateway_ref"
+            " p.amount_cents, p.settled_at, p.method, p.brand, p.last4, p.gateway, p.gateway_ref,"
+            " 'payment', '', '', p.settled_at AS at, 0 AS kind, p.id"
             " FROM payments p JOIN service_accounts sa ON sa.id = p.account_id"
-            " WHERE p.export_batch = ? ORDER BY p.settled_at, p.id",
-            (name,),
+            " WHERE p.export_batch = ?"
+            " UNION ALL"
+            " SELECT r.export_batch, '', sa.customer_number, sa.account_number, -r.amount_cents,"
+            " r.at, p.method, p.brand, p.last4, p.gateway, r.gateway_ref, 'reversal',"
+            " r.reason_code, p.confirmation_number, r.at, 1, r.id"
+            " FROM payment_reversals r JOIN payments p ON p.id = r.payment_id"
+            " JOIN service_accounts sa ON sa.id = p.account_id WHERE r.export_batch = ?"
+            " ORDER BY at, kind, 17",
+            (name, name),
         ).fetchall()
         conn.execute("COMMIT")
     except BaseException:
@@ -71,7 +92,8 @@ def export_batch(conn: sqlite3.Connection, batch: date, zone: ZoneInfo) -> tuple
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in rows:
-        values = list(row)
-        values[4] = f"{row[4] // 100}.{row[4] % 100:02d}"
+        values = list(row)[: len(COLUMNS)]
+        sign, cents = ("-" if row[4] < 0 else ""), abs(row[4])
+        values[4] = f"{sign}{cents // 100}.{cents % 100:02d}"
         writer.writerow(["" if v is None else v for v in values])
     return out.getvalue(), len(rows)

@@ -30,14 +30,47 @@ class Checkout:
     url: str
 
 
+class GatewayUnavailable(Exception):
+    """The processor did not answer (an error on its side, a timeout): nothing is known
+    to have happened; asking again with the same idempotency key is safe."""
+
+
 @dataclass(frozen=True)
 class GatewayResult:
     ref: str
-    status: str  # "open", "succeeded", "failed", "canceled"
+    # "open", "succeeded", "failed", "canceled", or "processing": a bank payment that
+    # the processor accepted but whose money arrives days later (it may still fail).
+    status: str
     amount_cents: int
     method: str | None = None
     brand: str | None = None
     last4: str | None = None
+    intent: str | None = None  # the processor's id of the money movement, if it has one
+    failure_code: str | None = None  # why it failed, in the processor's words
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """Money taken back after a payment was accepted."""
+
+    kind: str  # "bank_failed", "refund" or "dispute"
+    amount_cents: int
+    reason_code: str
+    ref: str  # unique at the processor: the same reversal told twice is recorded once
+    cumulative: bool = False  # amount_cents is the total refunded so far, not this refund
+
+
+@dataclass(frozen=True)
+class GatewayEvent:
+    """A verified event from the processor, in the portal's terms."""
+
+    id: str
+    type: str
+    checkout_ref: str | None = None  # the checkout session it is about
+    intent: str | None = None  # the money movement it is about
+    reference: str | None = None  # the portal's payment reference, if the event carries it
+    reversal: Reversal | None = None
+    failure_code: str | None = None
 
 
 class Gateway(Protocol):
@@ -51,6 +84,7 @@ class Gateway(Protocol):
         reference: str,
         method: str,
         return_url: str,
+        account_number: str = "",
     ) -> Checkout: ...
 
     async def retrieve(self, ref: str) -> GatewayResult | None: ...

@@ -10,6 +10,7 @@ URL map:
   GET  /pay/again/{token}          a fresh form (new key) after a decline
   POST /payments/webhook           signed notification from the gateway (no CSRF: it is
                                    server-to-server and verified by HMAC instead)
+  /payments/stripe/…               Stripe's webhook and resume page (stripe_routes.py)
   GET  /sandbox-gateway/checkout/{ref}, POST   the sandbox's hosted page (TEST MODE)
 """
 
@@ -26,7 +27,8 @@ from litestar.response import Redirect, Template
 from portal.accounts.linking import NumbersForm
 from portal.billing.service import BillingService
 from portal.i18n import _
-from portal.payments.gateway import SIGNATURE_HEADER
+from portal.payments import stripe_routes
+from portal.payments.gateway import SIGNATURE_HEADER, GatewayUnavailable
 from portal.payments.sandbox import SandboxCardForm, SandboxGateway
 from portal.payments.service import (
     PaymentForm,
@@ -81,7 +83,7 @@ async def _amount_page(
     if "amount" not in values:
         values["amount"] = f"{due / 100:.2f}" if due and due >= 100 else ""
     values.setdefault("method", "card")
-    return render(
+    page = render(
         request,
         "pages/pay_amount.html",
         status_code=status_code,
@@ -95,6 +97,7 @@ async def _amount_page(
         account_number=account["account_number"],
         max_cents=payments.settings.payment_max_cents,
     )
+    return stripe_routes.allow_checkout(page) if payments.gateway.name == "stripe" else page
 
 
 @get("/pay")
@@ -142,6 +145,10 @@ async def pay_confirm(
         )
     linked = await _own_linked_account(request, billing, account_id)
     result = await payments.start(account_id, request.user.user_id if linked else None, form)
+    if result.outcome == "unavailable":
+        # Same form, same idempotency key: trying again cannot charge twice.
+        page = render(request, "pages/pay_unavailable.html", status_code=503, values=form.values)
+        return stripe_routes.allow_checkout(page)
     if result.outcome == "invalid":
         return await _amount_page(
             request,
@@ -159,7 +166,13 @@ async def pay_confirm(
 @get("/pay/return")
 async def pay_return(request: PortalRequest, payments: Payments) -> Template | Redirect:
     ref = request.query_params.get("ref", "")
-    payment = await payments.settle_from_gateway(ref)
+    try:
+        payment = await payments.settle_from_gateway(ref)
+    except GatewayUnavailable:  # the receipt says we are waiting for the processor
+        payment = await payments.by_gateway_ref(ref)
+        if payment is None:
+            raise NotFoundException() from None
+        return Redirect(f"/pay/receipt/{payment['receipt_token']}", status_code=303)
     if payment is None:
         raise NotFoundException()
     if payment["status"] == "pending":
@@ -249,4 +262,6 @@ def handlers(settings: Settings) -> list:
     routes = [pay_start, pay_lookup, pay_confirm, pay_return, pay_receipt, pay_again, webhook]
     if settings.gateway == "sandbox":
         routes += [sandbox_page, sandbox_pay]
+    if settings.gateway == "stripe":
+        routes += stripe_routes.handlers()
     return routes

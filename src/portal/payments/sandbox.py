@@ -133,6 +133,7 @@ class SandboxGateway:
         reference: str,
         method: str,
         return_url: str,
+        account_number: str = "",
     ) -> Checkout:
         """One session per idempotency key, however often it is asked for."""
         async with self.db.write() as conn:

@@ -25,7 +25,13 @@ from portal.billing.service import amount_due
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
 from portal.i18n import _, current_locale
-from portal.payments.gateway import Gateway, GatewayResult, verify_signature
+from portal.payments.gateway import (
+    Gateway,
+    GatewayResult,
+    GatewayUnavailable,
+    Reversal,
+    verify_signature,
+)
 from portal.settings import Settings
 from portal.templating import money
 
@@ -168,8 +174,8 @@ class PaymentsService:
         async with self.db.write() as conn:
             cursor = await conn.execute(
                 "INSERT INTO payments (idempotency_key, account_id, user_id, amount_cents, status,"
-                " gateway, method, receipt_email, receipt_token, created_at)"
-                " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+                " gateway, method, receipt_email, receipt_token, created_at, locale)"
+                " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
                 (
                     key,
                     account_id,
@@ -180,6 +186,7 @@ class PaymentsService:
                     form.receipt_email or None,
                     secrets.token_urlsafe(24),
                     utcnow(),
+                    current_locale.get(),
                 ),
             )
             created = cursor.rowcount == 1
@@ -201,25 +208,38 @@ class PaymentsService:
             return Result("receipt", value=f"/pay/receipt/{payment['receipt_token']}")
         if payment["status"] in ("failed", "canceled"):
             return Result("declined", value=f"/pay/receipt/{payment['receipt_token']}")
-        checkout = await self.gateway.create_checkout(
-            idempotency_key=key,
-            amount_cents=payment["amount_cents"],
-            reference=f"payment-{payment['id']}",
-            method=payment["method"],
-            return_url=f"{self.settings.base_url}/pay/return",
+        if payment["gateway_ref"] is not None:  # the session exists: back to it
+            return Result("checkout", value=self.gateway.checkout_url(payment["gateway_ref"]))
+        account = await self.db.fetchone(
+            "SELECT account_number FROM service_accounts WHERE id = ?", (account_id,)
         )
-        if payment["gateway_ref"] is None:
-            async with self.db.write() as conn:
-                await conn.execute(
-                    "UPDATE payments SET gateway_ref = ? WHERE id = ? AND gateway_ref IS NULL",
-                    (checkout.ref, payment["id"]),
-                )
+        try:
+            checkout = await self.gateway.create_checkout(
+                idempotency_key=key,
+                amount_cents=payment["amount_cents"],
+                reference=f"payment-{payment['id']}",
+                method=payment["method"],
+                return_url=f"{self.settings.base_url}/pay/return",
+                account_number=account["account_number"],
+            )
+        except GatewayUnavailable:
+            # Nothing was charged (a session is not a charge). The payment stays pending
+            # with its key; trying again asks the processor with the same key.
+            return Result("unavailable")
+        async with self.db.write() as conn:
+            await conn.execute(
+                "UPDATE payments SET gateway_ref = ? WHERE id = ? AND gateway_ref IS NULL",
+                (checkout.ref, payment["id"]),
+            )
         return Result("checkout", value=checkout.url)
 
-    async def _event(self, conn, payment_id: int, status: str, detail: str) -> None:
+    async def _event(
+        self, conn, payment_id: int, status: str, detail: str, event_id: str | None = None
+    ) -> None:
         await conn.execute(
-            "INSERT INTO payment_events (payment_id, status, at, detail) VALUES (?, ?, ?, ?)",
-            (payment_id, status, utcnow(), detail),
+            "INSERT INTO payment_events (payment_id, status, at, detail, gateway_event_id)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (payment_id, status, utcnow(), detail, event_id),
         )
 
     # --- settling ----------------------------------------------------------------------
@@ -227,53 +247,95 @@ class PaymentsService:
     async def settle(self, result: GatewayResult, source: str) -> Any:
         """Record how the gateway says a payment ended. Idempotent."""
         async with self.db.write() as conn:
-            cursor = await conn.execute(
-                "SELECT * FROM payments WHERE gateway_ref = ?", (result.ref,)
-            )
-            payment = await cursor.fetchone()
-            if payment is None or payment["status"] != "pending" or result.status == "open":
-                return payment
-            if result.amount_cents != payment["amount_cents"]:
-                await self._event(conn, payment["id"], "pending", f"amount mismatch from {source}")
-                log.error("payment %s: gateway amount differs; not settled", payment["id"])
-                return payment
-            number = confirmation_number() if result.status == "succeeded" else None
-            await conn.execute(
-                "UPDATE payments SET status = ?, method = coalesce(?, method), brand = ?, last4 = ?,"
-                " settled_at = ?, confirmation_number = ? WHERE id = ? AND status = 'pending'",
-                (
-                    result.status,
-                    result.method,
-                    result.brand,
-                    result.last4,
-                    utcnow(),
-                    number,
-                    payment["id"],
-                ),
-            )
-            await self._event(conn, payment["id"], result.status, f"from {source}")
-            cursor = await conn.execute("SELECT * FROM payments WHERE id = ?", (payment["id"],))
-            payment = await cursor.fetchone()
-            if payment["status"] == "succeeded" and payment["receipt_email"]:
-                account = await (
-                    await conn.execute(
-                        "SELECT * FROM service_accounts WHERE id = ?", (payment["account_id"],)
-                    )
-                ).fetchone()
-                await self.mailer.enqueue(
-                    conn,
-                    to=payment["receipt_email"],
-                    template="payment_receipt",
-                    context={
-                        "payment": dict(payment),
-                        "address": mask_address(account["service_address"]),
-                        "account_number": account["account_number"],
-                        "link": f"{self.settings.base_url}/pay/receipt/{payment['receipt_token']}",
-                    },
-                    locale=current_locale.get(),
-                )
-        log.info("payment %s settled as %s from %s", payment["id"], payment["status"], source)
+            payment, _changed = await self.settle_in(conn, result, source)
+        if payment is not None:
+            log.info("payment %s is %s after %s", payment["id"], payment["status"], source)
         return payment
+
+    async def settle_in(
+        self, conn, result: GatewayResult, source: str, event_id: str | None = None
+    ) -> tuple[Any, bool]:
+        """settle() inside the caller's write transaction: (payment, whether it changed).
+
+        A pending payment becomes succeeded (a processing bank payment too: it is
+        accepted, counts as paid and is exported), failed or canceled, once. A processing
+        bank payment later settles, or fails, which is a reversal of the accepted money."""
+        cursor = await conn.execute("SELECT * FROM payments WHERE gateway_ref = ?", (result.ref,))
+        payment = await cursor.fetchone()
+        if payment is None or result.status == "open":
+            return payment, False
+        if payment["status"] == "succeeded" and payment["processing"]:
+            return await self._settle_processing(conn, payment, result, source, event_id)
+        if payment["status"] != "pending":
+            return payment, False
+        if result.amount_cents != payment["amount_cents"]:
+            await self._event(conn, payment["id"], "pending", f"amount mismatch from {source}")
+            log.error("payment %s: gateway amount differs; not settled", payment["id"])
+            return payment, False
+        accepted = result.status in ("succeeded", "processing")
+        await conn.execute(
+            "UPDATE payments SET status = ?, processing = ?, method = coalesce(?, method),"
+            " brand = ?, last4 = ?, settled_at = ?, confirmation_number = ?, gateway_intent = ?"
+            " WHERE id = ? AND status = 'pending'",
+            (
+                "succeeded" if accepted else result.status,
+                1 if result.status == "processing" else 0,
+                result.method,
+                result.brand,
+                result.last4,
+                utcnow(),
+                confirmation_number() if accepted else None,
+                result.intent,
+                payment["id"],
+            ),
+        )
+        detail = f"from {source}" + (f" ({result.failure_code})" if result.failure_code else "")
+        await self._event(conn, payment["id"], result.status, detail, event_id)
+        cursor = await conn.execute("SELECT * FROM payments WHERE id = ?", (payment["id"],))
+        payment = await cursor.fetchone()
+        if accepted and payment["receipt_email"]:
+            account = await (
+                await conn.execute(
+                    "SELECT * FROM service_accounts WHERE id = ?", (payment["account_id"],)
+                )
+            ).fetchone()
+            await self.mailer.enqueue(
+                conn,
+                to=payment["receipt_email"],
+                template="payment_receipt",
+                context={
+                    "payment": dict(payment),
+                    "address": mask_address(account["service_address"]),
+                    "account_number": account["account_number"],
+                    "link": f"{self.settings.base_url}/pay/receipt/{payment['receipt_token']}",
+                },
+                locale=payment["locale"] or current_locale.get(),
+            )
+        return payment, True
+
+    async def _settle_processing(
+        self, conn, payment: Any, result: GatewayResult, source: str, event_id: str | None
+    ) -> tuple[Any, bool]:
+        from portal.payments.trail import record_reversal
+
+        if result.status == "succeeded":
+            await conn.execute("UPDATE payments SET processing = 0 WHERE id = ?", (payment["id"],))
+            await self._event(
+                conn, payment["id"], "succeeded", f"money arrived, from {source}", event_id
+            )
+        elif result.status in ("failed", "canceled"):
+            await conn.execute("UPDATE payments SET processing = 0 WHERE id = ?", (payment["id"],))
+            reversal = Reversal(
+                "bank_failed",
+                payment["amount_cents"],
+                result.failure_code or "bank_failed",
+                f"{result.intent or result.ref}:failed",
+            )
+            await record_reversal(self, conn, payment, reversal, event_id)
+        else:
+            return payment, False
+        cursor = await conn.execute("SELECT * FROM payments WHERE id = ?", (payment["id"],))
+        return await cursor.fetchone(), True
 
     async def handle_notification(self, body: bytes, signature: str | None) -> bool:
         """A gateway notification: verified, then settled. False if it is not genuine."""
@@ -300,11 +362,14 @@ class PaymentsService:
 
     async def settle_from_gateway(self, ref: str) -> Any:
         """The resident is back from the gateway: ask it how the payment ended."""
-        result = await self.gateway.retrieve(ref)
+        result = await self.gateway.retrieve(ref)  # GatewayUnavailable: the caller says so
         if result is None:
             return None
         payment = await self.settle(result, "return")
         return payment
+
+    async def by_gateway_ref(self, ref: str) -> Any:
+        return await self.db.fetchone("SELECT * FROM payments WHERE gateway_ref = ?", (ref,))
 
     async def by_receipt_token(self, token: str) -> Any:
         if not token or len(token) > 64:
