@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import FormMultiDict
 from litestar.exceptions import ClientException
 from litestar.plugins.htmx import HTMXRequest
@@ -40,6 +41,7 @@ def render(
     *,
     partial: str | None = None,
     status_code: int = 200,
+    background: BackgroundTask | None = None,
     **context: Any,
 ) -> Template:
     name = partial if partial and request.htmx else page
@@ -52,6 +54,7 @@ def render(
         context=context,
         status_code=status_code,
         headers={"Vary": "HX-Request"},
+        background=background,
     )
 
 

@@ -37,25 +37,45 @@ class ResetForm(Form):
     passwords = ("password", "confirm_password")
 
 
+def later(work, *args):
+    """Work to run after the answer is sent: the answer is the same, and as fast, whether
+    or not an account matched, so neither its words nor its timing tell which."""
+
+    async def run() -> None:
+        await work(*args)
+
+    return run
+
+
 class RecoveryService:
     def __init__(self, db: Database, settings: Settings, mailer: Any) -> None:
         self.db = db
         self.settings = settings
         self.mailer = mailer
 
-    async def forgot_username(self, form: ForgotUsernameForm, client: str) -> Result:
-        """Email the usernames registered to an address; the same answer when there are none."""
+    def forgot_username(self, form: ForgotUsernameForm, client: str) -> Result:
+        """Check the form; value: the work to run after answering (see `later`)."""
         if not form.email:
             return Result.invalid({"email": _("Enter your email address")})
-        address = normalize_email(form.email)
+        return Result(value=later(self._send_usernames, form.email, client))
+
+    def forgot_password(self, form: ForgotPasswordForm, client: str) -> Result:
+        """Check the form; value: the work to run after answering (see `later`)."""
+        if not form.identifier:
+            return Result.invalid({"identifier": _("Enter your username or email address")})
+        return Result(value=later(self._send_reset, form.identifier, client))
+
+    async def _send_usernames(self, email: str, client: str) -> None:
+        """Email the usernames registered to an address; nothing when there are none."""
+        address = normalize_email(email)
         if address is None:
-            return Result()
+            return
         users = await self.db.fetchall(
             "SELECT username, email, locale FROM users WHERE email_key = ? ORDER BY username_key",
             (address.casefold(),),
         )
         if not users:
-            return Result()
+            return
         async with self.db.write() as conn:
             cursor = await conn.execute(
                 "SELECT count(*) FROM audit_log WHERE event = 'username_reminder' AND detail = ? AND at > ?",
@@ -65,7 +85,7 @@ class RecoveryService:
                 conn, users[0]["email"]
             ):
                 await audit.record(conn, "username_reminder_limited", client=client)
-                return Result()
+                return
             await self.mailer.enqueue(
                 conn,
                 to=users[0]["email"],
@@ -77,16 +97,12 @@ class RecoveryService:
                 locale=current_locale.get(),
             )
             await audit.record(conn, "username_reminder", client=client, detail=address.casefold())
-        return Result()
+        return
 
-    async def forgot_password(self, form: ForgotPasswordForm, client: str) -> Result:
-        """Email a reset link for a username or an email address; the same answer when
-        none match."""
-        identifier = form.identifier
-        if not identifier:
-            return Result.invalid({"identifier": _("Enter your username or email address")})
+    async def _send_reset(self, identifier: str, client: str) -> None:
+        """Email a reset link for a username or an email address; nothing when none match."""
         if len(identifier) > 254:
-            return Result()
+            return
         if "@" in identifier:
             address = normalize_email(identifier)
             users = await self.db.fetchall(
@@ -120,7 +136,7 @@ class RecoveryService:
                     username=user["username"],
                     client=client,
                 )
-        return Result()
+        return
 
     async def reset_token_user(self, code: str) -> Any:
         """The user a live reset code belongs to, or None. Does not spend the code."""

@@ -15,6 +15,7 @@ from portal.accounts.ownership import (
     release_stale_registrations,
 )
 from portal.accounts.passwords import hash_password, new_password_problem
+from portal.accounts.recovery import later
 from portal.accounts.tokens import code_hash
 from portal.accounts.validation import (
     account_number_problem,
@@ -243,24 +244,27 @@ class RegistrationService:
             await audit.record(conn, "verified", username=username, client=client)
         return Result("verified")
 
-    async def resend_verification(self, form: UsernameForm, client: str) -> Result:
-        """Send a new link if the username has an unverified registration (rate limited).
-        The answer is the same whether or not it has one."""
+    def resend_verification(self, form: UsernameForm, client: str) -> Result:
+        """Check the form; value: the work to run after answering (see recovery.later)."""
         if not form.username:
             return Result.invalid({"username": _("Enter your username")})
+        return Result(value=later(self._resend, form.username, client))
+
+    async def _resend(self, username: str, client: str) -> None:
+        """Send a new link if the username has an unverified registration (rate limited)."""
         user = await self.db.fetchone(
             "SELECT id, username, email, verified_at FROM users WHERE username_key = ?",
-            (form.username.casefold(),),
+            (username.casefold(),),
         )
         if user is None or user["verified_at"] is not None:
-            return Result()
+            return
         async with self.db.write() as conn:
             if not await may_send_link(conn, user["id"], "verify"):
                 await audit.record(
                     conn, "verify_resend_limited", username=user["username"], client=client
                 )
-                return Result()
+                return
             await self._send_verification(
                 conn, user["id"], user["username"], user["email"], client, "verify_resent"
             )
-        return Result()
+        return

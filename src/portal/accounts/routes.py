@@ -23,6 +23,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from litestar import Router, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
@@ -178,12 +179,18 @@ async def resend_form(request: PortalRequest) -> Template:
 @post("/verify/resend")
 async def resend(request: PortalRequest, registration: Registrations) -> Template:
     form = await UsernameForm.read(request)
-    result = await registration.resend_verification(form, client_address(request))
+    result = registration.resend_verification(form, client_address(request))
     if not result.ok:
         return render(
             request, "pages/verify_resend.html", status_code=422, errors=result.errors, username=""
         )
-    return render(request, "pages/verify_resend.html", sent=True, username=form.username)
+    return render(
+        request,
+        "pages/verify_resend.html",
+        sent=True,
+        username=form.username,
+        background=BackgroundTask(result.value),
+    )
 
 
 # --- sign-in and sign-out --------------------------------------------------------
@@ -300,10 +307,16 @@ async def forgot_username_form(request: PortalRequest) -> Template:
 @post("/forgot-username")
 async def forgot_username(request: PortalRequest, recovery: Recovery) -> Template:
     form = await ForgotUsernameForm.read(request)
-    result = await recovery.forgot_username(form, client_address(request))
+    result = recovery.forgot_username(form, client_address(request))
     if not result.ok:
         return render(request, "pages/forgot_username.html", status_code=422, errors=result.errors)
-    return render(request, "pages/forgot_username.html", sent=True, values=form.values)
+    return render(
+        request,
+        "pages/forgot_username.html",
+        sent=True,
+        values=form.values,
+        background=BackgroundTask(result.value),
+    )
 
 
 @get("/forgot-password")
@@ -314,10 +327,16 @@ async def forgot_password_form(request: PortalRequest) -> Template:
 @post("/forgot-password")
 async def forgot_password(request: PortalRequest, recovery: Recovery) -> Template:
     form = await ForgotPasswordForm.read(request)
-    result = await recovery.forgot_password(form, client_address(request))
+    result = recovery.forgot_password(form, client_address(request))
     if not result.ok:
         return render(request, "pages/forgot_password.html", status_code=422, errors=result.errors)
-    return render(request, "pages/forgot_password.html", sent=True, values=form.values)
+    return render(
+        request,
+        "pages/forgot_password.html",
+        sent=True,
+        values=form.values,
+        background=BackgroundTask(result.value),
+    )
 
 
 @get("/reset-password", cache_control=NO_STORE)
