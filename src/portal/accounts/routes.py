@@ -299,6 +299,17 @@ async def logout(request: PortalRequest, signin: SignIns, settings: SiteSettings
 # --- Forgot Username / Forgot Password --------------------------------------------
 
 
+async def _emailed_answer(request: PortalRequest, form_class, ask, page: str) -> Template:
+    """Forgot Username / Forgot Password: check the form, answer, then do the work."""
+    form = await form_class.read(request)
+    result = ask(form, client_address(request))
+    if not result.ok:
+        return render(request, page, status_code=422, errors=result.errors)
+    return render(
+        request, page, sent=True, values=form.values, background=BackgroundTask(result.value)
+    )
+
+
 @get("/forgot-username")
 async def forgot_username_form(request: PortalRequest) -> Template:
     return render(request, "pages/forgot_username.html")
@@ -306,16 +317,8 @@ async def forgot_username_form(request: PortalRequest) -> Template:
 
 @post("/forgot-username")
 async def forgot_username(request: PortalRequest, recovery: Recovery) -> Template:
-    form = await ForgotUsernameForm.read(request)
-    result = recovery.forgot_username(form, client_address(request))
-    if not result.ok:
-        return render(request, "pages/forgot_username.html", status_code=422, errors=result.errors)
-    return render(
-        request,
-        "pages/forgot_username.html",
-        sent=True,
-        values=form.values,
-        background=BackgroundTask(result.value),
+    return await _emailed_answer(
+        request, ForgotUsernameForm, recovery.forgot_username, "pages/forgot_username.html"
     )
 
 
@@ -326,16 +329,8 @@ async def forgot_password_form(request: PortalRequest) -> Template:
 
 @post("/forgot-password")
 async def forgot_password(request: PortalRequest, recovery: Recovery) -> Template:
-    form = await ForgotPasswordForm.read(request)
-    result = recovery.forgot_password(form, client_address(request))
-    if not result.ok:
-        return render(request, "pages/forgot_password.html", status_code=422, errors=result.errors)
-    return render(
-        request,
-        "pages/forgot_password.html",
-        sent=True,
-        values=form.values,
-        background=BackgroundTask(result.value),
+    return await _emailed_answer(
+        request, ForgotPasswordForm, recovery.forgot_password, "pages/forgot_password.html"
     )
 
 
