@@ -89,6 +89,24 @@ def _addresses(value: str, name: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _operations(get) -> dict:
+    """PORTAL_TEMPLATES_DIR, PORTAL_LOG_FORMAT and PORTAL_METRICS_TOKEN."""
+    templates = get("PORTAL_TEMPLATES_DIR").strip()
+    if templates and not Path(templates).is_dir():
+        raise SettingsError(f"PORTAL_TEMPLATES_DIR must be a folder, not {templates!r}")
+    log_format = get("PORTAL_LOG_FORMAT", "text").strip().lower() or "text"
+    if log_format not in {"text", "json"}:
+        raise SettingsError(f"PORTAL_LOG_FORMAT must be text or json, not {log_format!r}")
+    token = get("PORTAL_METRICS_TOKEN").strip()
+    if token and len(token) < 16:
+        raise SettingsError("PORTAL_METRICS_TOKEN must be at least 16 random characters")
+    return {
+        "templates_dir": Path(templates) if templates else None,
+        "log_format": log_format,
+        "metrics_token": token,
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -117,6 +135,15 @@ class Settings:
     stripe_webhook_secret: str = field(default="", repr=False)
     stripe_api_base: str = STRIPE_API_BASE
     stripe_timeout: int = 20
+    # Operations (docs/deploy.md)
+    templates_dir: Path | None = None
+    log_format: str = "text"
+    metrics_token: str = field(default="", repr=False)
+
+    @property
+    def template_dirs(self) -> tuple[Path, ...]:
+        """Folders searched before the shipped templates (PORTAL_TEMPLATES_DIR)."""
+        return (self.templates_dir,) if self.templates_dir else ()
 
     @property
     def payment_max_cents(self) -> int:
@@ -204,4 +231,5 @@ class Settings:
                 get("PORTAL_LOOKUPS_PER_ADDRESS", "20"), "PORTAL_LOOKUPS_PER_ADDRESS"
             ),
             lookups_overall=_int(get("PORTAL_LOOKUPS_OVERALL", "600"), "PORTAL_LOOKUPS_OVERALL"),
+            **_operations(get),
         )

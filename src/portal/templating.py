@@ -51,8 +51,16 @@ def install_filters(env: Environment, settings: Settings) -> None:
     env.filters.update(money=money, number=number, long_date=long_date, local_time=local_time)
 
 
-TEMPLATES_DIR = PROJECT_ROOT / "templates"
-STATIC_DIR = PROJECT_ROOT / "static"
+def _shipped(name: str) -> Path:
+    """templates/ or static/: inside the installed package (a wheel ships them as
+    portal/templates and portal/static), else at the top of the source checkout, where
+    designers edit them and a running development server picks up their edits."""
+    installed = Path(__file__).parent / name
+    return installed if installed.is_dir() else PROJECT_ROOT / name
+
+
+TEMPLATES_DIR = _shipped("templates")
+STATIC_DIR = _shipped("static")
 
 
 @lru_cache(maxsize=256)
@@ -69,7 +77,8 @@ def asset(file_path: str) -> str:
 
 def make_environment(settings: Settings) -> Environment:
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR),
+        # PORTAL_TEMPLATES_DIR's files win; the shipped ones fill in the rest.
+        loader=FileSystemLoader([*settings.template_dirs, TEMPLATES_DIR]),
         autoescape=select_autoescape(default=True, default_for_string=True),
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
