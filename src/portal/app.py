@@ -7,7 +7,6 @@ from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.exceptions import HTTPException
-from litestar.logging import LoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -17,6 +16,9 @@ from litestar.template.config import TemplateConfig
 from portal.accounts import routes as accounts
 from portal.billing import routes as billing
 from portal.mail import routes as mail
+from portal.observe import logs as observe_logs
+from portal.observe import metrics as observe_metrics
+from portal.observe import routes as observe
 from portal.pages import routes as pages
 from portal.payments import routes as payments
 from portal.payments.reconciler import Reconciler
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cookie_secure=settings.production,
         cookie_httponly=True,
         cookie_samesite="lax",
-        exclude=["/static/"],  # files need no token cookie; pages set it
+        exclude=["/static/", *observe.PATHS],  # no token cookie for files and probes
     )
     route_handlers = [
         *pages.handlers(settings),
@@ -61,13 +63,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *accounts.handlers(settings),
         *billing.handlers(settings),
         *payments.handlers(settings),
+        *observe.handlers(settings),
         create_static_files_router(
             path="/static",
             directories=[STATIC_DIR],
             cache_control=CacheControlHeader(max_age=31_536_000, public=True),
         ),
     ]
-    return Litestar(
+    app = Litestar(
         route_handlers=route_handlers,
         state=State({"services": services, "reconciler": reconciler}),
         dependencies=services.dependencies(),
@@ -77,8 +80,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         before_send=[security_headers_hook(settings.production)],
         template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
         middleware=[
-            # Who is signed in, once per request (request.user); static files need nobody.
-            DefineMiddleware(SessionAuth, exclude=["^/static/"]),
+            observe_metrics.prometheus_config().middleware,
+            # Who is signed in, once per request (request.user); static files and the
+            # health and metrics probes need nobody.
+            DefineMiddleware(SessionAuth, exclude=["^/static/", *observe.EXCLUDE]),
             # Litestar's CSRF check (as csrf_config would install it), minus its crash on
             # non-ASCII or file tokens: see security/csrf.py.
             DefineMiddleware(CSRFGuard, config=csrf),
@@ -90,9 +95,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={HTTPException: http_error, Exception: server_error},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,
-        logging_config=LoggingConfig(
-            root={"level": "INFO", "handlers": ["queue_listener"]},
-            log_exceptions="never",
-        ),
+        logging_config=observe_logs.logging_config(settings.log_format),
         debug=False,
     )
+    app.asgi_handler = observe_logs.RequestLog(app.asgi_handler)  # request id, log line
+    return app

@@ -33,9 +33,9 @@ def _settings() -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from portal.security.logs import uvicorn_log_config
+    from portal.observe.logs import uvicorn_log_config
 
-    _settings()  # refuse unsafe settings before binding the port
+    settings = _settings()  # refuse unsafe settings before binding the port
     uvicorn.run(
         "portal.app:create_app",
         factory=True,
@@ -44,7 +44,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reload=args.reload,
         proxy_headers=False,
         server_header=False,
-        log_config=uvicorn_log_config(),
+        log_config=uvicorn_log_config(settings.log_format),
+        access_log=False,  # the app writes one line per request, with its request id
         log_level="info",
     )
     return 0

@@ -31,6 +31,7 @@ from portal.billing.numbers import number_key
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
 from portal.i18n import _, current_locale
+from portal.observe import metrics
 from portal.settings import Settings
 
 VERIFY_FOR = timedelta(hours=24)
@@ -194,6 +195,7 @@ class RegistrationService:
                 )
                 return Result.invalid({"account_number": claim.problem[1] if claim.problem else ""})
             raise
+        metrics.record_registration()
         return Result()
 
     async def _send_verification(

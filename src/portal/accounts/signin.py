@@ -32,6 +32,7 @@ from portal.accounts.links import ago
 from portal.accounts.passwords import hash_password, needs_rehash, verify_password
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
+from portal.observe import metrics
 from portal.settings import Settings
 
 FREE_TRIES = 5
@@ -188,6 +189,7 @@ class PasswordChecks:
             if mine == FREE_TRIES or in_a_row == ACCOUNT_FAILURES_MAX:
                 reach = "network" if mine == FREE_TRIES else "until reset"
                 await audit.record(conn, "lockout", username=name, client=client, detail=reach)
+                metrics.record_sign_in("lockout")
         return Result("failed")
 
 
@@ -220,6 +222,7 @@ class SignInService:
         known = await self._known_device(device, user)
         checked = await self.passwords.check(user_key, user, password, client, known)
         if not checked.ok:
+            metrics.record_sign_in("failure" if checked.outcome == "failed" else checked.outcome)
             return checked
         if user["verified_at"] is None:
             await audit.write(
@@ -247,6 +250,7 @@ class SignInService:
                 )
             session_id = await sessions.start(conn, user["id"], form.remember)
             await audit.record(conn, "sign_in", username=user["username"], client=client)
+        metrics.record_sign_in("success")
         return Result(value=NewSession(session_id, user["locale"], new_device))
 
     async def sign_out(self, session_id: str | None, username: str | None, client: str) -> None:

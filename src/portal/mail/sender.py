@@ -27,6 +27,7 @@ from email.utils import format_datetime, parseaddr
 import aiosmtplib
 
 from portal.db import Database
+from portal.observe import metrics
 from portal.settings import Settings
 
 log = logging.getLogger("portal.mail")
@@ -93,10 +94,12 @@ class OutboxSender:
             self._wake.clear()
             try:
                 await self.send_due()
+                metrics.record_background_run("outbox")
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox sender round failed; trying again shortly")
+                metrics.record_background_run("outbox", ok=False)
             if self._stopping:
                 break
             with suppress(TimeoutError):

@@ -25,6 +25,7 @@ from portal.billing.service import amount_due
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
 from portal.i18n import _, current_locale
+from portal.observe import metrics
 from portal.payments.gateway import (
     Gateway,
     GatewayResult,
@@ -194,6 +195,7 @@ class PaymentsService:
             payment = await cursor.fetchone()
             if created:
                 await self._event(conn, payment["id"], "pending", "form sent")
+                metrics.record_payment("pending", self.gateway.name)
         if (payment["account_id"], payment["amount_cents"]) != (account_id, cents):
             # The key is bound to the account and amount it was first sent with: reused
             # with others, it must not answer with (or reveal) the first checkout.
@@ -311,6 +313,7 @@ class PaymentsService:
                 },
                 locale=payment["locale"] or current_locale.get(),
             )
+        metrics.record_payment(payment["status"], payment["gateway"])
         return payment, True
 
     async def _settle_processing(

@@ -13,6 +13,7 @@ from litestar.response import Redirect, Template
 
 from portal import i18n
 from portal.accounts import audit
+from portal.observe.logs import current_request_id
 from portal.security.throttle import Throttled
 from portal.web import PortalRequest, client_address
 
@@ -79,6 +80,7 @@ def _page(request: PortalRequest, status: int, wait_minutes: int | None = None) 
             "csrf": csrf,
             "user": request.scope.get("user"),
             "wait_minutes": wait_minutes,
+            "request_id": current_request_id(),
         },
         status_code=status,
     )

@@ -1,0 +1,155 @@
+"""Request ids and the log format.
+
+Every request gets a short id, easy to read out on the phone. It is sent back as the
+`X-Request-ID` header, shown on the error page, and put on every log line written while
+the request runs, so a resident's call to Customer Services can be matched to the log.
+
+One line per request (logger `portal.request`): method, path without its query string
+(emailed links carry one-time codes there), status, route template, duration.
+
+PORTAL_LOG_FORMAT=json writes one JSON object per line: time, level, logger, event,
+request_id, and for request lines method, path, route, status and duration_ms.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar.logging import LoggingConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("portal.request")
+
+# No 0/O, 1/I/L: the id is read out over the phone.
+ID_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+request_id: ContextVar[str] = ContextVar("request_id", default="-")
+
+REQUEST_FIELDS = ("method", "path", "route", "status", "duration_ms")
+
+
+def new_request_id() -> str:
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(10))
+
+
+def current_request_id() -> str | None:
+    value = request_id.get()
+    return None if value == "-" else value
+
+
+_previous_factory = logging.getLogRecordFactory()
+
+
+def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Records are made in the thread that logs, where the request's context is set;
+    formatting may happen later in Litestar's queue listener thread."""
+    record = _previous_factory(*args, **kwargs)
+    record.request_id = request_id.get()
+    return record
+
+
+if _previous_factory.__name__ != _record_with_request_id.__name__:
+    logging.setLogRecordFactory(_record_with_request_id)
+
+
+class RequestLog:
+    """Outermost ASGI wrapper (every request, 404s and static files included): sets
+    the request id, adds the header, writes the request's log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = new_request_id()
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            took = (time.perf_counter() - started) * 1000
+            route = scope.get("path_template") or "-"
+            path = scope.get("raw_path", b"").decode("latin-1") or scope.get("path", "")
+            if "?" in path or scope.get("query_string"):
+                path = path.split("?", 1)[0] + "?…"
+            log.info(
+                "%s %s %s route=%s %.1fms",
+                scope.get("method", "-"),
+                path,
+                status,
+                route,
+                took,
+                extra={
+                    "event": "request",
+                    "method": scope.get("method", "-"),
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(took, 1),
+                },
+            )
+            request_id.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": getattr(record, "event", None) or record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+        }
+        if entry["event"] != record.getMessage():
+            entry["message"] = record.getMessage()
+        for name in REQUEST_FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def formatter_config(log_format: str) -> dict[str, Any]:
+    if log_format == "json":
+        return {"()": JsonFormatter}
+    return {"format": TEXT_FORMAT}
+
+
+def logging_config(log_format: str) -> LoggingConfig:
+    """The app's logging: Litestar's queue listener on the root logger, our format."""
+    return LoggingConfig(
+        root={"level": "INFO", "handlers": ["queue_listener"]},
+        formatters={"standard": formatter_config(log_format)},
+        log_exceptions="never",
+    )
+
+
+def uvicorn_log_config(log_format: str) -> dict:
+    """uvicorn's own lines (start-up, errors) in the same format. Its access log is
+    off (`portal serve` passes access_log=False): RequestLog writes a better line."""
+    from portal.security.logs import uvicorn_log_config as base
+
+    config = base()
+    config["formatters"]["default"] = formatter_config(log_format)
+    config["formatters"]["access"] = formatter_config(log_format)
+    return config
