@@ -2,7 +2,10 @@
 
 portal serve [--host H] [--port P] [--reload]
 portal db upgrade
-portal db backup FILE [--force]
+portal db backup FILE [--force] | portal db backup --keep N DIR
+portal db verify-backup FILE
+portal db restore FILE [--force]
+portal check
 portal demo
 portal import accounts|bills|usage FILE.csv
 portal export payments [--date D] [--output FILE]
@@ -108,6 +111,8 @@ def _backup(source_path: Path, target: Path) -> tuple[str, int]:
 
 
 def cmd_db_backup(args: argparse.Namespace) -> int:
+    if args.keep is not None:
+        return cmd_db_backup_daily(args)
     settings = _settings()
     source, target = Path(settings.database), Path(args.file)
     if not source.is_file():
@@ -137,6 +142,105 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_backup_daily(args: argparse.Namespace) -> int:
+    """Today's copy into DIR as portal-YYYY-MM-DD.sqlite3 (again the same day replaces
+    it), then delete all but the newest N copies. For a daily timer."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from portal.observe import backups
+
+    folder = Path(args.file)
+    if args.keep < 1:
+        print("portal: --keep must be 1 or more", file=sys.stderr)
+        return 2
+    if not folder.is_dir():
+        print(f"portal: folder {folder} does not exist", file=sys.stderr)
+        return 2
+    today = datetime.now(ZoneInfo(_settings().timezone)).date()
+    args.file, args.force = str(folder / backups.daily_name(today)), True
+    args.keep, keep = None, args.keep
+    status = cmd_db_backup(args)
+    if status == 0:
+        for path in backups.prune(folder, keep):
+            print(f"{path}: deleted (keeping the newest {keep})")
+    return status
+
+
+def cmd_db_verify_backup(args: argparse.Namespace) -> int:
+    from portal.observe import backups
+
+    verdict = backups.verify(Path(args.file))
+    print(f"{args.file}: {'ok, ' if verdict.ok else 'NOT USABLE: '}{verdict.detail}")
+    return 0 if verdict.ok else 1
+
+
+def cmd_db_restore(args: argparse.Namespace) -> int:
+    """Put a backup in place of PORTAL_DATABASE. The portal must be stopped; an existing
+    database is replaced only with --force, and is kept beside it, not deleted."""
+    from datetime import UTC, datetime
+
+    from portal.observe import backups
+
+    settings = _settings()
+    source, live = Path(args.file), Path(settings.database)
+    if not source.is_file():
+        print(f"portal: {source} is not a file", file=sys.stderr)
+        return 2
+    if live.exists() and source.resolve() == live.resolve():
+        print(f"portal: {source} is the live database itself", file=sys.stderr)
+        return 2
+    verdict = backups.verify(source)
+    if not verdict.ok:
+        print(f"portal: {source} cannot be restored: {verdict.detail}", file=sys.stderr)
+        return 1
+    kept = None
+    if live.exists():
+        if backups.in_use(live):
+            print(
+                f"portal: {live} is in use; stop the portal (systemctl stop portal) first",
+                file=sys.stderr,
+            )
+            return 2
+        if not args.force:
+            print(
+                f"portal: {live} already exists; use --force to replace it"
+                " (it is kept beside it, not deleted)",
+                file=sys.stderr,
+            )
+            return 2
+        kept = backups.set_aside(live, f"before-restore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    live.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        size = backups.restore(source, live)
+    except (sqlite3.Error, OSError) as exc:
+        print(f"portal: restore failed: {' '.join(str(exc).split())}", file=sys.stderr)
+        if kept:
+            print(f"portal: the previous database is still at {kept}", file=sys.stderr)
+        return 1
+    print(f"{live}: restored from {source} ({verdict.detail}); {size:,} bytes")
+    if kept:
+        print(f"The previous database is kept as {kept}")
+    if verdict.version is not None and verdict.version < db.migrations()[-1][0]:
+        print("It is at an older migration: run `portal db upgrade` (or start the portal).")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from portal.observe.check import run_checks
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"✗ settings: {exc}")
+        return 1
+    failed = 0
+    for ok, line in run_checks(settings):
+        print(f"{'✓' if ok else '✗'} {line}", flush=True)
+        failed += not ok
+    return 1 if failed else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from portal.billing.demo import load_demo
 
@@ -145,6 +249,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     conn = db.connect_sync(settings.database)
     try:
         samples = load_demo(conn)
+        login = None if settings.production else _demo_login(conn, samples[0])
     finally:
         conn.close()
     print(f"Demo data loaded into {settings.database}. Try these numbers:")
@@ -153,7 +258,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  Customer Number {sample['customer_number']}  Account Number {sample['account_number']}"
             f"  ({sample['name']})"
         )
+    if login:
+        print(f"Login to My Account with Username {login[0]}  Password {login[1]}")
     return 0
+
+
+def _demo_login(conn: sqlite3.Connection, sample: dict[str, str]) -> tuple[str, str]:
+    """A verified sign-in linked to the first demo account (development only)."""
+    from portal.accounts.demo import create_demo_login
+
+    return create_demo_login(conn, sample["customer_number"], sample["account_number"])
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -264,9 +378,21 @@ def parser() -> argparse.ArgumentParser:
     db_sub = database.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(func=cmd_db_upgrade)
     backup = db_sub.add_parser("backup", help="copy the database to FILE while the portal runs")
-    backup.add_argument("file")
+    backup.add_argument("file", help="the copy to write, or with --keep the folder of daily copies")
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    backup.add_argument("--keep", type=int, metavar="N", help="daily copies in a folder: keep N")
     backup.set_defaults(func=cmd_db_backup)
+    verify = db_sub.add_parser("verify-backup", help="check that FILE is a whole portal database")
+    verify.add_argument("file")
+    verify.set_defaults(func=cmd_db_verify_backup)
+    restore = db_sub.add_parser("restore", help="put a backup in place (portal stopped)")
+    restore.add_argument("file")
+    restore.add_argument("--force", action="store_true", help="replace an existing database")
+    restore.set_defaults(func=cmd_db_restore)
+
+    sub.add_parser("check", help="check settings, database, disk, mail and gateway").set_defaults(
+        func=cmd_check
+    )
 
     sub.add_parser("demo", help="load demo accounts, bills and usage").set_defaults(func=cmd_demo)
 
