@@ -101,7 +101,7 @@ def _operations(get) -> dict:
     if token and len(token) < 16:
         raise SettingsError("PORTAL_METRICS_TOKEN must be at least 16 random characters")
     return {
-        "templates_dir": Path(templates) if templates else None,
+        "templates_dir": templates,
         "log_format": log_format,
         "metrics_token": token,
     }
@@ -136,14 +136,14 @@ class Settings:
     stripe_api_base: str = STRIPE_API_BASE
     stripe_timeout: int = 20
     # Operations (docs/deploy.md)
-    templates_dir: Path | None = None
+    templates_dir: str = ""
     log_format: str = "text"
     metrics_token: str = field(default="", repr=False)
 
     @property
     def template_dirs(self) -> tuple[Path, ...]:
         """Folders searched before the shipped templates (PORTAL_TEMPLATES_DIR)."""
-        return (self.templates_dir,) if self.templates_dir else ()
+        return (Path(self.templates_dir),) if self.templates_dir else ()
 
     @property
     def payment_max_cents(self) -> int:
