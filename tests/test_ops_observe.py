@@ -157,7 +157,9 @@ async def test_templates_dir_overrides_single_templates(settings, tmp_path):
     city = tmp_path / "city"
     (city / "partials").mkdir(parents=True)
     (city / "partials" / "site_footer.html").write_text("<footer>City footer</footer>")
-    async with AsyncTestClient(app=create_app(replace(settings, templates_dir=str(city)))) as client:
+    async with AsyncTestClient(
+        app=create_app(replace(settings, templates_dir=str(city)))
+    ) as client:
         page = (await client.get("/contact")).text
     assert "City footer" in page and "Contact Us" in page  # the rest is the shipped page
     async with AsyncTestClient(app=create_app(settings)) as client:
