@@ -210,6 +210,9 @@ NOT_PAGES: dict[str, str] = {
     "/accounts/{account_id:int}/bills/{bill_id:int}/pdf": "PDF download (tested for real text elsewhere)",
     "/accounts/{account_id:int}/usage.csv": "CSV download",
     "/dev/mailbox/{message_id:int}/html": "a raw email's HTML part under a sandbox CSP, shown as a mail program would",
+    "/healthz": "plain text for monitoring (tests/test_ops_observe.py)",
+    "/readyz": "plain text for monitoring (tests/test_ops_observe.py)",
+    "/metrics": "Prometheus text for monitoring (tests/test_ops_observe.py)",
     # POST only: each answers with a redirect, a fragment, JSON, or a page state of a
     # form the browser tests of its feature check.
     "/register/check/{name:str}": "POST only: one field's inline alert (htmx fragment)",
