@@ -249,7 +249,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     conn = db.connect_sync(settings.database)
     try:
         samples = load_demo(conn)
-        login = None if settings.production else _demo_login(conn, samples[0])
+        login = None if settings.production else _demo_login(conn, settings, samples[0])
     finally:
         conn.close()
     print(f"Demo data loaded into {settings.database}. Try these numbers:")
@@ -263,11 +263,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_login(conn: sqlite3.Connection, sample: dict[str, str]) -> tuple[str, str]:
+def _demo_login(
+    conn: sqlite3.Connection, settings: Settings, sample: dict[str, str]
+) -> tuple[str, str]:
     """A verified sign-in linked to the first demo account (development only)."""
     from portal.accounts.demo import create_demo_login
 
-    return create_demo_login(conn, sample["customer_number"], sample["account_number"])
+    return create_demo_login(
+        conn, settings.secret_key, sample["customer_number"], sample["account_number"]
+    )
 
 
 def cmd_import(args: argparse.Namespace) -> int:
