@@ -89,7 +89,8 @@ def test_restore_of_a_backup_taken_under_write_load_keeps_every_acknowledged_wri
     assert during > 0, "no write happened while the backup ran"
 
     assert cli.main(["db", "verify-backup", str(copy)]) == 0
-    assert "ok, integrity ok, migration 0003 of 0003" in capsys.readouterr().out
+    latest = portal_db.migrations()[-1][0]
+    assert f"ok, integrity ok, migration {latest:04d} of {latest:04d}" in capsys.readouterr().out
 
     # The portal has stopped; the live database has writes the copy does not.
     assert cli.main(["db", "restore", str(copy)]) == 2
