@@ -240,3 +240,244 @@ async def test_staff_pages_are_no_store(staff, settings):
         response = await staff.get(path)
         assert response.status_code == 200, path
         assert response.headers["cache-control"] == "no-store", path
+
+
+# --- search, view, actions ------------------------------------------------------------------
+
+
+async def resident_with_account(client, settings, verified: bool = True) -> int:
+    """Maria registers for 0012345/0067890 (and verifies, if asked); her user id."""
+    from accounts_helpers import link_in, local
+
+    async with await second_client(settings) as resident:
+        assert (await post_form(resident, "/register", registration())).status_code == 200
+        if verified:
+            verify = local(link_in(outbox(settings.database)[-1]["body_text"], "/verify"))
+            assert (await resident.get(verify)).status_code == 200
+    [row] = query(settings.database, "SELECT id FROM users WHERE username = 'maria1'")
+    return row["id"]
+
+
+def maria_account(settings) -> int:
+    [row] = query(settings.database, "SELECT id FROM service_accounts WHERE account_number = '0067890'")
+    return row["id"]
+
+
+def actions(settings) -> list:
+    return query(settings.database, "SELECT * FROM staff_actions ORDER BY id")
+
+
+@pytest.mark.parametrize(
+    "q", ["0012345", "12-345", "67890", "garc", "GARCIA", "euclid", "maria1", "MARIA@EXAMPLE", "aria1"]
+)
+async def test_search_finds_by_every_field_partially_and_without_case(staff, settings, q):
+    await resident_with_account(staff, settings)
+    await staff_client(staff, settings)
+    response = await staff.get("/staff/search", params={"q": q})
+    assert response.status_code == 200
+    assert f'href="/staff/accounts/{maria_account(settings)}"' in response.text
+    assert "James Smith" not in response.text
+
+
+async def test_search_fragment_for_htmx_and_no_500_on_odd_input(staff, settings):
+    await staff_client(staff, settings)
+    fragment = await staff.get("/staff/search?q=holt", headers={"HX-Request": "true"})
+    assert fragment.text.lstrip().startswith('<section id="search-results"')
+    assert "James Smith" in fragment.text
+    for odd in ['"', "a\\" * 60, "NEAR(", "*", "' OR 1=1 --", "\\x00"]:
+        assert (await staff.get("/staff/search", params={"q": odd})).status_code == 200
+
+
+async def test_account_view_shows_what_the_resident_sees_read_only(staff, settings):
+    await resident_with_account(staff, settings)
+    await staff_client(staff, settings)
+    page = await staff.get(f"/staff/accounts/{maria_account(settings)}")
+    assert page.status_code == 200
+    text = page.text
+    assert "Maria Garcia" in text and "123 Euclid Ave" in text
+    assert "maria1" in text and "maria@example.com" in text
+    assert "<td>register</td>" in text and "<td>verified</td>" in text  # her audit trail
+    assert "$argon2" not in text and "password_hash" not in text
+
+
+async def test_resend_verification_sends_a_new_link_with_reason_and_audit(staff, settings):
+    user_id = await resident_with_account(staff, settings, verified=False)
+    await staff_client(staff, settings)
+    before = len(outbox(settings.database))
+    missing = await post_form(staff, f"/staff/logins/{user_id}/resend-verification", {"resend_reason": ""})
+    assert missing.status_code == 422 and "Enter the reason" in missing.text
+    assert len(outbox(settings.database)) == before
+    done = await post_form(
+        staff, f"/staff/logins/{user_id}/resend-verification",
+        {"resend_reason": "Resident called: no email"}, follow_redirects=False,
+    )
+    assert done.status_code == 303
+    mails = outbox(settings.database)
+    assert len(mails) == before + 1 and mails[-1]["to_addr"] == "maria@example.com"
+    # The new link verifies the resident.
+    from accounts_helpers import link_in, local
+
+    async with await second_client(settings) as resident:
+        assert (await resident.get(local(link_in(mails[-1]["body_text"], "/verify")))).status_code == 200
+    [action] = actions(settings)
+    assert (action["action"], action["staff_username"], action["user_id"]) == (
+        "resend_verification", "carla", user_id
+    )
+    assert action["reason"] == "Resident called: no email"
+    assert audit_events(settings, "staff_resend_verification")[0]["username"] == "staff:carla"
+
+
+async def test_unlock_lets_a_locked_resident_log_in_again(staff, settings):
+    user_id = await resident_with_account(staff, settings)
+    execute(
+        settings.database,
+        "UPDATE users SET failed_logins = 100, locked_until = '9999-12-31T00:00:00.000000Z'",
+    )
+    await staff_client(staff, settings)
+    page = await staff.get(f"/staff/accounts/{maria_account(settings)}")
+    assert "Locked until a password reset" in page.text
+    done = await post_form(
+        staff, f"/staff/logins/{user_id}/unlock", {"unlock_reason": "Identity checked by phone"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    async with await second_client(settings) as resident:
+        login = await post_form(
+            resident, "/login", {"username": "maria1", "password": GOOD_PASSWORD}, follow_redirects=False
+        )
+        assert login.status_code == 303
+    assert actions(settings)[0]["action"] == "unlock"
+    assert audit_events(settings, "unlocked_by_staff")[0]["username"] == "maria1"
+
+
+async def test_change_email_waits_for_the_new_address_to_confirm(staff, settings):
+    from accounts_helpers import link_in, local
+
+    user_id = await resident_with_account(staff, settings)
+    await staff_client(staff, settings)
+    bad = await post_form(
+        staff, f"/staff/logins/{user_id}/email",
+        {"email_new_email": "new@example.com", "email_confirm_new_email": "other@example.com",
+         "email_reason": "asked"},
+    )
+    assert bad.status_code == 422
+    done = await post_form(
+        staff, f"/staff/logins/{user_id}/email",
+        {"email_new_email": "maria.new@example.com", "email_confirm_new_email": "maria.new@example.com",
+         "email_reason": "Old address closed"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    [user] = query(settings.database, "SELECT email FROM users WHERE id = ?", (user_id,))
+    assert user["email"] == "maria@example.com"  # not yet
+    mail = outbox(settings.database)[-1]
+    assert mail["to_addr"] == "maria.new@example.com"
+    async with await second_client(settings) as resident:
+        link = local(link_in(mail["body_text"], "/profile/email/confirm"))
+        assert (await resident.get(link)).status_code == 200
+    [user] = query(settings.database, "SELECT email FROM users WHERE id = ?", (user_id,))
+    assert user["email"] == "maria.new@example.com"
+    assert actions(settings)[0]["detail"] == "to=maria.new@example.com"
+
+
+async def test_release_takes_the_account_from_the_login(staff, settings):
+    user_id = await resident_with_account(staff, settings)
+    account_id = maria_account(settings)
+    await staff_client(staff, settings)
+    refused = await post_form(staff, f"/staff/accounts/{account_id}/release", {"release_reason": ""})
+    assert refused.status_code == 422
+    assert query(settings.database, "SELECT * FROM user_accounts")
+    done = await post_form(
+        staff, f"/staff/accounts/{account_id}/release", {"release_reason": "Squatter: not the holder"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert not query(settings.database, "SELECT * FROM user_accounts")
+    [action] = actions(settings)
+    assert (action["action"], action["account_id"], action["user_id"]) == (
+        "release_account", account_id, user_id
+    )
+    # The login still exists, found by search as a login with no account.
+    found = await staff.get("/staff/search?q=maria1")
+    assert f'href="/staff/logins/{user_id}"' in found.text
+    assert (await staff.get(f"/staff/logins/{user_id}")).status_code == 200
+
+
+async def test_note_is_added_and_shown(staff, settings):
+    await staff_client(staff, settings)
+    account_id = maria_account(settings)
+    empty = await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note": "  "})
+    assert empty.status_code == 422 and "Enter the note" in empty.text
+    done = await post_form(
+        staff, f"/staff/accounts/{account_id}/notes", {"note": "Called about <b>leak</b>"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    page = await staff.get(f"/staff/accounts/{account_id}")
+    assert "Called about &lt;b&gt;leak&lt;/b&gt;" in page.text
+    assert actions(settings)[0]["action"] == "note"
+
+
+async def test_phone_payment_goes_through_the_gateway_and_is_marked_taken_by_staff(staff, settings):
+    await staff_client(staff, settings)
+    account_id = maria_account(settings)
+    form = await staff.get(f"/staff/accounts/{account_id}/pay")
+    assert form.status_code == 200
+    import re
+
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form.text).group(1)
+    no_reason = await post_form(
+        staff, f"/staff/accounts/{account_id}/pay",
+        {"idempotency_key": key, "amount": "25.00", "method": "card", "reason": ""},
+    )
+    assert no_reason.status_code == 422 and not query(settings.database, "SELECT * FROM payments")
+    data = {"idempotency_key": key, "amount": "25.00", "method": "card", "reason": "Called to pay"}
+    start = await post_form(staff, f"/staff/accounts/{account_id}/pay", data, follow_redirects=False)
+    assert start.status_code == 303
+    checkout = start.headers["location"]
+    assert "/sandbox-gateway/checkout/" in checkout
+    again = await post_form(staff, f"/staff/accounts/{account_id}/pay", data, follow_redirects=False)
+    assert again.headers["location"] == checkout  # a resent form is the same payment
+    path = checkout.split("portal.test", 1)[-1]
+    paid = await post_form(
+        staff, path,
+        {"card_number": "4242 4242 4242 4242", "expiry": "12/39", "security_code": "737",
+         "name_on_card": "Maria Garcia", "action": "pay"},
+        follow_redirects=False,
+    )
+    assert paid.status_code == 303
+    back = await staff.get(paid.headers["location"].split("portal.test", 1)[-1], follow_redirects=False)
+    assert back.status_code == 303
+    [payment] = query(settings.database, "SELECT * FROM payments")
+    [carla] = query(settings.database, "SELECT id FROM staff WHERE username = 'carla'")
+    assert payment["status"] == "succeeded" and payment["taken_by_staff_id"] == carla["id"]
+    assert payment["user_id"] is None
+    [action] = actions(settings)
+    assert action["action"] == "phone_payment" and action["detail"] == f"payment={payment['id']}"
+    view = await staff.get(f"/staff/accounts/{account_id}")
+    assert "Taken by staff: carla" in view.text and "4242" in view.text
+    assert "4242 4242 4242 4242" not in view.text
+
+
+# --- supervisors ------------------------------------------------------------------------------
+
+
+async def test_supervisor_sees_team_and_filters_and_exports_staff_actions(staff, settings):
+    await staff_client(staff, settings, username="sam", role="supervisor")
+    account_id = maria_account(settings)
+    for note in ("first", "=HYPERLINK(1)"):
+        await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note": note})
+    team = await staff.get("/staff/team")
+    assert team.status_code == 200 and "sam" in team.text
+    page = await staff.get("/staff/audit", params={"staff": "SAM", "action": "note", "account": "67-890"})
+    assert page.status_code == 200 and page.text.count("<td>note</td>") == 2
+    none = await staff.get("/staff/audit", params={"staff": "nobody"})
+    assert "<td>note</td>" not in none.text
+    bad = await staff.get("/staff/audit", params={"date_from": "yesterday"})
+    assert bad.status_code == 422 and "Enter a date like" in bad.text
+    exported = await staff.get("/staff/audit.csv", params={"action": "note"})
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    assert exported.headers["cache-control"] == "no-store"
+    rows = list(csv.reader(io.StringIO(exported.text)))
+    assert rows[0][:3] == ["at_utc", "staff", "action"] and len(rows) == 3
+    assert rows[1][6] == "'=HYPERLINK(1)"  # a spreadsheet will not run it
