@@ -36,6 +36,13 @@ def live_settings(settings: Settings) -> Settings:
     import_text(conn, "bills", _bills_csv())
     conn.close()
     add_maria(settings.database)
+    conn = portal_db.connect_sync(settings.database)
+    conn.execute(  # a login whose account was released: it has a page of its own
+        "INSERT INTO users (username, username_key, email, email_key, password_hash,"
+        " created_at) VALUES ('lonely1', 'lonely1', 'lonely@example.com',"
+        " 'lonely@example.com', 'x', '2026-01-01T00:00:00.000000Z')"
+    )
+    conn.close()
     return settings
 
 
@@ -102,6 +109,8 @@ def test_staff_walk_enrol_sign_in_search_view_act(live_server, new_page, viewpor
         page.wait_for_url(re.compile(r"/staff/search\?q=GARC"))
     else:
         press_and_load(page, "Enter", "/staff/search")
+        page.wait_for_url(re.compile(r"[?&]q="))  # the same path as before: wait for the new page
+        page.wait_for_load_state()
     result = page.get_by_role("link", name="Maria Garcia")
     expect(result).to_be_visible()
     check(page, viewport, "search results")
@@ -135,6 +144,22 @@ def test_staff_walk_enrol_sign_in_search_view_act(live_server, new_page, viewpor
     expect(page.locator("input[name=idempotency_key]")).to_have_count(1)
     check(page, viewport, "take a payment by phone")
 
+    # A login with no account left, found by part of its email address.
+    tab_to(page, page.get_by_role("link", name="Find a customer"), backwards=True)
+    press_and_load(page, "Enter", "/staff/search")
+    type_into(page, page.get_by_label(re.compile("^Customer number, account number")), "lonely@")
+    if js:
+        page.keyboard.press("Enter")
+        wait_for_htmx(page)
+    else:
+        press_and_load(page, "Enter", "/staff/search")
+        page.wait_for_url(re.compile(r"[?&]q="))  # the same path as before: wait for the new page
+        page.wait_for_load_state()
+    tab_to(page, page.get_by_role("link", name="lonely1"))
+    press_and_load(page, "Enter", re.compile(r"^/staff/logins/\d+$"))
+    expect(page.get_by_role("heading", name="Login: lonely1")).to_be_visible()
+    check(page, viewport, "a login with no account")
+
     # Supervisors: the staff list and the audit log, filtered.
     tab_to(page, page.get_by_role("link", name="Staff", exact=True), backwards=True)
     press_and_load(page, "Enter", "/staff/team")
@@ -145,6 +170,8 @@ def test_staff_walk_enrol_sign_in_search_view_act(live_server, new_page, viewpor
     check(page, viewport, "staff actions")
     type_into(page, by_label(page.locator("#main form"), "From (date)"), "not a date")
     assert press_and_load(page, "Enter", "/staff/audit") == 422
+    page.wait_for_url(re.compile(r"date_from=not"))
+    page.wait_for_load_state()
     check(page, viewport, "staff actions, bad filter")
 
     # Sign out: the staff pages are gone again.
