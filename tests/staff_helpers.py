@@ -29,7 +29,9 @@ def add(settings, username: str = "carla", role: str = "csr") -> str:
 
 
 def secret_of(settings, username: str) -> str:
-    [row] = query(settings.database, "SELECT totp_secret FROM staff WHERE username = ?", (username,))
+    [row] = query(
+        settings.database, "SELECT totp_secret FROM staff WHERE username = ?", (username,)
+    )
     return row["totp_secret"]
 
 
@@ -46,8 +48,12 @@ async def enrol(client, settings, username: str = "carla", role: str = "csr") ->
     response = await post_form(
         client,
         "/staff/enrol",
-        {"token": token, "password": STAFF_PASSWORD, "confirm_password": STAFF_PASSWORD,
-         "code": code(settings, username)},
+        {
+            "token": token,
+            "password": STAFF_PASSWORD,
+            "confirm_password": STAFF_PASSWORD,
+            "code": code(settings, username),
+        },
     )
     assert response.status_code == 200, response.text
     return re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", response.text)
@@ -57,8 +63,11 @@ async def sign_in(client, settings, username: str = "carla", the_code: str | Non
     return await post_form(
         client,
         "/staff",
-        {"username": username, "password": STAFF_PASSWORD,
-         "code": the_code or code(settings, username, offset=1)},
+        {
+            "username": username,
+            "password": STAFF_PASSWORD,
+            "code": the_code or code(settings, username, offset=1),
+        },
         follow_redirects=False,
     )
 

@@ -19,11 +19,11 @@ from playwright.sync_api import expect
 from portal import db as portal_db
 from portal.billing.importer import import_text
 from portal.settings import Settings
+from staff_helpers import STAFF_PASSWORD, add
+from test_keyboard_and_nojs import _bills_csv, add_maria, by_label, press_and_load, tab_to
 
 from accounts_helpers import load_billing, query
 from helpers import DESKTOP, assert_accessible, wait_for_htmx
-from staff_helpers import STAFF_PASSWORD, add
-from test_keyboard_and_nojs import _bills_csv, add_maria, by_label, press_and_load, tab_to
 
 pytestmark = pytest.mark.browser
 TABLET = {"width": 768, "height": 1024}
@@ -139,7 +139,9 @@ def test_staff_walk_enrol_sign_in_search_view_act(live_server, new_page, viewpor
     assert (action["staff_username"], action["action"]) == ("sam", "note")
 
     # The phone payment form.
-    tab_to(page, page.get_by_role("link", name="Take a payment by phone"), limit=120, backwards=True)
+    tab_to(
+        page, page.get_by_role("link", name="Take a payment by phone"), limit=120, backwards=True
+    )
     press_and_load(page, "Enter", re.compile(r"^/staff/accounts/\d+/pay$"))
     expect(page.locator("input[name=idempotency_key]")).to_have_count(1)
     check(page, viewport, "take a payment by phone")

@@ -12,9 +12,9 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from portal.app import create_app
+from staff_helpers import STAFF_PASSWORD, code, enrol, sign_in, staff_client
 
 from accounts_helpers import GOOD_PASSWORD, load_billing, outbox, post_form, query, registration
-from staff_helpers import STAFF_PASSWORD, code, enrol, sign_in, staff_client
 
 
 def execute(path, sql: str, params=()) -> None:
@@ -54,23 +54,43 @@ async def test_enrolment_shows_qr_as_inline_svg_and_gives_ten_single_use_codes(s
     page = await staff.get(f"/staff/enrol?token={token}")
     assert page.status_code == 200
     assert page.headers["cache-control"] == "no-store"
-    assert '<svg role="img"' in page.text and "style=" not in page.text.split("<svg", 1)[1].split("</svg>")[0]
+    assert (
+        '<svg role="img"' in page.text
+        and "style=" not in page.text.split("<svg", 1)[1].split("</svg>")[0]
+    )
     assert "otpauth://totp/" in page.text
     # A wrong code keeps the link usable and says what to do.
     bad = await post_form(
-        staff, "/staff/enrol",
-        {"token": token, "password": STAFF_PASSWORD, "confirm_password": STAFF_PASSWORD, "code": "000000"},
+        staff,
+        "/staff/enrol",
+        {
+            "token": token,
+            "password": STAFF_PASSWORD,
+            "confirm_password": STAFF_PASSWORD,
+            "code": "000000",
+        },
     )
     assert bad.status_code == 422 and "That code is not right" in bad.text
     weak = await post_form(
-        staff, "/staff/enrol",
-        {"token": token, "password": "short", "confirm_password": "short", "code": code(settings, "carla")},
+        staff,
+        "/staff/enrol",
+        {
+            "token": token,
+            "password": "short",
+            "confirm_password": "short",
+            "code": code(settings, "carla"),
+        },
     )
     assert weak.status_code == 422 and "at least 15 characters" in weak.text
     done = await post_form(
-        staff, "/staff/enrol",
-        {"token": token, "password": STAFF_PASSWORD, "confirm_password": STAFF_PASSWORD,
-         "code": code(settings, "carla")},
+        staff,
+        "/staff/enrol",
+        {
+            "token": token,
+            "password": STAFF_PASSWORD,
+            "confirm_password": STAFF_PASSWORD,
+            "code": code(settings, "carla"),
+        },
     )
     assert done.status_code == 200
     codes = [row for row in query(settings.database, "SELECT * FROM staff_recovery_codes")]
@@ -87,7 +107,9 @@ async def test_enrolment_shows_qr_as_inline_svg_and_gives_ten_single_use_codes(s
 async def test_sign_in_needs_password_and_current_code_and_a_code_works_once(staff, settings):
     await enrol(staff, settings)
     wrong_password = await post_form(
-        staff, "/staff", {"username": "carla", "password": GOOD_PASSWORD, "code": code(settings, "carla", 1)}
+        staff,
+        "/staff",
+        {"username": "carla", "password": GOOD_PASSWORD, "code": code(settings, "carla", 1)},
     )
     assert wrong_password.status_code == 422
     wrong_code = await sign_in(staff, settings, the_code="123456")
@@ -174,7 +196,9 @@ async def test_sign_in_rotates_the_session_and_sign_out_ends_it(staff, settings)
         old.cookies.set("portal_staff", before, path="/staff")
         assert (await old.get("/staff/search", follow_redirects=False)).status_code == 303
     response = await post_form(staff, "/staff/sign-out", {}, follow_redirects=False)
-    assert response.status_code == 303 and response.headers["location"] == "/staff?notice=signed-out"
+    assert (
+        response.status_code == 303 and response.headers["location"] == "/staff?notice=signed-out"
+    )
     assert not query(settings.database, "SELECT * FROM staff_sessions")
     assert audit_events(settings, "staff_sign_out")
 
@@ -196,7 +220,8 @@ async def test_disabled_staff_member_cannot_sign_in_and_loses_sessions(staff, se
 
 
 @pytest.mark.parametrize(
-    "path", ["/staff/search", "/staff/accounts/1", "/staff/team", "/staff/audit", "/staff/audit.csv"]
+    "path",
+    ["/staff/search", "/staff/accounts/1", "/staff/team", "/staff/audit", "/staff/audit.csv"],
 )
 async def test_visitor_on_staff_pages_gets_404_audited(staff, settings, path):
     response = await staff.get(path, follow_redirects=False)
@@ -236,7 +261,13 @@ async def test_representative_on_supervisor_pages_gets_404_audited(staff, settin
 
 async def test_staff_pages_are_no_store(staff, settings):
     await staff_client(staff, settings, role="supervisor")
-    for path in ("/staff", "/staff/search?q=maria", "/staff/accounts/1", "/staff/team", "/staff/audit"):
+    for path in (
+        "/staff",
+        "/staff/search?q=maria",
+        "/staff/accounts/1",
+        "/staff/team",
+        "/staff/audit",
+    ):
         response = await staff.get(path)
         assert response.status_code == 200, path
         assert response.headers["cache-control"] == "no-store", path
@@ -259,7 +290,9 @@ async def resident_with_account(client, settings, verified: bool = True) -> int:
 
 
 def maria_account(settings) -> int:
-    [row] = query(settings.database, "SELECT id FROM service_accounts WHERE account_number = '0067890'")
+    [row] = query(
+        settings.database, "SELECT id FROM service_accounts WHERE account_number = '0067890'"
+    )
     return row["id"]
 
 
@@ -268,7 +301,8 @@ def actions(settings) -> list:
 
 
 @pytest.mark.parametrize(
-    "q", ["0012345", "12-345", "67890", "garc", "GARCIA", "euclid", "maria1", "MARIA@EXAMPLE", "aria1"]
+    "q",
+    ["0012345", "12-345", "67890", "garc", "GARCIA", "euclid", "maria1", "MARIA@EXAMPLE", "aria1"],
 )
 async def test_search_finds_by_every_field_partially_and_without_case(staff, settings, q):
     await resident_with_account(staff, settings)
@@ -304,12 +338,16 @@ async def test_resend_verification_sends_a_new_link_with_reason_and_audit(staff,
     user_id = await resident_with_account(staff, settings, verified=False)
     await staff_client(staff, settings)
     before = len(outbox(settings.database))
-    missing = await post_form(staff, f"/staff/logins/{user_id}/resend-verification", {"resend_reason": ""})
+    missing = await post_form(
+        staff, f"/staff/logins/{user_id}/resend-verification", {"resend_reason": ""}
+    )
     assert missing.status_code == 422 and "Enter the reason" in missing.text
     assert len(outbox(settings.database)) == before
     done = await post_form(
-        staff, f"/staff/logins/{user_id}/resend-verification",
-        {"resend_reason": "Resident called: no email"}, follow_redirects=False,
+        staff,
+        f"/staff/logins/{user_id}/resend-verification",
+        {"resend_reason": "Resident called: no email"},
+        follow_redirects=False,
     )
     assert done.status_code == 303
     mails = outbox(settings.database)
@@ -318,10 +356,14 @@ async def test_resend_verification_sends_a_new_link_with_reason_and_audit(staff,
     from accounts_helpers import link_in, local
 
     async with await second_client(settings) as resident:
-        assert (await resident.get(local(link_in(mails[-1]["body_text"], "/verify")))).status_code == 200
+        assert (
+            await resident.get(local(link_in(mails[-1]["body_text"], "/verify")))
+        ).status_code == 200
     [action] = actions(settings)
     assert (action["action"], action["staff_username"], action["user_id"]) == (
-        "resend_verification", "carla", user_id
+        "resend_verification",
+        "carla",
+        user_id,
     )
     assert action["reason"] == "Resident called: no email"
     assert audit_events(settings, "staff_resend_verification")[0]["username"] == "staff:carla"
@@ -337,13 +379,18 @@ async def test_unlock_lets_a_locked_resident_log_in_again(staff, settings):
     page = await staff.get(f"/staff/accounts/{maria_account(settings)}")
     assert "Locked until a password reset" in page.text
     done = await post_form(
-        staff, f"/staff/logins/{user_id}/unlock", {"unlock_reason": "Identity checked by phone"},
+        staff,
+        f"/staff/logins/{user_id}/unlock",
+        {"unlock_reason": "Identity checked by phone"},
         follow_redirects=False,
     )
     assert done.status_code == 303
     async with await second_client(settings) as resident:
         login = await post_form(
-            resident, "/login", {"username": "maria1", "password": GOOD_PASSWORD}, follow_redirects=False
+            resident,
+            "/login",
+            {"username": "maria1", "password": GOOD_PASSWORD},
+            follow_redirects=False,
         )
         assert login.status_code == 303
     assert actions(settings)[0]["action"] == "unlock"
@@ -356,15 +403,23 @@ async def test_change_email_waits_for_the_new_address_to_confirm(staff, settings
     user_id = await resident_with_account(staff, settings)
     await staff_client(staff, settings)
     bad = await post_form(
-        staff, f"/staff/logins/{user_id}/email",
-        {"email_new_email": "new@example.com", "email_confirm_new_email": "other@example.com",
-         "email_reason": "asked"},
+        staff,
+        f"/staff/logins/{user_id}/email",
+        {
+            "email_new_email": "new@example.com",
+            "email_confirm_new_email": "other@example.com",
+            "email_reason": "asked",
+        },
     )
     assert bad.status_code == 422
     done = await post_form(
-        staff, f"/staff/logins/{user_id}/email",
-        {"email_new_email": "maria.new@example.com", "email_confirm_new_email": "maria.new@example.com",
-         "email_reason": "Old address closed"},
+        staff,
+        f"/staff/logins/{user_id}/email",
+        {
+            "email_new_email": "maria.new@example.com",
+            "email_confirm_new_email": "maria.new@example.com",
+            "email_reason": "Old address closed",
+        },
         follow_redirects=False,
     )
     assert done.status_code == 303
@@ -384,18 +439,24 @@ async def test_release_takes_the_account_from_the_login(staff, settings):
     user_id = await resident_with_account(staff, settings)
     account_id = maria_account(settings)
     await staff_client(staff, settings)
-    refused = await post_form(staff, f"/staff/accounts/{account_id}/release", {"release_reason": ""})
+    refused = await post_form(
+        staff, f"/staff/accounts/{account_id}/release", {"release_reason": ""}
+    )
     assert refused.status_code == 422
     assert query(settings.database, "SELECT * FROM user_accounts")
     done = await post_form(
-        staff, f"/staff/accounts/{account_id}/release", {"release_reason": "Squatter: not the holder"},
+        staff,
+        f"/staff/accounts/{account_id}/release",
+        {"release_reason": "Squatter: not the holder"},
         follow_redirects=False,
     )
     assert done.status_code == 303
     assert not query(settings.database, "SELECT * FROM user_accounts")
     [action] = actions(settings)
     assert (action["action"], action["account_id"], action["user_id"]) == (
-        "release_account", account_id, user_id
+        "release_account",
+        account_id,
+        user_id,
     )
     # The login still exists, found by search as a login with no account.
     found = await staff.get("/staff/search?q=maria1")
@@ -409,7 +470,9 @@ async def test_note_is_added_and_shown(staff, settings):
     empty = await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note": "  "})
     assert empty.status_code == 422 and "Enter the note" in empty.text
     done = await post_form(
-        staff, f"/staff/accounts/{account_id}/notes", {"note": "Called about <b>leak</b>"},
+        staff,
+        f"/staff/accounts/{account_id}/notes",
+        {"note": "Called about <b>leak</b>"},
         follow_redirects=False,
     )
     assert done.status_code == 303
@@ -427,26 +490,39 @@ async def test_phone_payment_goes_through_the_gateway_and_is_marked_taken_by_sta
 
     key = re.search(r'name="idempotency_key" value="([^"]+)"', form.text).group(1)
     no_reason = await post_form(
-        staff, f"/staff/accounts/{account_id}/pay",
+        staff,
+        f"/staff/accounts/{account_id}/pay",
         {"idempotency_key": key, "amount": "25.00", "method": "card", "reason": ""},
     )
     assert no_reason.status_code == 422 and not query(settings.database, "SELECT * FROM payments")
     data = {"idempotency_key": key, "amount": "25.00", "method": "card", "reason": "Called to pay"}
-    start = await post_form(staff, f"/staff/accounts/{account_id}/pay", data, follow_redirects=False)
+    start = await post_form(
+        staff, f"/staff/accounts/{account_id}/pay", data, follow_redirects=False
+    )
     assert start.status_code == 303
     checkout = start.headers["location"]
     assert "/sandbox-gateway/checkout/" in checkout
-    again = await post_form(staff, f"/staff/accounts/{account_id}/pay", data, follow_redirects=False)
+    again = await post_form(
+        staff, f"/staff/accounts/{account_id}/pay", data, follow_redirects=False
+    )
     assert again.headers["location"] == checkout  # a resent form is the same payment
     path = checkout.split("portal.test", 1)[-1]
     paid = await post_form(
-        staff, path,
-        {"card_number": "4242 4242 4242 4242", "expiry": "12/39", "security_code": "737",
-         "name_on_card": "Maria Garcia", "action": "pay"},
+        staff,
+        path,
+        {
+            "card_number": "4242 4242 4242 4242",
+            "expiry": "12/39",
+            "security_code": "737",
+            "name_on_card": "Maria Garcia",
+            "action": "pay",
+        },
         follow_redirects=False,
     )
     assert paid.status_code == 303
-    back = await staff.get(paid.headers["location"].split("portal.test", 1)[-1], follow_redirects=False)
+    back = await staff.get(
+        paid.headers["location"].split("portal.test", 1)[-1], follow_redirects=False
+    )
     assert back.status_code == 303
     [payment] = query(settings.database, "SELECT * FROM payments")
     [carla] = query(settings.database, "SELECT id FROM staff WHERE username = 'carla'")
@@ -469,7 +545,9 @@ async def test_supervisor_sees_team_and_filters_and_exports_staff_actions(staff,
         await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note": note})
     team = await staff.get("/staff/team")
     assert team.status_code == 200 and "sam" in team.text
-    page = await staff.get("/staff/audit", params={"staff": "SAM", "action": "note", "account": "67-890"})
+    page = await staff.get(
+        "/staff/audit", params={"staff": "SAM", "action": "note", "account": "67-890"}
+    )
     assert page.status_code == 200 and page.text.count("<td>note</td>") == 2
     none = await staff.get("/staff/audit", params={"staff": "nobody"})
     assert "<td>note</td>" not in none.text
@@ -481,3 +559,70 @@ async def test_supervisor_sees_team_and_filters_and_exports_staff_actions(staff,
     rows = list(csv.reader(io.StringIO(exported.text)))
     assert rows[0][:3] == ["at_utc", "staff", "action"] and len(rows) == 3
     assert rows[1][6] == "'=HYPERLINK(1)"  # a spreadsheet will not run it
+
+
+async def test_search_follows_later_imports_renames_included(staff, settings):
+    from portal import db as portal_db
+    from portal.billing.importer import import_text
+
+    await staff_client(staff, settings)
+    assert "Ana Lopez" in (await staff.get("/staff/search?q=lopez")).text
+    conn = portal_db.connect_sync(settings.database)
+    import_text(
+        conn,
+        "accounts",
+        "customer_number,account_number,name,service_address,status\n"
+        "0066666,0077777,Ana Torres,12 Vineyard Ave,active\n"
+        "0088888,0099999,Zoe Newcomer,1 New St,active\n",
+    )
+    conn.close()
+    assert "Zoe Newcomer" in (await staff.get("/staff/search?q=newcom")).text
+    assert "Ana Torres" in (await staff.get("/staff/search?q=torres")).text
+    assert "Ana" not in (await staff.get("/staff/search?q=lopez")).text
+
+
+def test_portal_staff_commands(settings, monkeypatch, capsys):
+    from portal import cli
+
+    monkeypatch.setenv("PORTAL_DATABASE", str(settings.database))
+    monkeypatch.setenv("PORTAL_BASE_URL", "https://portal.example")
+    assert (
+        cli.main(
+            ["staff", "add", "dora", "--role", "supervisor", "--email", "dora@utility.example"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "https://portal.example/staff/enrol?token=" in out
+    assert cli.main(["staff", "add", "DORA", "--role", "csr", "--email", "d@utility.example"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main(["staff", "add", "eve", "--role", "csr", "--email", "not an address"]) == 2
+    assert cli.main(["staff", "list"]) == 0
+    assert capsys.readouterr().out == "dora\tsupervisor\tdora@utility.example\tnot enrolled\n"
+    assert cli.main(["staff", "disable", "dora"]) == 0
+    assert cli.main(["staff", "disable", "nobody"]) == 2
+    capsys.readouterr()
+    assert cli.main(["staff", "list"]) == 0
+    assert capsys.readouterr().out.endswith("\tdisabled\n")
+    [row] = query(settings.database, "SELECT enrol_hash FROM staff")
+    assert row["enrol_hash"] is None  # the unused link died with the account
+    assert [r["event"] for r in query(settings.database, "SELECT event FROM audit_log")] == [
+        "staff_added",
+        "staff_disabled",
+    ]
+
+
+def test_portal_import_accounts_updates_the_search_index(settings, monkeypatch, tmp_path):
+    from portal import cli
+
+    monkeypatch.setenv("PORTAL_DATABASE", str(settings.database))
+    csv_file = tmp_path / "accounts.csv"
+    csv_file.write_text(
+        "customer_number,account_number,name,service_address,status\n1,2,Quentin Blake,3 Oak St,active\n"
+    )
+    assert cli.main(["import", "accounts", str(csv_file)]) == 0
+    rows = query(
+        settings.database,
+        "SELECT rowid FROM account_search WHERE account_search MATCH '\"uentin\"'",
+    )
+    assert len(rows) == 1

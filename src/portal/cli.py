@@ -159,6 +159,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from portal.billing.importer import ImportFailed, import_file
     from portal.billing.notify import bill_notifier
+    from portal.staff.search_index import refresh_sync
 
     settings = _settings()
     path = Path(args.file)
@@ -170,6 +171,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         result = import_file(conn, args.kind, path, bill_notifier(settings))
+        if args.kind == "accounts":
+            refresh_sync(conn)  # the staff search index, now rather than at the next search
     except ImportFailed as failed:
         print(
             f"{path}: nothing was imported; fix these rows and import the file again:",

@@ -25,6 +25,7 @@ from portal.forms import Form, Result
 from portal.i18n import _, current_locale
 from portal.payments.service import PaymentForm, PaymentsService
 from portal.settings import Settings
+from portal.staff import search_index
 from portal.staff.accounts import audit_name
 from portal.staff.sessions import StaffMember
 
@@ -97,6 +98,7 @@ class ConsoleService:
         query = query.strip()[:100]
         if not query:
             return [], []
+        await search_index.refresh(self.db)
         account_ids: set[int] = set()
         user_ids: set[int] = set()
         key = number_key(query)
