@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from litestar.testing import AsyncTestClient
 
+from portal.accounts.signin import network
 from portal.app import create_app
 from staff_helpers import STAFF_PASSWORD, code, enrol, sign_in, staff_client
 
@@ -371,10 +372,13 @@ async def test_resend_verification_sends_a_new_link_with_reason_and_audit(staff,
 
 async def test_unlock_lets_a_locked_resident_log_in_again(staff, settings):
     user_id = await resident_with_account(staff, settings)
-    execute(
-        settings.database,
-        "UPDATE users SET failed_logins = 100, locked_until = '9999-12-31T00:00:00.000000Z'",
-    )
+    execute(settings.database, "UPDATE users SET failed_logins = 100")
+    for _ in range(6):  # and waits from this network, as after real failures
+        execute(
+            settings.database,
+            "INSERT INTO login_failures (client, user_key, at) VALUES (?, 'maria1', ?)",
+            (network("testclient"), ago(seconds=5)),
+        )
     await staff_client(staff, settings)
     page = await staff.get(f"/staff/accounts/{maria_account(settings)}")
     assert "Locked until a password reset" in page.text

@@ -17,6 +17,7 @@ import aiosqlite
 
 from portal.accounts import audit
 from portal.accounts.links import issue_link
+from portal.accounts.signin import ACCOUNT_FAILURES_MAX, forget_failures
 from portal.accounts.validation import confirm_email_problem, email_problem, normalize_email
 from portal.billing.numbers import number_key
 from portal.billing.service import BillingService, amount_due
@@ -208,7 +209,7 @@ class ConsoleService:
         if not is_row_id(user_id):
             return None
         login = await self.db.fetchone(
-            "SELECT id, username, email, created_at, verified_at, failed_logins, locked_until,"
+            "SELECT id, username, email, created_at, verified_at, failed_logins,"
             " paperless, printed, locale FROM users WHERE id = ?",
             (user_id,),
         )
@@ -222,7 +223,8 @@ class ConsoleService:
         )
         sign_ins = await self.db.fetchall(
             "SELECT at, event, client FROM audit_log WHERE username = ?"
-            " AND event IN ('sign_in', 'sign_in_failed', 'sign_in_locked', 'lockout')"
+            " AND event IN ('sign_in', 'sign_in_failed', 'sign_in_locked', 'sign_in_throttled',"
+            " 'sign_in_unverified', 'lockout')"
             " ORDER BY at DESC LIMIT 10",
             (login["username"],),
         )
@@ -234,7 +236,8 @@ class ConsoleService:
         return LoginView(login, accounts, sign_ins, trail)
 
     def locked(self, login: Any) -> bool:
-        return bool(login["locked_until"] and login["locked_until"] > utcnow())
+        """Locked until a password reset (or a representative's unlock)."""
+        return login["failed_logins"] >= ACCOUNT_FAILURES_MAX
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -322,9 +325,8 @@ class ConsoleService:
         if problem:
             return Result.invalid({"reason": problem})
         async with self.db.write() as conn:
-            await conn.execute(
-                "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?", (user_id,)
-            )
+            # The same release as a password reset: the failures against the name end.
+            await forget_failures(conn, user_id, login["username_key"])
             await audit.record(conn, "unlocked_by_staff", username=login["username"], client=client)
             await self._record(conn, staff, client, "unlock", form.reason, user_id=user_id)
         return Result()
