@@ -209,17 +209,34 @@ class StaffAuthService:
             return Result("missing")
         key = username.casefold()
         since = ago(WINDOW)
-        by_user = await self.db.fetchval(
-            "SELECT count(*) FROM staff_login_failures WHERE username_key = ? AND at > ?",
-            (key, since),
-        )
-        by_client = await self.db.fetchval(
-            "SELECT count(*) FROM staff_login_failures WHERE client = ? AND at > ?", (client, since)
-        )
-        if by_user >= USERNAME_FAILURES_MAX or by_client >= CLIENT_FAILURES_MAX:
-            await audit.write(
-                self.db, "staff_sign_in_throttled", username=audit_name(username), client=client
+        async with self.db.write() as conn:
+            # Each try is counted as a failure before the password is checked (and given
+            # back if it all succeeds), so parallel tries cannot slip past the limits.
+            cursor = await conn.execute(
+                "SELECT count(*) FROM staff_login_failures WHERE username_key = ? AND at > ?",
+                (key, since),
             )
+            by_user = (await cursor.fetchone())[0]
+            cursor = await conn.execute(
+                "SELECT count(*) FROM staff_login_failures WHERE client = ? AND at > ?",
+                (client, since),
+            )
+            by_client = (await cursor.fetchone())[0]
+            throttled = by_user >= USERNAME_FAILURES_MAX or by_client >= CLIENT_FAILURES_MAX
+            if throttled:
+                await audit.record(
+                    conn, "staff_sign_in_throttled", username=audit_name(username), client=client
+                )
+            else:
+                cursor = await conn.execute(
+                    "INSERT INTO staff_login_failures (username_key, client, at) VALUES (?, ?, ?)",
+                    (key, client, utcnow()),
+                )
+                reservation = cursor.lastrowid
+                await conn.execute(
+                    "DELETE FROM staff_login_failures WHERE at < ?", (ago(timedelta(days=1)),)
+                )
+        if throttled:
             return Result("throttled", value=int(WINDOW.total_seconds() // 60))
         staff = await self.db.fetchone(
             "SELECT id, username, password_hash, totp_secret, totp_last_step, enrolled_at,"
@@ -274,6 +291,7 @@ class StaffAuthService:
                 )
                 if cursor.rowcount != 1:  # the same code used by a concurrent sign-in
                     raise _Spent()
+            await conn.execute("DELETE FROM staff_login_failures WHERE id = ?", (reservation,))
             session_id = await sessions.start(conn, staff["id"])
             await audit.record(
                 conn, "staff_sign_in", username=audit_name(staff["username"]), client=client
@@ -281,21 +299,14 @@ class StaffAuthService:
         return Result(value=session_id)
 
     async def _failed(self, username: str, client: str, reason: str) -> Result:
-        async with self.db.write() as conn:
-            await conn.execute(
-                "INSERT INTO staff_login_failures (username_key, client, at) VALUES (?, ?, ?)",
-                (username.casefold(), client, utcnow()),
-            )
-            await conn.execute(
-                "DELETE FROM staff_login_failures WHERE at < ?", (ago(timedelta(days=1)),)
-            )
-            await audit.record(
-                conn,
-                "staff_sign_in_failed",
-                username=audit_name(username),
-                client=client,
-                detail=reason,
-            )
+        """The try was counted already (reserved); say what was wrong in the audit log."""
+        await audit.write(
+            self.db,
+            "staff_sign_in_failed",
+            username=audit_name(username),
+            client=client,
+            detail=reason,
+        )
         return Result("failed")
 
     async def sign_out(self, session_id: str | None, username: str | None, client: str) -> None:
