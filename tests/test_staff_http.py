@@ -630,3 +630,25 @@ def test_portal_import_accounts_updates_the_search_index(settings, monkeypatch, 
         "SELECT rowid FROM account_search WHERE account_search MATCH '\"uentin\"'",
     )
     assert len(rows) == 1
+
+
+@pytest.mark.parametrize("number", ["0", "99999999999999999999", "9223372036854775807"])
+async def test_unknown_or_huge_ids_are_404_never_500(staff, settings, number):
+    await staff_client(staff, settings, role="supervisor")
+    for path in (
+        f"/staff/accounts/{number}",
+        f"/staff/accounts/{number}/pay",
+        f"/staff/logins/{number}",
+    ):
+        assert (await staff.get(path)).status_code == 404, path
+    posts = {
+        f"/staff/accounts/{number}/notes": {"note": "x"},
+        f"/staff/accounts/{number}/release": {"release_reason": "x"},
+        f"/staff/accounts/{number}/pay": {"amount": "5", "method": "card", "reason": "x"},
+        f"/staff/logins/{number}/unlock": {"unlock_reason": "x"},
+        f"/staff/logins/{number}/resend-verification": {"resend_reason": "x"},
+        f"/staff/logins/{number}/email": {"email_reason": "x"},
+    }
+    for path, data in posts.items():
+        assert (await post_form(staff, path, data)).status_code == 404, path
+    assert not query(settings.database, "SELECT * FROM staff_actions")

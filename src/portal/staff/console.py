@@ -162,6 +162,10 @@ class ConsoleService:
             return None
         return await self.db.fetchone("SELECT * FROM service_accounts WHERE id = ?", (account_id,))
 
+    async def active_account(self, account_id: int) -> Any:
+        """An account a payment can be taken for (the same rule as Pay My Bill's)."""
+        return await self.payments.account(account_id) if is_row_id(account_id) else None
+
     async def account_view(self, account_id: int) -> dict[str, Any] | None:
         account = await self.account(account_id)
         if account is None:

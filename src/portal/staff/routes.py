@@ -297,7 +297,7 @@ async def _pay_page(
     errors: dict | None = None,
     key: str | None = None,
 ) -> Template:
-    account = await console.payments.account(account_id)  # active accounts only
+    account = await console.active_account(account_id)
     if account is None:
         raise NotFoundException()
     due = await console.payments.amount_due(account_id)
@@ -325,7 +325,7 @@ async def pay_form(request: PortalRequest, account_id: FromPath[int], console: C
 async def pay(
     request: PortalRequest, account_id: FromPath[int], console: Console
 ) -> Template | Redirect:
-    if await console.payments.account(account_id) is None:
+    if await console.active_account(account_id) is None:
         raise NotFoundException()
     form = await StaffPaymentForm.read(request)
     result = await console.take_payment(request.user, account_id, form, client_address(request))
