@@ -45,8 +45,9 @@ def is_staff_path(path: str) -> bool:
 
 
 def requires_resident(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """A signed-in resident, or a 401 that becomes the login page with `next`."""
-    if connection.scope.get("user") is None:
+    """A signed-in resident, or a 401 that becomes the login page with `next`. (A staff
+    member is never a resident, wherever a route is mounted.)"""
+    if not isinstance(connection.scope.get("user"), sessions.SignedIn):
         raise NotAuthorizedException()
 
 
