@@ -151,6 +151,14 @@ PAGES: list[Page] = [
         lambda w: f"/dev/mailbox/{w.message_id}",
     ),
     Page(None, "page not found", "/no-such-page", status=404),
+    # The staff console's open pages (its signed-in pages: see NOT_PAGES).
+    Page("/staff", "staff sign-in", "/staff", shows="input[name=code]"),
+    Page(
+        "/staff/enrol",
+        "staff enrolment link that does not work",
+        "/staff/enrol?token=not-a-real-token",
+        status=400,
+    ),
     # Signed in (the visit signs in once per browser context before these).
     Page("/", "landing page, signed in", "/", signed_in=True),
     Page(
@@ -213,6 +221,22 @@ NOT_PAGES: dict[str, str] = {
     "/healthz": "plain text for monitoring (tests/test_ops_observe.py)",
     "/readyz": "plain text for monitoring (tests/test_ops_observe.py)",
     "/metrics": "Prometheus text for monitoring (tests/test_ops_observe.py)",
+    # The staff console's signed-in pages: a staff session (password + TOTP), which this
+    # resident sweep does not have. tests/test_staff_browser.py walks each with axe-core,
+    # keyboard only, at desktop width and 768 px.
+    "/staff/search": "staff only: axe in tests/test_staff_browser.py (empty and with results)",
+    "/staff/accounts/{account_id:int}": "staff only: axe in tests/test_staff_browser.py",
+    "/staff/accounts/{account_id:int}/pay": "staff only: axe in tests/test_staff_browser.py",
+    "/staff/logins/{user_id:int}": "staff only: axe in tests/test_staff_browser.py (a login with no account)",
+    "/staff/team": "supervisors only: axe in tests/test_staff_browser.py",
+    "/staff/audit": "supervisors only: axe in tests/test_staff_browser.py (with and without an error)",
+    "/staff/audit.csv": "CSV download (supervisors)",
+    "/staff/sign-out": "POST only: redirects to the staff sign-in",
+    "/staff/accounts/{account_id:int}/notes": "POST only: redirects to the account page",
+    "/staff/accounts/{account_id:int}/release": "POST only: redirects to the account page",
+    "/staff/logins/{user_id:int}/resend-verification": "POST only: redirects to the account page",
+    "/staff/logins/{user_id:int}/unlock": "POST only: redirects to the account page",
+    "/staff/logins/{user_id:int}/email": "POST only: redirects to the account page",
     # POST only: each answers with a redirect, a fragment, JSON, or a page state of a
     # form the browser tests of its feature check.
     "/register/check/{name:str}": "POST only: one field's inline alert (htmx fragment)",

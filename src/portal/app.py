@@ -28,6 +28,7 @@ from portal.security.errors import http_error, server_error
 from portal.security.headers import security_headers_hook
 from portal.services import Services
 from portal.settings import Settings
+from portal.staff import routes as staff
 from portal.templating import STATIC_DIR, make_environment
 from portal.web import PortalRequest
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *billing.handlers(settings),
         *payments.handlers(settings),
         *observe.handlers(settings),
+        *staff.handlers(settings),
         create_static_files_router(
             path="/static",
             directories=[STATIC_DIR],

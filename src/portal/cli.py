@@ -10,6 +10,7 @@ portal demo
 portal import accounts|bills|usage FILE.csv
 portal export payments [--date D] [--output FILE]
 portal payments reconcile [--minutes N]
+portal staff add USERNAME --role csr|supervisor --email ADDRESS | list | disable USERNAME
 """
 
 from __future__ import annotations
@@ -277,6 +278,7 @@ def _demo_login(
 def cmd_import(args: argparse.Namespace) -> int:
     from portal.billing.importer import ImportFailed, import_file
     from portal.billing.notify import bill_notifier
+    from portal.staff.search_index import refresh_sync
 
     settings = _settings()
     path = Path(args.file)
@@ -288,6 +290,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         result = import_file(conn, args.kind, path, bill_notifier(settings))
+        if args.kind == "accounts":
+            refresh_sync(conn)  # the staff search index, now rather than at the next search
     except ImportFailed as failed:
         print(
             f"{path}: nothing was imported; fix these rows and import the file again:",
@@ -368,6 +372,38 @@ def cmd_payments_reconcile(args: argparse.Namespace) -> int:
     return 1 if counts["unavailable"] else 0
 
 
+def cmd_staff(args: argparse.Namespace) -> int:
+    from portal.staff.accounts import StaffAdminError, add_staff, disable_staff, list_staff
+
+    settings = _settings()
+    db.upgrade(settings.database)
+    conn = db.connect_sync(settings.database)
+    try:
+        if args.staff_command == "add":
+            link = add_staff(conn, settings, args.username, args.role, args.email)
+            print(f"Staff member {args.username} ({args.role}) added. Send them this one-time")
+            print(f"enrolment link (it works once, for 3 days):\n  {link}")
+        elif args.staff_command == "disable":
+            disable_staff(conn, args.username)
+            print(f"Staff member {args.username} disabled; their sessions ended.")
+        else:
+            for row in list_staff(conn):
+                state = (
+                    "disabled"
+                    if row["disabled_at"]
+                    else "active"
+                    if row["enrolled_at"]
+                    else "not enrolled"
+                )
+                print(f"{row['username']}\t{row['role']}\t{row['email']}\t{state}")
+    except StaffAdminError as exc:
+        print(f"portal: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="portal", description="Water utility customer portal")
     sub = top.add_subparsers(dest="command", required=True)
@@ -419,6 +455,17 @@ def parser() -> argparse.ArgumentParser:
         "--minutes", type=int, default=15, help="only payments pending this long (default 15)"
     )
     rec.set_defaults(func=cmd_payments_reconcile)
+
+    staff = sub.add_parser("staff", help="Customer Services staff accounts")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True)
+    add = staff_sub.add_parser("add", help="add a staff member; prints a one-time enrolment link")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=["csr", "supervisor"])
+    add.add_argument("--email", required=True)
+    staff_sub.add_parser("list", help="list staff members")
+    disable = staff_sub.add_parser("disable", help="disable a staff member and end their sessions")
+    disable.add_argument("username")
+    staff.set_defaults(func=cmd_staff)
     return top
 
 

@@ -22,6 +22,9 @@ from portal.payments.service import PaymentsService
 from portal.payments.stripe_gateway import StripeGateway
 from portal.security.throttle import Budget
 from portal.settings import Settings
+from portal.staff.accounts import StaffAuthService
+from portal.staff.console import ConsoleService
+from portal.staff.oversight import OversightService
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class Services:
     payments: PaymentsService
     lookups: Budget  # the numbers from a bill: registration, Add another account, Pay My Bill
     checks: Budget  # per-field checks while filling in the registration form
+    staff_auth: StaffAuthService
+    console: ConsoleService
+    oversight: OversightService
 
     @classmethod
     def build(cls, settings: Settings, env: Environment) -> Services:
@@ -50,6 +56,7 @@ class Services:
         processor = StripeGateway(settings) if settings.gateway == "stripe" else gateway
         payments = PaymentsService(db, settings, mailer, processor)
         gateway.notify = payments.handle_notification  # the sandbox "POSTs" its events here
+        billing = BillingService(db, settings)
         return cls(
             settings=settings,
             db=db,
@@ -61,12 +68,15 @@ class Services:
             recovery=RecoveryService(db, settings, mailer),
             profiles=ProfileService(db, settings, mailer),
             linking=LinkingService(db, settings, mailer),
-            billing=BillingService(db, settings),
+            billing=billing,
             payments=payments,
             lookups=Budget(
                 "lookups", settings.lookups_per_address, settings.lookups_overall, window=600
             ),
             checks=Budget("checks", per_network=120, overall=3000, window=60),
+            staff_auth=StaffAuthService(db, settings),
+            console=ConsoleService(db, settings, mailer, billing, payments),
+            oversight=OversightService(db, settings),
         )
 
     def dependencies(self) -> dict[str, Provide]:

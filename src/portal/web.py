@@ -17,6 +17,7 @@ from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
 from portal.accounts.sessions import SignedIn
+from portal.staff.sessions import StaffMember
 
 
 class PortalRequest(HTMXRequest):
@@ -25,7 +26,7 @@ class PortalRequest(HTMXRequest):
     multipart part that is not text in its declared charset answered 400, not a crash."""
 
     @property
-    def user(self) -> SignedIn | None:
+    def user(self) -> SignedIn | StaffMember | None:
         return self.scope.get("user")
 
     async def form(self) -> FormMultiDict:

@@ -165,9 +165,16 @@ class PaymentsService:
             )
         return cents
 
-    async def start(self, account_id: int, user_id: int | None, form: PaymentForm) -> Result:
+    async def start(
+        self,
+        account_id: int,
+        user_id: int | None,
+        form: PaymentForm,
+        taken_by_staff_id: int | None = None,
+    ) -> Result:
         """Outcome 'checkout' (go to the gateway), 'receipt' or 'declined' (this form was
-        sent before), or 'invalid'; value is the URL to go to."""
+        sent before), or 'invalid'; value is the URL to go to. `taken_by_staff_id` marks
+        a payment a representative took by phone."""
         cents = self.check_form(form)
         if form.errors:
             return Result.invalid(form.errors)
@@ -175,8 +182,9 @@ class PaymentsService:
         async with self.db.write() as conn:
             cursor = await conn.execute(
                 "INSERT INTO payments (idempotency_key, account_id, user_id, amount_cents, status,"
-                " gateway, method, receipt_email, receipt_token, created_at, locale)"
-                " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+                " gateway, method, receipt_email, receipt_token, created_at, locale,"
+                " taken_by_staff_id)"
+                " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
                 (
                     key,
                     account_id,
@@ -188,6 +196,7 @@ class PaymentsService:
                     secrets.token_urlsafe(24),
                     utcnow(),
                     current_locale.get(),
+                    taken_by_staff_id,
                 ),
             )
             created = cursor.rowcount == 1

@@ -55,7 +55,11 @@ async def _audit_csrf(request: PortalRequest) -> None:
 
 
 def sign_in_first(request: PortalRequest) -> Response:
-    """A signed-in page asked for without a session: go to the login page and back."""
+    """A signed-in page asked for without a session: go to the login page and back
+    (the staff sign-in for a staff page)."""
+    if request.url.path.startswith("/staff/"):
+        target = "/staff?notice=session-ended"
+        return ClientRedirect(target) if request.htmx else Redirect(target, status_code=303)
     target = "/login?" + urlencode({"notice": "session-ended", "next": request.url.path})
     if request.htmx:
         return ClientRedirect(target)

@@ -1,0 +1,487 @@
+"""What a representative can see and do for a resident.
+
+Read-only views (search, an account with its login, bills, usage, payments and their
+events, notes, the resident's sign-ins and audit trail) and the actions, each with a
+required reason, written to staff_actions and to the audit log under the staff member's
+name in the same transaction as the change. Never: a password, a card number, signing
+in as the resident, or a change to billing data (that is the billing system's job).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiosqlite
+
+from portal.accounts import audit
+from portal.accounts.links import issue_link
+from portal.accounts.signin import ACCOUNT_FAILURES_MAX, forget_failures
+from portal.accounts.validation import confirm_email_problem, email_problem, normalize_email
+from portal.billing.numbers import number_key
+from portal.billing.service import BillingService, amount_due
+from portal.db import Database, is_row_id, utcnow
+from portal.forms import Form, Result
+from portal.i18n import _, current_locale
+from portal.payments.service import PaymentForm, PaymentsService
+from portal.settings import Settings
+from portal.staff import search_index
+from portal.staff.accounts import audit_name
+from portal.staff.sessions import StaffMember
+
+SEARCH_LIMIT = 50
+REASON_MAX = 500
+NOTE_MAX = 2000
+VERIFY_FOR = timedelta(days=7)  # as a registration's own link
+EMAIL_CHANGE_FOR = timedelta(hours=24)  # as My Profile's
+
+
+class ReasonForm(Form):
+    fields = ("reason",)
+
+
+class StaffEmailForm(Form):
+    fields = ("new_email", "confirm_new_email", "reason")
+
+
+class NoteForm(Form):
+    fields = ("note",)
+
+
+class StaffPaymentForm(PaymentForm):
+    fields = (*PaymentForm.fields, "reason")
+
+
+def reason_problem(reason: str) -> str | None:
+    if not reason:
+        return _("Enter the reason for this action, as you would explain it to a supervisor")
+    if len(reason) > REASON_MAX:
+        return _("Keep the reason to %(max)s characters or fewer", max=REASON_MAX)
+    return None
+
+
+def fts_phrase(text: str) -> str:
+    """Text as one FTS5 phrase: with the trigram index, a case-insensitive substring."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+@dataclass
+class LoginView:
+    login: Any
+    accounts: list[Any]
+    sign_ins: list[Any]
+    trail: list[Any]
+
+
+class ConsoleService:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        mailer: Any,
+        billing: BillingService,
+        payments: PaymentsService,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.mailer = mailer
+        self.billing = billing
+        self.payments = payments
+
+    # --- search ------------------------------------------------------------------------
+
+    async def search(self, query: str) -> tuple[list[Any], list[Any]]:
+        """Accounts (with their login, if any) and logins that have no account, matching
+        a customer or account number, name, service address, username or email: whole
+        numbers as the bill prints them (dashes, spaces, leading zeros ignored), or any
+        part of three characters or more, without regard to case."""
+        query = query.strip()[:100]
+        if not query:
+            return [], []
+        await search_index.refresh(self.db)
+        account_ids: set[int] = set()
+        user_ids: set[int] = set()
+        key = number_key(query)
+        if key:
+            rows = await self.db.fetchall(
+                "SELECT id FROM service_accounts WHERE customer_key = ? OR account_key = ? LIMIT ?",
+                (key, key, SEARCH_LIMIT),
+            )
+            account_ids.update(r["id"] for r in rows)
+        rows = await self.db.fetchall(
+            "SELECT id FROM users WHERE username_key = ? OR email_key = ?",
+            (query.casefold(), query.casefold()),
+        )
+        user_ids.update(r["id"] for r in rows)
+        if len(query) >= 3:
+            phrase = fts_phrase(query)
+            rows = await self.db.fetchall(
+                "SELECT rowid FROM account_search WHERE account_search MATCH ? LIMIT ?",
+                (phrase, SEARCH_LIMIT),
+            )
+            account_ids.update(r["rowid"] for r in rows)
+            rows = await self.db.fetchall(
+                "SELECT rowid FROM login_search WHERE login_search MATCH ? LIMIT ?",
+                (phrase, SEARCH_LIMIT),
+            )
+            user_ids.update(r["rowid"] for r in rows)
+        if user_ids:
+            marks = ",".join("?" * len(user_ids))
+            rows = await self.db.fetchall(
+                f"SELECT account_id FROM user_accounts WHERE user_id IN ({marks})", tuple(user_ids)
+            )
+            account_ids.update(r["account_id"] for r in rows)
+        accounts: list[Any] = []
+        if account_ids:
+            marks = ",".join("?" * len(account_ids))
+            accounts = await self.db.fetchall(
+                "SELECT sa.id, sa.customer_number, sa.account_number, sa.name, sa.service_address,"
+                " sa.status, u.id AS user_id, u.username, u.email"
+                " FROM service_accounts sa LEFT JOIN user_accounts ua ON ua.account_id = sa.id"
+                " LEFT JOIN users u ON u.id = ua.user_id"
+                f" WHERE sa.id IN ({marks}) ORDER BY sa.name, sa.service_address, sa.id LIMIT ?",
+                (*account_ids, SEARCH_LIMIT),
+            )
+        logins: list[Any] = []
+        if user_ids:
+            marks = ",".join("?" * len(user_ids))
+            logins = await self.db.fetchall(
+                "SELECT id, username, email FROM users u"
+                f" WHERE id IN ({marks}) AND NOT EXISTS"
+                " (SELECT 1 FROM user_accounts ua WHERE ua.user_id = u.id)"
+                " ORDER BY username_key LIMIT ?",
+                (*user_ids, SEARCH_LIMIT),
+            )
+        return accounts, logins
+
+    # --- read-only views -----------------------------------------------------------------
+
+    async def account(self, account_id: int) -> Any:
+        if not is_row_id(account_id):
+            return None
+        return await self.db.fetchone("SELECT * FROM service_accounts WHERE id = ?", (account_id,))
+
+    async def active_account(self, account_id: int) -> Any:
+        """An account a payment can be taken for (the same rule as Pay My Bill's)."""
+        return await self.payments.account(account_id) if is_row_id(account_id) else None
+
+    async def account_view(self, account_id: int) -> dict[str, Any] | None:
+        account = await self.account(account_id)
+        if account is None:
+            return None
+        user_id = await self.db.fetchval(
+            "SELECT user_id FROM user_accounts WHERE account_id = ?", (account_id,)
+        )
+        payments = await self.db.fetchall(
+            "SELECT p.id, p.created_at, p.settled_at, p.amount_cents, p.status, p.method, p.brand,"
+            " p.last4, p.confirmation_number, p.user_id, st.username AS taken_by"
+            " FROM payments p LEFT JOIN staff st ON st.id = p.taken_by_staff_id"
+            " WHERE p.account_id = ? ORDER BY p.created_at DESC LIMIT 50",
+            (account_id,),
+        )
+        events: dict[int, list[Any]] = {p["id"]: [] for p in payments}
+        if payments:
+            marks = ",".join("?" * len(payments))
+            for event in await self.db.fetchall(
+                "SELECT payment_id, status, at, detail FROM payment_events"
+                f" WHERE payment_id IN ({marks}) ORDER BY id",
+                tuple(events),
+            ):
+                events[event["payment_id"]].append(event)
+        return {
+            "account": account,
+            "amount_due": await amount_due(self.db, account_id),
+            "bills": await self.billing.bills(account_id),
+            "months": await self.billing.usage(account_id),
+            "payments": payments,
+            "events": events,
+            "notes": await self.db.fetchall(
+                "SELECT n.at, n.body, st.username FROM account_notes n"
+                " JOIN staff st ON st.id = n.staff_id WHERE n.account_id = ? ORDER BY n.id DESC",
+                (account_id,),
+            ),
+            "actions": await self.db.fetchall(
+                "SELECT at, staff_username, action, reason, detail FROM staff_actions"
+                " WHERE account_id = ? ORDER BY id DESC LIMIT 50",
+                (account_id,),
+            ),
+            "login": await self.login_view(user_id) if user_id else None,
+        }
+
+    async def login_view(self, user_id: int) -> LoginView | None:
+        if not is_row_id(user_id):
+            return None
+        login = await self.db.fetchone(
+            "SELECT id, username, email, created_at, verified_at, failed_logins,"
+            " paperless, printed, locale FROM users WHERE id = ?",
+            (user_id,),
+        )
+        if login is None:
+            return None
+        accounts = await self.db.fetchall(
+            "SELECT sa.id, sa.customer_number, sa.account_number, sa.service_address, sa.status"
+            " FROM user_accounts ua JOIN service_accounts sa ON sa.id = ua.account_id"
+            " WHERE ua.user_id = ? ORDER BY sa.service_address",
+            (user_id,),
+        )
+        sign_ins = await self.db.fetchall(
+            "SELECT at, event, client FROM audit_log WHERE username = ?"
+            " AND event IN ('sign_in', 'sign_in_failed', 'sign_in_locked', 'sign_in_throttled',"
+            " 'sign_in_unverified', 'lockout')"
+            " ORDER BY at DESC LIMIT 10",
+            (login["username"],),
+        )
+        trail = await self.db.fetchall(
+            "SELECT at, event, client, detail FROM audit_log WHERE username = ?"
+            " ORDER BY at DESC LIMIT 50",
+            (login["username"],),
+        )
+        return LoginView(login, accounts, sign_ins, trail)
+
+    def locked(self, login: Any) -> bool:
+        """Locked until a password reset (or a representative's unlock)."""
+        return login["failed_logins"] >= ACCOUNT_FAILURES_MAX
+
+    # --- actions ---------------------------------------------------------------------------
+
+    async def _record(
+        self,
+        conn: aiosqlite.Connection,
+        staff: StaffMember,
+        client: str,
+        action: str,
+        reason: str,
+        *,
+        account_id: int | None = None,
+        user_id: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO staff_actions (at, staff_id, staff_username, action, account_id, user_id,"
+            " reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (utcnow(), staff.staff_id, staff.username, action, account_id, user_id, reason, detail),
+        )
+        where = " ".join(
+            part
+            for part in (
+                f"account={account_id}" if account_id else "",
+                f"login={user_id}" if user_id else "",
+                detail or "",
+            )
+            if part
+        )
+        await audit.record(
+            conn,
+            f"staff_{action}",
+            username=audit_name(staff.username),
+            client=client,
+            detail=where,
+        )
+
+    async def _login(self, user_id: int) -> Any:
+        if not is_row_id(user_id):
+            return None
+        return await self.db.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
+
+    async def resend_verification(
+        self, staff: StaffMember, user_id: int, form: ReasonForm, client: str
+    ) -> Result:
+        login = await self._login(user_id)
+        if login is None:
+            return Result("missing")
+        problem = reason_problem(form.reason)
+        if problem:
+            return Result.invalid({"reason": problem})
+        if login["verified_at"]:
+            return Result.invalid({"reason": _("This login is already verified")})
+        async with self.db.write() as conn:
+            with _locale(login["locale"]):
+                await issue_link(
+                    conn,
+                    self.mailer,
+                    self.settings,
+                    user_id=login["id"],
+                    purpose="verify",
+                    lifetime=VERIFY_FOR,
+                    to=login["email"],
+                    template="verify_email",
+                    path="/verify",
+                    query={"username": login["username"]},
+                    code_param="verificationcode",
+                    context={},
+                    audit_event="verification_resent_by_staff",
+                    username=login["username"],
+                    client=client,
+                )
+            await self._record(
+                conn, staff, client, "resend_verification", form.reason, user_id=user_id
+            )
+        return Result()
+
+    async def unlock(
+        self, staff: StaffMember, user_id: int, form: ReasonForm, client: str
+    ) -> Result:
+        login = await self._login(user_id)
+        if login is None:
+            return Result("missing")
+        problem = reason_problem(form.reason)
+        if problem:
+            return Result.invalid({"reason": problem})
+        async with self.db.write() as conn:
+            # The same release as a password reset: the failures against the name end.
+            await forget_failures(conn, user_id, login["username_key"])
+            await audit.record(conn, "unlocked_by_staff", username=login["username"], client=client)
+            await self._record(conn, staff, client, "unlock", form.reason, user_id=user_id)
+        return Result()
+
+    async def change_email(
+        self, staff: StaffMember, user_id: int, form: StaffEmailForm, client: str
+    ) -> Result:
+        """Sends the confirmation link to the new address; the address changes only when
+        the resident opens it (My Profile's own confirmation page)."""
+        login = await self._login(user_id)
+        if login is None:
+            return Result("missing")
+        errors = {}
+        for name, problem in (
+            ("new_email", email_problem(form.new_email)),
+            ("confirm_new_email", confirm_email_problem(form.new_email, form.confirm_new_email)),
+            ("reason", reason_problem(form.reason)),
+        ):
+            if problem:
+                errors[name] = problem
+        if errors:
+            return Result.invalid(errors)
+        address = normalize_email(form.new_email) or form.new_email
+        async with self.db.write() as conn:
+            with _locale(login["locale"]):
+                await issue_link(
+                    conn,
+                    self.mailer,
+                    self.settings,
+                    user_id=login["id"],
+                    purpose="email",
+                    lifetime=EMAIL_CHANGE_FOR,
+                    to=address,
+                    template="confirm_email_change",
+                    path="/profile/email/confirm",
+                    context={},
+                    audit_event="email_change_requested_by_staff",
+                    username=login["username"],
+                    client=client,
+                    data=address,
+                )
+            await self._record(
+                conn,
+                staff,
+                client,
+                "change_email",
+                form.reason,
+                user_id=user_id,
+                detail=f"to={audit.clean(address, 120)}",
+            )
+        return Result()
+
+    async def release(
+        self, staff: StaffMember, account_id: int, form: ReasonForm, client: str
+    ) -> Result:
+        """Take the account away from the login that has it (e.g. registered by someone
+        who should not have it); the rightful resident can then register or link it."""
+        problem = reason_problem(form.reason)
+        if problem:
+            return Result.invalid({"reason": problem})
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "SELECT ua.user_id, u.username FROM user_accounts ua JOIN users u ON u.id = ua.user_id"
+                " WHERE ua.account_id = ?",
+                (account_id,),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return Result("missing")
+            await conn.execute("DELETE FROM user_accounts WHERE account_id = ?", (account_id,))
+            await audit.record(
+                conn,
+                "account_released_by_staff",
+                username=row["username"],
+                client=client,
+                detail=f"account={account_id}",
+            )
+            await self._record(
+                conn,
+                staff,
+                client,
+                "release_account",
+                form.reason,
+                account_id=account_id,
+                user_id=row["user_id"],
+            )
+        return Result()
+
+    async def add_note(
+        self, staff: StaffMember, account_id: int, form: NoteForm, client: str
+    ) -> Result:
+        if not form.note:
+            return Result.invalid({"note": _("Enter the note")})
+        if len(form.note) > NOTE_MAX:
+            return Result.invalid(
+                {"note": _("Keep the note to %(max)s characters or fewer", max=NOTE_MAX)}
+            )
+        async with self.db.write() as conn:
+            await conn.execute(
+                "INSERT INTO account_notes (account_id, staff_id, at, body) VALUES (?, ?, ?, ?)",
+                (account_id, staff.staff_id, utcnow(), form.note),
+            )
+            await self._record(
+                conn, staff, client, "note", form.note[:REASON_MAX], account_id=account_id
+            )
+        return Result()
+
+    async def take_payment(
+        self, staff: StaffMember, account_id: int, form: StaffPaymentForm, client: str
+    ) -> Result:
+        """A payment by phone: the same idempotent start as the resident's, marked with
+        the representative; value is the gateway's hosted page, where the resident's
+        card details are typed (the portal never sees them)."""
+        problem = reason_problem(form.reason)
+        self.payments.check_form(form)
+        if problem:
+            form.errors["reason"] = problem
+        if form.errors:
+            return Result.invalid(form.errors)
+        form.errors.clear()
+        result = await self.payments.start(account_id, None, form, taken_by_staff_id=staff.staff_id)
+        if result.outcome == "checkout":
+            payment_id = await self.db.fetchval(
+                "SELECT id FROM payments WHERE idempotency_key = ?", (form.idempotency_key,)
+            )
+            async with self.db.write() as conn:
+                cursor = await conn.execute(
+                    "SELECT 1 FROM staff_actions WHERE action = 'phone_payment' AND detail = ?",
+                    (f"payment={payment_id}",),
+                )
+                if await cursor.fetchone() is None:  # a resent form is one action
+                    await self._record(
+                        conn,
+                        staff,
+                        client,
+                        "phone_payment",
+                        form.reason,
+                        account_id=account_id,
+                        detail=f"payment={payment_id}",
+                    )
+        return result
+
+
+class _locale:
+    """Emails to a resident in the language they chose, whatever the staff member reads."""
+
+    def __init__(self, locale: str) -> None:
+        self.locale = locale
+
+    def __enter__(self) -> None:
+        self.token = current_locale.set(self.locale)
+
+    def __exit__(self, *exc: object) -> None:
+        current_locale.reset(self.token)

@@ -1,0 +1,499 @@
+"""The Customer Services console over HTTP: parse, call a service, choose a template.
+
+URL map (open: the staff sign-in and the one-time enrolment link):
+  GET  /staff                                   staff sign-in (password + code)
+  POST /staff                                   sign in
+  GET  /staff/enrol?token=, POST                enrolment: password, authenticator app
+                                                (QR code + text), first code; then the
+                                                ten recovery codes, shown once
+
+Staff, either role (router guarded by requires_staff, no-store; anybody else: 404,
+audited):
+  POST /staff/sign-out                          sign out
+  GET  /staff/search?q=                         find a customer
+  GET  /staff/accounts/{account_id}             the resident's account, read-only
+  POST /staff/accounts/{account_id}/notes       add a note
+  POST /staff/accounts/{account_id}/release     release the account from its login
+  GET  /staff/accounts/{account_id}/pay, POST   take a payment by phone -> gateway page
+  GET  /staff/logins/{user_id}                  a login with no account left
+  POST /staff/logins/{user_id}/resend-verification
+  POST /staff/logins/{user_id}/unlock
+  POST /staff/logins/{user_id}/email            change the email (the new address confirms)
+
+Supervisors (router guarded by requires_supervisor, no-store):
+  GET  /staff/team                              the staff list
+  GET  /staff/audit?staff=&action=&date_from=&date_to=&account=   staff actions
+  GET  /staff/audit.csv?…                       the same rows as CSV
+"""
+
+from __future__ import annotations
+
+from litestar import Response, Router, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+
+from portal.i18n import _
+from portal.payments.service import new_key
+from portal.security.auth import requires_staff, requires_supervisor
+from portal.security.headers import NO_STORE
+from portal.settings import Settings
+from portal.staff import sessions, totp
+from portal.staff.accounts import EnrolForm, StaffAuthService, StaffSignInForm
+from portal.staff.console import (
+    ConsoleService,
+    NoteForm,
+    ReasonForm,
+    StaffEmailForm,
+    StaffPaymentForm,
+)
+from portal.staff.oversight import ACTIONS, AuditFilterForm, OversightService
+from portal.web import PortalRequest, client_address, render
+
+StaffAuth = NamedDependency[StaffAuthService]
+Console = NamedDependency[ConsoleService]
+Oversight = NamedDependency[OversightService]
+SiteSettings = NamedDependency[Settings]
+
+
+# --- sign-in and enrolment (open) ------------------------------------------------------
+
+
+def _sign_in_notice(notice: str) -> dict | None:
+    if notice == "signed-out":
+        return {"kind": "success", "title": _("You have signed out"), "body": None}
+    if notice == "session-ended":
+        return {
+            "kind": "info",
+            "title": _("Sign in to continue"),
+            "body": _(
+                "Your staff session ended after 15 minutes without activity, or 8 hours in all."
+            ),
+        }
+    if notice == "enrolled":
+        return {
+            "kind": "success",
+            "title": _("You are enrolled"),
+            "body": _(
+                "Sign in with your username, password and a code from your authenticator app."
+            ),
+        }
+    return None
+
+
+@get("/staff", cache_control=NO_STORE)
+async def sign_in_form(request: PortalRequest) -> Template | Redirect:
+    if isinstance(request.user, sessions.StaffMember):
+        return Redirect("/staff/search", status_code=303)
+    alert = _sign_in_notice(request.query_params.get("notice", ""))
+    return render(request, "pages/staff/sign_in.html", alert=alert)
+
+
+@post("/staff", cache_control=NO_STORE)
+async def sign_in(
+    request: PortalRequest, staff_auth: StaffAuth, settings: SiteSettings
+) -> Template | Redirect:
+    form = await StaffSignInForm.read(request)
+    result = await staff_auth.sign_in(form, client_address(request))
+    if result.ok:
+        # Rotation: whatever staff session this browser had ends now.
+        await staff_auth.sign_out(
+            request.cookies.get(sessions.COOKIE), None, client_address(request)
+        )
+        response = Redirect("/staff/search", status_code=303)
+        response.set_cookie(sessions.cookie(result.value, settings))
+        return response
+    if result.outcome == "missing":
+        message = _("Enter your username, password and the code from your authenticator app")
+    elif result.outcome == "throttled":
+        message = _(
+            "There have been too many failed sign-ins. Wait %(minutes)s minutes and try again.",
+            minutes=result.value,
+        )
+    else:
+        message = _("The username, password or code is not right")
+    return render(
+        request,
+        "pages/staff/sign_in.html",
+        status_code=429 if result.outcome == "throttled" else 422,
+        message=message,
+        values={"username": form.username[:64]},
+    )
+
+
+async def _enrol_page(
+    request: PortalRequest, staff_auth: StaffAuthService, token: str, **context
+) -> Template:
+    staff = await staff_auth.enrolment(token)
+    if staff is None:
+        return render(request, "pages/staff/enrol.html", status_code=400, invalid=True)
+    uri = staff_auth.otpauth_uri(staff)
+    return render(
+        request,
+        "pages/staff/enrol.html",
+        staff=staff,
+        token=token,
+        uri=uri,
+        qr=totp.qr_svg(uri, _("QR code for your authenticator app")),
+        secret=staff["totp_secret"],
+        **context,
+    )
+
+
+@get("/staff/enrol", cache_control=NO_STORE)
+async def enrol_form(request: PortalRequest, staff_auth: StaffAuth) -> Template:
+    """Shows the form only: a mail scanner opening the link spends nothing."""
+    return await _enrol_page(request, staff_auth, request.query_params.get("token", ""))
+
+
+@post("/staff/enrol", cache_control=NO_STORE)
+async def enrol(request: PortalRequest, staff_auth: StaffAuth) -> Template:
+    form = await EnrolForm.read(request)
+    result = await staff_auth.enrol(form, client_address(request))
+    if result.outcome == "expired":
+        return render(request, "pages/staff/enrol.html", status_code=400, invalid=True)
+    if not result.ok:
+        return await _enrol_page(
+            request, staff_auth, form.token, status_code=422, errors=result.errors
+        )
+    return render(request, "pages/staff/recovery_codes.html", codes=result.value)
+
+
+# --- staff pages ---------------------------------------------------------------------------
+
+
+@post("/staff/sign-out")
+async def sign_out(
+    request: PortalRequest, staff_auth: StaffAuth, settings: SiteSettings
+) -> Redirect:
+    await staff_auth.sign_out(
+        request.cookies.get(sessions.COOKIE), request.user.username, client_address(request)
+    )
+    response = Redirect("/staff?notice=signed-out", status_code=303)
+    response.set_cookie(sessions.clear_cookie(settings))
+    return response
+
+
+@get("/staff/search")
+async def search(request: PortalRequest, console: Console) -> Template:
+    query = request.query_params.get("q", "")[:100]
+    accounts, logins = await console.search(query)
+    return render(
+        request,
+        "pages/staff/search.html",
+        partial="partials/staff/search_results.html",
+        query=query.strip(),
+        accounts=accounts,
+        logins=logins,
+    )
+
+
+_DONE = {
+    "note": lambda: _("The note was added."),
+    "released": lambda: _("The account was released from the login."),
+    "resent": lambda: _("A new verification email is on its way to the resident."),
+    "unlocked": lambda: _("The login was unlocked."),
+    "email": lambda: _(
+        "A confirmation link went to the new address. The email address changes when the resident opens it."
+    ),
+}
+
+
+def _done_alert(request: PortalRequest) -> dict | None:
+    message = _DONE.get(request.query_params.get("done", ""))
+    return {"kind": "success", "title": message(), "body": None} if message else None
+
+
+async def _account_page(
+    request: PortalRequest,
+    console: ConsoleService,
+    account_id: int,
+    status_code: int = 200,
+    **context,
+) -> Template:
+    view = await console.account_view(account_id)
+    if view is None:
+        raise NotFoundException()
+    context.setdefault("alert", _done_alert(request))
+    return render(
+        request,
+        "pages/staff/account.html",
+        status_code=status_code,
+        view=view,
+        locked=console.locked(view["login"].login) if view["login"] else False,
+        **context,
+    )
+
+
+@get("/staff/accounts/{account_id:int}")
+async def account(request: PortalRequest, account_id: FromPath[int], console: Console) -> Template:
+    return await _account_page(request, console, account_id)
+
+
+@post("/staff/accounts/{account_id:int}/notes")
+async def add_note(
+    request: PortalRequest, account_id: FromPath[int], console: Console
+) -> Template | Redirect:
+    if await console.account(account_id) is None:
+        raise NotFoundException()
+    form = await NoteForm.read(request)
+    result = await console.add_note(request.user, account_id, form, client_address(request))
+    if not result.ok:
+        return await _account_page(
+            request,
+            console,
+            account_id,
+            422,
+            errors=result.errors,
+            values=form.values,
+            form_name="note",
+        )
+    return Redirect(f"/staff/accounts/{account_id}?done=note#notes", status_code=303)
+
+
+@post("/staff/accounts/{account_id:int}/release")
+async def release(
+    request: PortalRequest, account_id: FromPath[int], console: Console
+) -> Template | Redirect:
+    if await console.account(account_id) is None:
+        raise NotFoundException()
+    form = await _read_prefixed(ReasonForm, request, "release")
+    result = await console.release(request.user, account_id, form, client_address(request))
+    if result.outcome == "invalid":
+        return await _account_page(
+            request,
+            console,
+            account_id,
+            422,
+            errors=_named(result.errors, "release"),
+            values=_named(form.values, "release"),
+        )
+    return Redirect(f"/staff/accounts/{account_id}?done=released", status_code=303)
+
+
+async def _read_prefixed(form_class, request: PortalRequest, form_name: str):
+    """A form whose inputs are named `{form_name}_{field}` (several forms on one page
+    each have a reason box, and ids must be unique)."""
+    posted = await request.form()
+    data: dict[str, str] = {}
+    for key, value in posted.multi_items():
+        if isinstance(value, str) and key.startswith(form_name + "_"):
+            data.setdefault(key[len(form_name) + 1 :], value)
+    return form_class(data)
+
+
+def _named(fields: dict, form_name: str) -> dict:
+    """Field names prefixed with their form's, so two reason boxes on a page stay apart."""
+    return {f"{form_name}_{key}": value for key, value in fields.items()}
+
+
+async def _pay_page(
+    request: PortalRequest,
+    console: ConsoleService,
+    account_id: int,
+    status_code: int = 200,
+    values: dict | None = None,
+    errors: dict | None = None,
+    key: str | None = None,
+) -> Template:
+    account = await console.active_account(account_id)
+    if account is None:
+        raise NotFoundException()
+    due = await console.payments.amount_due(account_id)
+    values = dict(values or {})
+    values.setdefault("amount", f"{due / 100:.2f}" if due and due >= 100 else "")
+    values.setdefault("method", "card")
+    return render(
+        request,
+        "pages/staff/pay.html",
+        status_code=status_code,
+        account=account,
+        due=due,
+        key=key or new_key(),
+        values=values,
+        errors=errors or {},
+    )
+
+
+@get("/staff/accounts/{account_id:int}/pay")
+async def pay_form(request: PortalRequest, account_id: FromPath[int], console: Console) -> Template:
+    return await _pay_page(request, console, account_id)
+
+
+@post("/staff/accounts/{account_id:int}/pay")
+async def pay(
+    request: PortalRequest, account_id: FromPath[int], console: Console
+) -> Template | Redirect:
+    if await console.active_account(account_id) is None:
+        raise NotFoundException()
+    form = await StaffPaymentForm.read(request)
+    result = await console.take_payment(request.user, account_id, form, client_address(request))
+    if result.outcome == "invalid":
+        return await _pay_page(
+            request,
+            console,
+            account_id,
+            422,
+            values={k: form.values[k] for k in ("amount", "method", "receipt_email", "reason")},
+            errors=result.errors,
+            key=form.idempotency_key if "form" not in result.errors else None,
+        )
+    return Redirect(result.value, status_code=303)
+
+
+async def _login_page(
+    request: PortalRequest, console: ConsoleService, user_id: int, status_code: int = 200, **context
+) -> Template:
+    """A login's actions answer on its account's page; a login with no account has its own."""
+    view = await console.login_view(user_id)
+    if view is None:
+        raise NotFoundException()
+    if view.accounts and status_code != 200:
+        return await _account_page(request, console, view.accounts[0]["id"], status_code, **context)
+    context.setdefault("alert", _done_alert(request))
+    return render(
+        request,
+        "pages/staff/login.html",
+        status_code=status_code,
+        login_view=view,
+        locked=console.locked(view.login),
+        **context,
+    )
+
+
+def _back_to(view_accounts: list, user_id: int, done: str) -> Redirect:
+    if view_accounts:
+        return Redirect(
+            f"/staff/accounts/{view_accounts[0]['id']}?done={done}#login", status_code=303
+        )
+    return Redirect(f"/staff/logins/{user_id}?done={done}", status_code=303)
+
+
+@get("/staff/logins/{user_id:int}")
+async def login(request: PortalRequest, user_id: FromPath[int], console: Console) -> Template:
+    return await _login_page(request, console, user_id)
+
+
+async def _login_action(
+    request: PortalRequest,
+    console: ConsoleService,
+    user_id: int,
+    name: str,
+    form_class,
+    action,
+    done: str,
+):
+    view = await console.login_view(user_id)
+    if view is None:
+        raise NotFoundException()
+    form = await _read_prefixed(form_class, request, name)
+    result = await action(request.user, user_id, form, client_address(request))
+    if result.outcome == "missing":
+        raise NotFoundException()
+    if not result.ok:
+        return await _login_page(
+            request,
+            console,
+            user_id,
+            422,
+            errors=_named(result.errors, name),
+            values=_named(form.values, name),
+        )
+    return _back_to(view.accounts, user_id, done)
+
+
+@post("/staff/logins/{user_id:int}/resend-verification")
+async def resend_verification(
+    request: PortalRequest, user_id: FromPath[int], console: Console
+) -> Template | Redirect:
+    return await _login_action(
+        request, console, user_id, "resend", ReasonForm, console.resend_verification, "resent"
+    )
+
+
+@post("/staff/logins/{user_id:int}/unlock")
+async def unlock(
+    request: PortalRequest, user_id: FromPath[int], console: Console
+) -> Template | Redirect:
+    return await _login_action(
+        request, console, user_id, "unlock", ReasonForm, console.unlock, "unlocked"
+    )
+
+
+@post("/staff/logins/{user_id:int}/email")
+async def change_email(
+    request: PortalRequest, user_id: FromPath[int], console: Console
+) -> Template | Redirect:
+    return await _login_action(
+        request, console, user_id, "email", StaffEmailForm, console.change_email, "email"
+    )
+
+
+# --- supervisors ---------------------------------------------------------------------------
+
+
+@get("/staff/team")
+async def team(request: PortalRequest, staff_auth: StaffAuth) -> Template:
+    return render(request, "pages/staff/team.html", team=await staff_auth.team())
+
+
+@get("/staff/audit")
+async def audit_log(request: PortalRequest, oversight: Oversight) -> Template:
+    form = AuditFilterForm.from_query(request.query_params)
+    result = await oversight.actions(form)
+    return render(
+        request,
+        "pages/staff/audit.html",
+        status_code=200 if result.ok else 422,
+        rows=result.value or [],
+        values=form.values,
+        errors=result.errors,
+        actions=ACTIONS,
+        query=request.url.query,
+    )
+
+
+@get("/staff/audit.csv")
+async def audit_csv(request: PortalRequest, oversight: Oversight) -> Response:
+    form = AuditFilterForm.from_query(request.query_params)
+    result = await oversight.actions_csv(form)
+    if not result.ok:
+        return Response(
+            "\n".join(result.errors.values()) + "\n",
+            media_type="text/plain; charset=utf-8",
+            status_code=400,
+        )
+    return Response(
+        result.value,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="staff-actions.csv"'},
+    )
+
+
+def handlers(settings: Settings) -> list:
+    staff = Router(
+        path="/",
+        guards=[requires_staff],
+        cache_control=NO_STORE,
+        route_handlers=[
+            sign_out,
+            search,
+            account,
+            add_note,
+            release,
+            pay_form,
+            pay,
+            login,
+            resend_verification,
+            unlock,
+            change_email,
+        ],
+    )
+    supervisors = Router(
+        path="/",
+        guards=[requires_supervisor],
+        cache_control=NO_STORE,
+        route_handlers=[team, audit_log, audit_csv],
+    )
+    return [sign_in_form, sign_in, enrol_form, enrol, staff, supervisors]
