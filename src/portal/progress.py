@@ -57,10 +57,13 @@ class _Count(ProgressColumn):
 
 
 class _Rate(ProgressColumn):
-    """'85,000 rows/s'."""
+    """'85,000 rows/s': the recent rate while running, the average once done."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
+        speed = task.speed
+        elapsed = task.elapsed or 0
+        if (task.finished or speed is None) and elapsed > 0 and task.completed:
+            speed = task.completed / elapsed
         if speed is None:
             return Text("")
         return Text(f"{speed:,.0f} {task.fields.get('unit', '')}/s")
@@ -88,7 +91,7 @@ class TerminalMeter(Meter):
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(bar_width=20),
+            BarColumn(bar_width=20, complete_style="cyan", finished_style="green"),
             _Count(),
             _Rate(),
             _Left(),
