@@ -53,7 +53,7 @@ SAMPLE = {
     },
     "account_ending": ACCOUNT_NUMBER[-4:],
 }
-REASON = {"en": "You get this email because", "es": "Recibe este correo electrónico porque"}
+REASON = {"en": "You get this email because", "es": "Recibe este correo"}
 ABOUT = {"en": "About your water service at", "es": "Sobre su servicio de agua en"}
 
 
