@@ -218,7 +218,9 @@ def test_register_verify_login_and_sign_out(live_server, smtp_server, new_page, 
     [message] = smtp_server.wait_for(1)
     assert message["To"] == "maria@example.com"
     text = text_of(message)
-    assert text.startswith("Hello,")
+    # The utility, then the service address the email is about, then the greeting.
+    assert text.startswith("Ontario Municipal Utilities Company")
+    assert "About your water service at 123 Euclid Ave\r\n\r\nHello," in text
     assert "Your username is: maria1" in text
     assert live_server.url in text
     link = link_in(text, "/verify")

@@ -2,15 +2,18 @@
 
 portal serve [--host H] [--port P] [--reload]
 portal db upgrade
-portal db backup FILE [--force] | portal db backup --keep N DIR
+portal db backup FILE [--force] [--quiet] | portal db backup --keep N DIR
 portal db verify-backup FILE
 portal db restore FILE [--force]
 portal check
 portal demo
-portal import accounts|bills|usage FILE.csv
-portal export payments [--date D] [--output FILE]
+portal import accounts|bills|usage FILE.csv [--quiet]
+portal export payments [--date D] [--output FILE] [--quiet]
 portal payments reconcile [--minutes N]
 portal staff add USERNAME --role csr|supervisor --email ADDRESS | list | disable USERNAME
+
+Long commands show a progress bar on a terminal (stderr), print one summary line at the
+end, and with --quiet print nothing but errors (portal.progress).
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ import time
 from pathlib import Path
 
 from portal import db
+from portal.progress import Meter, meter_for
 from portal.settings import Settings, SettingsError
+
+INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def _settings() -> Settings:
@@ -78,7 +84,7 @@ def _remove_partial(partial: Path) -> None:
         Path(f"{partial}{suffix}").unlink(missing_ok=True)
 
 
-def _backup(source_path: Path, target: Path) -> tuple[str, int]:
+def _backup(source_path: Path, target: Path, meter: Meter) -> tuple[str, int]:
     """Copy the live database to `target` page by page; return (integrity, bytes).
 
     The source keeps one read transaction open for the whole copy: in WAL mode that
@@ -91,8 +97,14 @@ def _backup(source_path: Path, target: Path) -> tuple[str, int]:
         source.execute("BEGIN")
         source.execute("SELECT count(*) FROM sqlite_schema").fetchone()  # start the snapshot
         copy = sqlite3.connect(partial)
+        meter.stage("copying the database", unit="pages")
         try:
-            source.backup(copy, pages=BACKUP_PAGES, sleep=0.05)
+            source.backup(
+                copy,
+                pages=BACKUP_PAGES,
+                sleep=0.05,
+                progress=lambda _status, left, total: meter.update(total - left, total),
+            )
         finally:
             copy.close()
     finally:
@@ -130,7 +142,12 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
         return 2
     started = time.perf_counter()
     try:
-        result, size = _backup(source, target)
+        with meter_for(args.quiet) as meter:
+            result, size = _backup(source, target, meter)
+    except KeyboardInterrupt:
+        _remove_partial(Path(f"{target}.partial"))
+        print(f"portal: backup interrupted; nothing was written to {target}", file=sys.stderr)
+        return INTERRUPTED
     except (sqlite3.Error, OSError) as exc:
         _remove_partial(Path(f"{target}.partial"))
         print(f"portal: backup failed: {' '.join(str(exc).split())}", file=sys.stderr)
@@ -139,7 +156,8 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
         _remove_partial(Path(f"{target}.partial"))
         print(f"portal: backup failed its integrity check: {result[:300]}", file=sys.stderr)
         return 1
-    print(f"{target}: ok, {size:,} bytes in {time.perf_counter() - started:.2f} s")
+    if not args.quiet:
+        print(f"{target}: ok, {size:,} bytes in {time.perf_counter() - started:.2f} s")
     return 0
 
 
@@ -276,7 +294,7 @@ def _demo_login(
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from portal.billing.importer import ImportFailed, import_file
+    from portal.billing.importer import ImportFailed, ImportInterrupted, import_file
     from portal.billing.notify import bill_notifier
     from portal.staff.search_index import refresh_sync
 
@@ -289,9 +307,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     conn = db.connect_sync(settings.database)
     started = time.perf_counter()
     try:
-        result = import_file(conn, args.kind, path, bill_notifier(settings))
+        with meter_for(args.quiet) as meter:
+            result = import_file(conn, args.kind, path, bill_notifier(settings), meter)
         if args.kind == "accounts":
             refresh_sync(conn)  # the staff search index, now rather than at the next search
+    except ImportInterrupted as stop:
+        print(f"{path}: {_interrupted_import(stop)}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"{path}: interrupted before writing; nothing was imported", file=sys.stderr)
+        return INTERRUPTED
     except ImportFailed as failed:
         print(
             f"{path}: nothing was imported; fix these rows and import the file again:",
@@ -302,8 +327,20 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 1
     finally:
         conn.close()
-    print(f"{path}: {result} in {time.perf_counter() - started:.1f} s")
+    if not args.quiet:
+        print(f"{path}: {result} in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _interrupted_import(stop) -> str:
+    if stop.committed:
+        return "interrupted after the import was committed; the whole file is imported"
+    where = f" ({stop.done:,} of {stop.total:,})" if stop.total is not None else ""
+    return (
+        f"interrupted while {stop.stage}{where}; nothing was imported. The file is written"
+        " in one transaction, which was rolled back, so the database is as it was before."
+        " Import the file again."
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -322,14 +359,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     db.upgrade(settings.database)
     conn = db.connect_sync(settings.database)
     try:
-        text, count = export_batch(conn, batch, zone)
+        with meter_for(args.quiet) as meter:
+            text, count = export_batch(conn, batch, zone, meter)
     finally:
         conn.close()
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
-        print(f"batch {batch}: {count} payment(s) written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    if not args.quiet:
+        where = args.output or "standard output"
+        print(f"batch {batch}: {count} payment(s) written to {where}", file=sys.stderr)
     return 0
 
 
@@ -406,6 +446,10 @@ def cmd_staff(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="portal", description="Water utility customer portal")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no summary, only errors"
+    )
     sub = top.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the web server")
@@ -417,7 +461,9 @@ def parser() -> argparse.ArgumentParser:
     database = sub.add_parser("db", help="database maintenance")
     db_sub = database.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(func=cmd_db_upgrade)
-    backup = db_sub.add_parser("backup", help="copy the database to FILE while the portal runs")
+    backup = db_sub.add_parser(
+        "backup", help="copy the database to FILE while the portal runs", parents=[quiet]
+    )
     backup.add_argument("file", help="the copy to write, or with --keep the folder of daily copies")
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
     backup.add_argument("--keep", type=int, metavar="N", help="daily copies in a folder: keep N")
@@ -436,12 +482,14 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="load demo accounts, bills and usage").set_defaults(func=cmd_demo)
 
-    imp = sub.add_parser("import", help="import a CSV file from the billing system")
+    imp = sub.add_parser(
+        "import", help="import a CSV file from the billing system", parents=[quiet]
+    )
     imp.add_argument("kind", choices=["accounts", "bills", "usage"])
     imp.add_argument("file")
     imp.set_defaults(func=cmd_import)
 
-    export = sub.add_parser("export", help="export data for the billing system")
+    export = sub.add_parser("export", help="export data for the billing system", parents=[quiet])
     export.add_argument("what", choices=["payments"])
     export.add_argument("--date", help="the batch's day, YYYY-MM-DD (default: today)")
     export.add_argument("--output", help="write to this file instead of standard output")

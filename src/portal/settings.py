@@ -62,6 +62,22 @@ def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _mail_address(value: str, name: str) -> str:
+    """A bare address like help@city.example (empty stays empty)."""
+    value = value.strip()
+    local, at, domain = value.rpartition("@")
+    if value and (
+        not at
+        or not local
+        or "." not in domain
+        or any(char.isspace() or char in '<>,;"' or ord(char) < 32 for char in value)
+    ):
+        raise SettingsError(
+            f"{name} must be one email address like help@city.example, not {value!r}"
+        )
+    return value
+
+
 GATEWAYS = ("sandbox", "stripe")
 STRIPE_API_BASE = "https://api.stripe.com"
 
@@ -119,6 +135,7 @@ class Settings:
     smtp_password: str = field(default="", repr=False)
     smtp_starttls: bool = False
     mail_from: str = "no-reply@localhost"
+    mail_reply_to: str = ""
     utility_name: str = "Ontario Municipal Utilities Company"
     support_phone: str = "(909) 395-2050"
     timezone: str = "America/Los_Angeles"
@@ -205,6 +222,7 @@ class Settings:
             smtp_password=get("PORTAL_SMTP_PASSWORD"),
             smtp_starttls=_bool(get("PORTAL_SMTP_STARTTLS", "false"), "PORTAL_SMTP_STARTTLS"),
             mail_from=get("PORTAL_MAIL_FROM", cls.mail_from),
+            mail_reply_to=_mail_address(get("PORTAL_MAIL_REPLY_TO"), "PORTAL_MAIL_REPLY_TO"),
             utility_name=get("PORTAL_UTILITY_NAME", cls.utility_name),
             support_phone=get("PORTAL_SUPPORT_PHONE", cls.support_phone),
             timezone=_timezone(get("PORTAL_TIMEZONE", cls.timezone), "PORTAL_TIMEZONE"),

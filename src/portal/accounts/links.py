@@ -64,6 +64,7 @@ async def issue_link(
         template=template,
         context={**context, "username": username, "link": link},
         locale=current_locale.get(),
+        accounts_of=[user_id],
     )
     if audit_event:
         await audit.record(conn, audit_event, username=username, client=client)

@@ -127,6 +127,7 @@ async def alert_owner(conn, mailer: Any, owner: Any, attempt: str, client: str) 
         context={
             "username": owner["username"],
             "service_address": owner["service_address"],
+            "service_addresses": [owner["service_address"]],
             "attempt": attempt,
         },
         locale=owner["locale"],

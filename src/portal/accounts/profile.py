@@ -138,6 +138,7 @@ class ProfileService:
                 template="password_changed",
                 context={"username": user.username},
                 locale=current_locale.get(),
+                accounts_of=[user.user_id],
             )
             await audit.record(conn, "password_changed", username=user.username, client=client)
         return Result(value=(session_id, remember))
@@ -219,6 +220,7 @@ class ProfileService:
                 template="email_changed",
                 context={"username": row["username"], "new_email": row["data"]},
                 locale=current_locale.get(),
+                accounts_of=[row["user_id"]],
             )
             await audit.record(conn, "email_changed", username=row["username"], client=client)
         return Result("changed")

@@ -71,7 +71,7 @@ class RecoveryService:
         if address is None:
             return
         users = await self.db.fetchall(
-            "SELECT username, email, locale FROM users WHERE email_key = ? ORDER BY username_key",
+            "SELECT id, username, email, locale FROM users WHERE email_key = ? ORDER BY username_key",
             (address.casefold(),),
         )
         if not users:
@@ -95,6 +95,7 @@ class RecoveryService:
                     "link": f"{self.settings.base_url}/login",
                 },
                 locale=current_locale.get(),
+                accounts_of=[u["id"] for u in users],
             )
             await audit.record(conn, "username_reminder", client=client, detail=address.casefold())
         return
@@ -190,6 +191,7 @@ class RecoveryService:
                 template="password_changed",
                 context={"username": user["username"]},
                 locale=user["locale"],
+                accounts_of=[user["id"]],
             )
             await audit.record(conn, "password_reset", username=user["username"], client=client)
         return Result()

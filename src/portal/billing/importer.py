@@ -3,7 +3,8 @@
 A file is checked whole before anything is written. Any bad row means nothing is
 imported and every bad row is reported with its line number and reason. A good file is
 written in one transaction, as upserts, so importing the same file twice changes nothing
-and a changed row updates.
+and a changed row updates. An import stopped part-way (Ctrl-C) rolls that transaction
+back, so it too imports nothing, and says so (ImportInterrupted).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from portal.billing.money import parse_cents
 from portal.billing.numbers import number_key
 from portal.db import utcnow
+from portal.progress import Meter
 
 KINDS = ("accounts", "bills", "usage")
 
@@ -55,6 +57,18 @@ class ImportFailed(Exception):
     def __init__(self, errors: list[RowError]) -> None:
         super().__init__(f"{len(errors)} bad row(s); nothing was imported")
         self.errors = errors
+
+
+class ImportInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an import. `committed` is False unless the one transaction had
+    already committed (then every row is in); otherwise nothing was written."""
+
+    def __init__(self, stage: str, done: int, total: int | None, committed: bool) -> None:
+        super().__init__(f"import interrupted while {stage}")
+        self.stage = stage
+        self.done = done
+        self.total = total
+        self.committed = committed
 
 
 @dataclass
@@ -252,26 +266,43 @@ IDENTITY = {"accounts": (2, 3), "bills": (0, 1), "usage": (0, 1)}
 
 NewBillsHook = Callable[[sqlite3.Connection, list[int]], None]
 
+# Rows between two progress reports while checking, and rows per executemany() while
+# writing: small enough that Ctrl-C is answered within a fraction of a second.
+REPORT_EVERY = 4096
+WRITE_BATCH = 20_000
+
 
 def import_rows(
     conn: sqlite3.Connection,
     kind: str,
     rows: Iterable[tuple[int, dict[str, str] | RowError]],
     on_new_bills: NewBillsHook | None = None,
+    meter: Meter | None = None,
+    lines: int | None = None,
 ) -> ImportResult:
     """Check every row, then write all of them in one transaction, or none.
 
     on_new_bills(conn, bill_ids) runs inside that transaction, so what it writes (the
-    "Your bill is ready" emails) exists if and only if the bills do."""
+    "Your bill is ready" emails) exists if and only if the bills do. `meter` hears the
+    progress (lines of `lines` checked, then rows written); Ctrl-C raises
+    ImportInterrupted after the rollback."""
     if kind not in KINDS:
         raise ValueError(f"unknown import kind {kind!r}")
+    meter = meter or Meter()
+    stage, done, total = "checking rows", 0, lines
+    next_report = REPORT_EVERY
     conn.execute("BEGIN IMMEDIATE")
     try:
+        meter.stage(stage, total=lines, unit="lines")
         ids = {} if kind == "accounts" else _account_ids(conn)
         errors: list[RowError] = []
         checked: list[tuple[Any, ...]] = []
         seen: dict[tuple[Any, ...], int] = {}
         for line, values in rows:
+            done = line
+            if line >= next_report:
+                meter.update(line)
+                next_report = line + REPORT_EVERY
             if isinstance(values, RowError):
                 errors.append(values)
                 continue
@@ -288,12 +319,19 @@ def import_rows(
                 errors.append(RowError(line, "; ".join(dict.fromkeys(row.reasons))))
             else:
                 checked.append(params)
+        meter.update(lines or done)
         if errors:
             raise ImportFailed(errors)
         now = utcnow()
         before_bills = conn.execute("SELECT coalesce(max(id), 0) FROM bills").fetchone()[0]
         before = conn.total_changes
-        conn.executemany(UPSERT[kind], [(*params, now) for params in checked])
+        stage, done, total = "writing rows", 0, len(checked)
+        meter.stage(stage, total=total, unit="rows")
+        for start in range(0, total, WRITE_BATCH):
+            batch = checked[start : start + WRITE_BATCH]
+            conn.executemany(UPSERT[kind], [(*params, now) for params in batch])
+            done = start + len(batch)
+            meter.update(done)
         changed = conn.total_changes - before
         new_bills = []
         if kind == "bills":
@@ -301,21 +339,42 @@ def import_rows(
                 r[0] for r in conn.execute("SELECT id FROM bills WHERE id > ?", (before_bills,))
             ]
             if new_bills and on_new_bills is not None:
+                stage = "writing the bill emails"
                 on_new_bills(conn, new_bills)
         conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
+    except BaseException as exc:
+        # Inside this block only COMMIT ends the transaction, so "not in a transaction"
+        # means it committed, even if Ctrl-C came right after.
+        committed = not conn.in_transaction
+        if not committed:
             conn.execute("ROLLBACK")
+        if isinstance(exc, KeyboardInterrupt):
+            raise ImportInterrupted(stage, done, total, committed) from None
         raise
     return ImportResult(kind=kind, rows=len(checked), changed=changed, new_bills=new_bills)
 
 
+def count_lines(path: Path) -> int:
+    """Lines in a file (a last line without a newline counts), read in 1 MiB blocks."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
+
+
 def import_file(
-    conn: sqlite3.Connection, kind: str, path: Path, on_new_bills: NewBillsHook | None = None
+    conn: sqlite3.Connection,
+    kind: str,
+    path: Path,
+    on_new_bills: NewBillsHook | None = None,
+    meter: Meter | None = None,
 ) -> ImportResult:
+    lines = count_lines(path) if meter is not None else None
     try:
         with open(path, encoding="utf-8-sig", newline="") as stream:
-            return import_rows(conn, kind, _read(stream, kind), on_new_bills)
+            return import_rows(conn, kind, _read(stream, kind), on_new_bills, meter, lines)
     except UnicodeDecodeError as exc:
         raise ImportFailed([RowError(0, f"the file is not UTF-8 text ({exc.reason})")]) from None
 

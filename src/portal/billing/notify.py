@@ -45,6 +45,7 @@ def bill_notifier(settings: Settings):
                     "amount_cents": row["amount_due_cents"],
                     "due_date": row["due_date"],
                     "service_address": row["service_address"],
+                    "service_addresses": [row["service_address"]],
                     "link": f"{settings.base_url}/accounts/{row['account_id']}/bills/{row['id']}",
                 },
                 locale=row["locale"],

@@ -12,12 +12,19 @@ change does:
 The background sender (portal.mail.sender) delivers it after the commit. The templates
 are `templates/emails/<template>.subject.txt`, `<template>.txt` and `<template>.html`;
 they see the context plus every global of the shared Jinja environment (`site`, `_`).
+
+Every email names the resident's account by its service address, never by its account
+number: `accounts_of=[user_id]` adds `service_addresses` (the addresses of the accounts
+linked to those online accounts, read in the same transaction) to the context, and the
+layouts (`emails/_layout.html`, `emails/_layout.txt`) show them at the top. A caller that
+knows the address passes `service_addresses` itself (a Pay My Bill receipt passes it
+masked, as the pay pages show it to whoever holds the two numbers).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiosqlite
@@ -26,6 +33,12 @@ from jinja2 import Environment
 from portal import i18n
 from portal.db import Database, is_row_id, utcnow
 from portal.settings import Settings
+
+SERVICE_ADDRESSES = (
+    "SELECT sa.service_address FROM user_accounts ua"
+    " JOIN service_accounts sa ON sa.id = ua.account_id"
+    " WHERE ua.user_id = ? ORDER BY ua.linked_at, sa.id"
+)
 
 INSERT_OUTBOX = (
     "INSERT INTO outbox (to_addr, subject, body_text, body_html, created_at, next_attempt_at)"
@@ -106,13 +119,21 @@ class Mailer:
         template: str,
         context: dict,
         locale: str = "en",
+        accounts_of: Iterable[int] = (),
     ) -> int:
         """Write one email into the outbox inside the caller's open write transaction.
 
+        `accounts_of`: ids of the users whose service addresses the email names.
         Returns the outbox row id. Raises MailError for an address with a line break.
         """
         if not conn.in_transaction:
             raise RuntimeError("Mailer.enqueue() must run inside `async with db.write()`")
+        addresses: list[str] = []
+        for user_id in accounts_of:
+            async with conn.execute(SERVICE_ADDRESSES, (user_id,)) as rows:
+                addresses += [row[0] async for row in rows if row[0] not in addresses]
+        if addresses:
+            context = {**context, "service_addresses": addresses}
         cursor = await conn.execute(INSERT_OUTBOX, self._row(to, template, context, locale))
         outbox_id = cursor.lastrowid
         await cursor.close()

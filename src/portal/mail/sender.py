@@ -28,6 +28,7 @@ import aiosmtplib
 
 from portal.db import Database
 from portal.observe import metrics
+from portal.mail.headers import from_address, reply_to_address
 from portal.settings import Settings
 
 log = logging.getLogger("portal.mail")
@@ -171,7 +172,10 @@ class OutboxSender:
     def build_message(self, row: sqlite3.Row) -> EmailMessage:
         created = datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
         message = EmailMessage()
-        message["From"] = self.settings.mail_from
+        message["From"] = from_address(self.settings)
+        reply_to = reply_to_address(self.settings)
+        if reply_to is not None:
+            message["Reply-To"] = reply_to
         message["To"] = row["to_addr"]
         message["Subject"] = " ".join(row["subject"].split())
         message["Date"] = format_datetime(created)

@@ -21,6 +21,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from portal.db import utcnow
+from portal.progress import Meter
 
 COLUMNS = [
     "batch_date",
@@ -45,8 +46,14 @@ def _end_of_day_utc(batch: date, zone: ZoneInfo) -> str:
     return end.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def export_batch(conn: sqlite3.Connection, batch: date, zone: ZoneInfo) -> tuple[str, int]:
+REPORT_EVERY = 1000
+
+
+def export_batch(
+    conn: sqlite3.Connection, batch: date, zone: ZoneInfo, meter: Meter | None = None
+) -> tuple[str, int]:
     """The CSV text of the batch for `batch`, creating it on first request."""
+    meter = meter or Meter()
     name = batch.isoformat()
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -91,9 +98,13 @@ def export_batch(conn: sqlite3.Connection, batch: date, zone: ZoneInfo) -> tuple
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for row in rows:
+    meter.stage("exporting payments", total=len(rows), unit="rows")
+    for count, row in enumerate(rows, start=1):
         values = list(row)[: len(COLUMNS)]
         sign, cents = ("-" if row[4] < 0 else ""), abs(row[4])
         values[4] = f"{sign}{cents // 100}.{cents % 100:02d}"
         writer.writerow(["" if v is None else v for v in values])
+        if count % REPORT_EVERY == 0:
+            meter.update(count)
+    meter.update(len(rows))
     return out.getvalue(), len(rows)

@@ -316,8 +316,8 @@ class PaymentsService:
                 template="payment_receipt",
                 context={
                     "payment": dict(payment),
-                    "address": mask_address(account["service_address"]),
-                    "account_number": account["account_number"],
+                    "service_addresses": [mask_address(account["service_address"])],
+                    "account_ending": account["account_number"][-4:],
                     "link": f"{self.settings.base_url}/pay/receipt/{payment['receipt_token']}",
                 },
                 locale=payment["locale"] or current_locale.get(),
