@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from portal import db
-from portal.settings import Settings, SettingsError
+from portal.settings import TEST_GATEWAYS, Settings, SettingsError
 
 
 def _settings() -> Settings:
@@ -198,13 +198,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     db.upgrade(settings.database)
     conn = db.connect_sync(settings.database)
+    test_mode = settings.gateway in TEST_GATEWAYS
     try:
-        text, count = export_batch(conn, batch, zone)
+        text, count = export_batch(conn, batch, zone, test_mode=test_mode)
     finally:
         conn.close()
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"batch {batch}: {count} payment(s) written to {args.output}", file=sys.stderr)
+        output = Path(args.output)
+        if test_mode and not output.name.upper().startswith("TEST"):
+            output = output.with_name(f"TEST-{output.name}")  # never mistaken for real money
+        output.write_text(text, encoding="utf-8")
+        kind = "TEST payment(s) (sandbox gateway)" if test_mode else "payment(s)"
+        print(f"batch {batch}: {count} {kind} written to {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
