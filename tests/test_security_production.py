@@ -275,3 +275,36 @@ def test_a_sandbox_batch_says_test_on_every_line_and_in_its_file_name(
     assert {r["mode"] for r in rows} == {"TEST", "LIVE"}  # each line by its own gateway
     assert [r["mode"] for r in rows if r["gateway"] == "sandbox"] == ["TEST"]
     assert "TEST payment(s) (sandbox gateway)" in capsys.readouterr().err
+
+
+# --- portal serve in development -------------------------------------------------------
+
+
+def _serve(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    environ.update(PORTAL_DATABASE=str(tmp_path / "portal.sqlite3"), **env)
+    return subprocess.run(
+        [str(PORTAL), "serve", *args], env=environ, capture_output=True, text=True, timeout=20
+    )
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "portal.lan"])
+def test_development_serve_refuses_a_public_host(tmp_path, host):
+    # a server that started anyway would not exit: the timeout turns that into a failure
+    done = _serve(tmp_path, "--host", host, "--port", "1")
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"portal: --host {host} would let other machines reach")
+    assert "/dev/mailbox" in line and "--unsafe-public-dev" in line
+
+
+def test_serve_host_rule():
+    from portal.cli import serve_host_problem
+
+    development = Settings()
+    for host in ["127.0.0.1", "127.0.0.2", "::1", "localhost"]:
+        assert serve_host_problem(development, host, False) is None
+    assert serve_host_problem(development, "0.0.0.0", False)
+    assert serve_host_problem(development, "0.0.0.0", True) is None  # the operator insisted
+    production = Settings(env="production", secret_key=GOOD_SECRET, gateway=REAL_GATEWAY)
+    assert serve_host_problem(production, "0.0.0.0", False) is None

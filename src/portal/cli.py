@@ -1,6 +1,6 @@
 """The `portal` command: serve, db upgrade, demo, import.
 
-portal serve [--host H] [--port P] [--reload]
+portal serve [--host H] [--port P] [--reload] [--unsafe-public-dev]
 portal db upgrade
 portal db backup FILE [--force]
 portal demo
@@ -30,12 +30,38 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def serve_host_problem(settings: Settings, host: str, unsafe_public_dev: bool) -> str | None:
+    """Why `portal serve --host HOST` is refused, or None.
+
+    Development shows every emailed reset link at /dev/mailbox and signs gateway events
+    with a public key, so it listens on this machine only unless the operator insists."""
+    import ipaddress
+
+    if settings.production or unsafe_public_dev:
+        return None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"--host {host} would let other machines reach a development portal, whose"
+        " /dev/mailbox shows every password-reset link; use 127.0.0.1, set"
+        " PORTAL_ENV=production, or add --unsafe-public-dev if you really mean it"
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from portal.security.logs import uvicorn_log_config
 
-    _settings()  # refuse unsafe settings before binding the port
+    settings = _settings()  # refuse unsafe settings before binding the port
+    problem = serve_host_problem(settings, args.host, args.unsafe_public_dev)
+    if problem:
+        print(f"portal: {problem}", file=sys.stderr)
+        return 2
     uvicorn.run(
         "portal.app:create_app",
         factory=True,
@@ -262,6 +288,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
+    serve.add_argument(
+        "--unsafe-public-dev",
+        action="store_true",
+        help="allow a development server on a non-loopback address (exposes /dev/mailbox)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     database = sub.add_parser("db", help="database maintenance")
