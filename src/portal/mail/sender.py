@@ -51,6 +51,25 @@ def short_error(exc: BaseException) -> str:
     return text[:200]
 
 
+def tls_options(settings: Settings) -> dict[str, bool | None]:
+    """aiosmtplib's TLS arguments for PORTAL_SMTP_TLS.
+
+    auto      STARTTLS if the server offers it (start_tls=None); required (start_tls=True:
+              no STARTTLS, no login, nothing sent) when a username or password is set
+    starttls  always required
+    implicit  TLS from the first byte (port 465)
+    off       never; production refuses it together with a login
+    An internal certificate authority is trusted through the usual SSL_CERT_FILE."""
+    mode = settings.smtp_tls
+    if mode == "implicit":
+        return {"use_tls": True, "start_tls": False}
+    if mode == "off":
+        return {"use_tls": False, "start_tls": False}
+    credentials = bool(settings.smtp_username or settings.smtp_password)
+    required = mode == "starttls" or credentials
+    return {"use_tls": False, "start_tls": True if required else None}
+
+
 class OutboxSender:
     """Sends due outbox rows. `run()` is the background loop; `wake()` nudges it."""
 
@@ -187,7 +206,8 @@ class OutboxSender:
             port=s.smtp_port,
             username=s.smtp_username or None,
             password=s.smtp_password or None,
-            start_tls=s.smtp_starttls,
+            **tls_options(s),
+            validate_certs=True,  # the server's certificate is always checked
             timeout=self.timeout,
         )
 
