@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
-from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.exceptions import HTTPException
 from litestar.logging import LoggingConfig
@@ -20,6 +19,7 @@ from portal.mail import routes as mail
 from portal.pages import routes as pages
 from portal.payments import routes as payments
 from portal.payments.reconciler import Reconciler
+from portal.security import cookies
 from portal.security.auth import SessionAuth
 from portal.security.csrf import CSRFGuard
 from portal.security.errors import http_error, server_error
@@ -47,14 +47,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await services.sender.stop()  # the sender first: it writes to the database
         await services.db.close()
 
-    csrf = CSRFConfig(
-        secret=settings.secret_key,
-        cookie_name="portal_csrf",
-        cookie_secure=settings.production,
-        cookie_httponly=True,
-        cookie_samesite="lax",
-        exclude=["/static/"],  # files need no token cookie; pages set it
-    )
+    csrf = cookies.csrf_config(settings)
     route_handlers = [
         *pages.handlers(settings),
         *mail.handlers(settings),
@@ -77,6 +70,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         before_send=[security_headers_hook(settings.production)],
         template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
         middleware=[
+            # __Host- cookie names on the wire in production (security/cookies.py).
+            DefineMiddleware(cookies.HostPrefixCookies, production=settings.production),
             # Who is signed in, once per request (request.user); static files need nobody.
             DefineMiddleware(SessionAuth, exclude=["^/static/"]),
             # Litestar's CSRF check (as csrf_config would install it), minus its crash on

@@ -13,6 +13,7 @@ from litestar.response import Redirect, Template
 
 from portal import i18n
 from portal.accounts import audit
+from portal.security import cookies
 from portal.security.throttle import Throttled
 from portal.web import PortalRequest, client_address
 
@@ -69,7 +70,10 @@ def server_error(request: PortalRequest, exc: Exception) -> Response:
 def _page(request: PortalRequest, status: int, wait_minutes: int | None = None) -> Template:
     csrf = bool(getattr(request.state, "csrf_refused", False))
     # A path no route matches never runs before_request: choose the language here too.
-    wanted = request.cookies.get(i18n.LOCALE_COOKIE)
+    # (No middleware ran either, so in production the cookie still has its __Host- name.)
+    wanted = request.cookies.get(i18n.LOCALE_COOKIE) or request.cookies.get(
+        cookies.wire_name(i18n.LOCALE_COOKIE, production=True)
+    )
     if wanted in i18n.LOCALES:
         i18n.current_locale.set(wanted)
     return Template(
