@@ -24,6 +24,8 @@ from portal.security.auth import SessionAuth
 from portal.security.csrf import CSRFGuard
 from portal.security.errors import http_error, server_error
 from portal.security.headers import security_headers_hook
+from portal.security.limits import FORM_MAX_BYTES, FormLimits
+from portal.security.refusals import flush_refusals
 from portal.services import Services
 from portal.settings import Settings
 from portal.templating import STATIC_DIR, make_environment
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def stop() -> None:
         await reconciler.stop()
         await services.sender.stop()  # the sender first: it writes to the database
+        await flush_refusals(app.state)  # counts of refused forms (security/refusals.py)
         await services.db.close()
 
     csrf = cookies.csrf_config(settings)
@@ -60,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             cache_control=CacheControlHeader(max_age=31_536_000, public=True),
         ),
     ]
-    return Litestar(
+    app = Litestar(
         route_handlers=route_handlers,
         state=State({"services": services, "reconciler": reconciler}),
         dependencies=services.dependencies(),
@@ -72,6 +75,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             # __Host- cookie names on the wire in production (security/cookies.py).
             DefineMiddleware(cookies.HostPrefixCookies, production=settings.production),
+            # Forms over 64 KB or 200 fields are refused before anything parses them.
+            DefineMiddleware(FormLimits, max_bytes=min(FORM_MAX_BYTES, settings.max_body_bytes)),
             # Who is signed in, once per request (request.user); static files need nobody.
             DefineMiddleware(SessionAuth, exclude=["^/static/"]),
             # Litestar's CSRF check (as csrf_config would install it), minus its crash on
@@ -91,3 +96,4 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=False,
     )
+    return app

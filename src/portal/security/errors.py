@@ -12,8 +12,8 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 
 from portal import i18n
-from portal.accounts import audit
 from portal.security import cookies
+from portal.security.refusals import refusal_log
 from portal.security.throttle import Throttled
 from portal.web import PortalRequest, client_address
 
@@ -30,7 +30,6 @@ def http_error(request: PortalRequest, exc: HTTPException) -> Response:
     if exc.status_code >= 500:
         return server_error(request, exc)
     if status == 403 and "csrf" in str(exc.detail).lower():
-        log.warning("csrf refused path=%s client=%s", request.url.path, client_address(request))
         request.state.csrf_refused = True
         page = _page(request, status)
         page.background = BackgroundTask(_audit_csrf, request)
@@ -43,14 +42,11 @@ def http_error(request: PortalRequest, exc: HTTPException) -> Response:
 
 
 async def _audit_csrf(request: PortalRequest) -> None:
-    """Record the refusal in the audit log, with the signed-in resident if there is one."""
+    """Count the refusal in the audit log, with the signed-in resident if there is one:
+    one row per client per minute (security/refusals.py)."""
     user = request.user
-    await audit.write(
-        request.app.state.services.db,
-        "csrf_refused",
-        username=user.username if user else None,
-        client=client_address(request),
-        detail=f"path={request.url.path}",
+    await refusal_log(request.app.state).refused(
+        client_address(request), request.url.path, user.username if user else None
     )
 
 
