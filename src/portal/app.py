@@ -23,7 +23,7 @@ from portal.security import cookies
 from portal.security.auth import SessionAuth
 from portal.security.csrf import CSRFGuard
 from portal.security.errors import http_error, server_error
-from portal.security.headers import security_headers_hook
+from portal.security.headers import no_store_hook, security_headers_hook
 from portal.security.limits import FORM_MAX_BYTES, FormLimits
 from portal.security.refusals import flush_refusals
 from portal.services import Services
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[start],
         on_shutdown=[stop],
         request_class=PortalRequest,
-        before_send=[security_headers_hook(settings.production)],
+        before_send=[security_headers_hook(settings.production), no_store_hook],
         template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
         middleware=[
             # __Host- cookie names on the wire in production (security/cookies.py).

@@ -53,3 +53,40 @@ def security_headers_hook(production: bool):
             ]
 
     return add_headers
+
+
+# Pages that can show personal data to someone who is not signed in (the signed-in areas
+# also get no-store from their own router): a shared or public computer's cache and the
+# back button must not keep them. A path matches a prefix at a "/" or at its end.
+NO_STORE_PREFIXES = (
+    "/pay",  # amount page (name, address), confirm errors, /pay/receipt/…, /pay/again/…, /pay/return
+    "/sandbox-gateway",  # the test card form
+    "/reset-password",
+    "/verify",
+    "/profile",  # includes /profile/email/confirm
+    "/account",
+    "/accounts",
+    "/login",
+    "/register",
+    "/forgot-username",
+    "/forgot-password",
+    "/dev/mailbox",
+)
+NO_STORE = b"no-store"
+
+
+def needs_no_store(path: str) -> bool:
+    return any(
+        path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + ".")
+        for prefix in NO_STORE_PREFIXES
+    )
+
+
+async def no_store_hook(message: Message, scope: Scope) -> None:
+    """A `before_send` hook: `Cache-Control: no-store` on NO_STORE_PREFIXES, replacing any
+    other Cache-Control, on every status (a 422 form still shows what was typed)."""
+    if message["type"] == "http.response.start" and needs_no_store(scope.get("path", "")):
+        message["headers"] = [
+            *(h for h in message.get("headers", []) if h[0].lower() != b"cache-control"),
+            (b"cache-control", NO_STORE),
+        ]
