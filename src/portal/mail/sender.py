@@ -27,6 +27,7 @@ from email.utils import format_datetime, parseaddr
 import aiosmtplib
 
 from portal.db import Database
+from portal.security.sealing import unseal
 from portal.settings import Settings
 
 log = logging.getLogger("portal.mail")
@@ -195,8 +196,8 @@ class OutboxSender:
         digits = "".join(ch for ch in row["created_at"] if ch.isdigit())
         message["Message-ID"] = f"<portal.{row['id']}.{digits}@{self._msgid_domain}>"
         message["Auto-Submitted"] = "auto-generated"
-        message.set_content(row["body_text"])
-        message.add_alternative(row["body_html"], subtype="html")
+        message.set_content(unseal(self.settings, row["body_text"]))
+        message.add_alternative(unseal(self.settings, row["body_html"]), subtype="html")
         return message
 
     def _client(self) -> aiosmtplib.SMTP:
