@@ -25,6 +25,7 @@ from portal.security.csrf import CSRFGuard
 from portal.security.errors import http_error, server_error
 from portal.security.headers import no_store_hook, security_headers_hook
 from portal.security.limits import FORM_MAX_BYTES, FormLimits
+from portal.security.proxies import ProxyWatch
 from portal.security.refusals import flush_refusals
 from portal.services import Services
 from portal.settings import Settings
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await services.db.close()
 
     csrf = cookies.csrf_config(settings)
+    proxy_watch = ProxyWatch(settings)  # warns once about a proxy left untrusted
     route_handlers = [
         *pages.handlers(settings),
         *mail.handlers(settings),
@@ -65,12 +67,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
     ]
     app = Litestar(
         route_handlers=route_handlers,
-        state=State({"services": services, "reconciler": reconciler}),
+        state=State({"services": services, "reconciler": reconciler, "proxy_watch": proxy_watch}),
         dependencies=services.dependencies(),
         on_startup=[start],
         on_shutdown=[stop],
         request_class=PortalRequest,
-        before_send=[security_headers_hook(settings.production), no_store_hook],
+        before_send=[
+            security_headers_hook(settings.production),
+            no_store_hook,
+            proxy_watch.before_send,
+        ],
         template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
         middleware=[
             # __Host- cookie names on the wire in production (security/cookies.py).
