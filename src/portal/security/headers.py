@@ -72,7 +72,7 @@ NO_STORE_PREFIXES = (
     "/forgot-password",
     "/dev/mailbox",
 )
-NO_STORE = b"no-store"
+NO_STORE_VALUE = b"no-store"
 
 
 def needs_no_store(path: str) -> bool:
@@ -88,5 +88,5 @@ async def no_store_hook(message: Message, scope: Scope) -> None:
     if message["type"] == "http.response.start" and needs_no_store(scope.get("path", "")):
         message["headers"] = [
             *(h for h in message.get("headers", []) if h[0].lower() != b"cache-control"),
-            (b"cache-control", NO_STORE),
+            (b"cache-control", NO_STORE_VALUE),
         ]
