@@ -60,7 +60,6 @@ def security_headers_hook(production: bool):
 # back button must not keep them. A path matches a prefix at a "/" or at its end.
 NO_STORE_PREFIXES = (
     "/pay",  # amount page (name, address), confirm errors, /pay/receipt/…, /pay/again/…, /pay/return
-    "/sandbox-gateway",  # the test card form
     "/reset-password",
     "/verify",
     "/profile",  # includes /profile/email/confirm
@@ -73,6 +72,15 @@ NO_STORE_PREFIXES = (
     "/dev/mailbox",
 )
 NO_STORE_VALUE = b"no-store"
+# The one exception: the amount form that POST /pay answers. Chrome cannot go Back to a
+# POST answer marked no-store ("Confirm Form Resubmission"), and going Back to that very
+# form, with its idempotency key, is what turns a second click into the same payment
+# instead of a new one. no-store would not hide it from the next person at a shared
+# computer either: the browser offers to send the form again. So it is kept out of
+# shared caches and never reused without asking the server (private, no-cache), and it
+# shows no more than initials and a masked address to a guest.
+BACK_BUTTON_FORMS = {("POST", "/pay")}
+PRIVATE_NO_CACHE = b"private, no-cache"
 
 
 def needs_no_store(path: str) -> bool:
@@ -85,8 +93,10 @@ def needs_no_store(path: str) -> bool:
 async def no_store_hook(message: Message, scope: Scope) -> None:
     """A `before_send` hook: `Cache-Control: no-store` on NO_STORE_PREFIXES, replacing any
     other Cache-Control, on every status (a 422 form still shows what was typed)."""
-    if message["type"] == "http.response.start" and needs_no_store(scope.get("path", "")):
+    path = scope.get("path", "")
+    if message["type"] == "http.response.start" and needs_no_store(path):
+        kept = (scope.get("method"), path) in BACK_BUTTON_FORMS and message["status"] == 200
         message["headers"] = [
             *(h for h in message.get("headers", []) if h[0].lower() != b"cache-control"),
-            (b"cache-control", NO_STORE_VALUE),
+            (b"cache-control", PRIVATE_NO_CACHE if kept else NO_STORE_VALUE),
         ]
