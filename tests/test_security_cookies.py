@@ -10,6 +10,7 @@ from litestar import Request, Response, post
 from litestar.testing import AsyncTestClient
 
 from portal.accounts import sessions
+from portal.accounts.signin import DEVICE_COOKIE
 from portal.app import create_app
 from portal.i18n import LOCALE_COOKIE
 from portal.security import cookies
@@ -70,7 +71,8 @@ async def development(settings):
 def test_every_portal_cookie_name_comes_from_one_module():
     assert sessions.COOKIE == cookies.SESSION
     assert LOCALE_COOKIE == cookies.LANGUAGE
-    assert cookies.NAMES == (cookies.SESSION, cookies.CSRF, cookies.LANGUAGE)
+    assert DEVICE_COOKIE == cookies.DEVICE
+    assert cookies.NAMES == (cookies.SESSION, cookies.CSRF, cookies.LANGUAGE, cookies.DEVICE)
     assert cookies.wire_name(cookies.SESSION, production=True) == "__Host-portal_session"
     assert cookies.wire_name(cookies.SESSION, production=False) == "portal_session"
 

@@ -27,7 +27,8 @@ from portal.settings import Settings
 SESSION = "portal_session"
 CSRF = "portal_csrf"
 LANGUAGE = "portal_lang"
-NAMES = (SESSION, CSRF, LANGUAGE)
+DEVICE = "portal_device"  # the remembered device (accounts/signin.py)
+NAMES = (SESSION, CSRF, LANGUAGE, DEVICE)
 HOST_PREFIX = "__Host-"
 
 
