@@ -272,9 +272,22 @@ def test_a_sandbox_batch_says_test_on_every_line_and_in_its_file_name(
     assert not out.exists()
     marked = tmp_path / "TEST-payments-2026-11-20.csv"
     rows = _rows(marked.read_text())
-    assert {r["mode"] for r in rows} == {"TEST", "LIVE"}  # each line by its own gateway
-    assert [r["mode"] for r in rows if r["gateway"] == "sandbox"] == ["TEST"]
-    assert "TEST payment(s) (sandbox gateway)" in capsys.readouterr().err
+    assert len(rows) == 2 and {r["mode"] for r in rows} == {"TEST"}  # a test batch, all of it
+    assert "TEST payment(s) (test gateway or key)" in capsys.readouterr().err
+
+
+def test_stripe_with_a_test_mode_key_exports_a_test_batch(ledger, settings, monkeypatch, tmp_path):
+    monkeypatch.setenv("PORTAL_DATABASE", str(settings.database))
+    monkeypatch.setenv("PORTAL_GATEWAY", "stripe")
+    monkeypatch.setenv("PORTAL_STRIPE_SECRET_KEY", "sk_test_51Hq8ZrK3vKwT1mXy7")
+    monkeypatch.setenv("PORTAL_STRIPE_WEBHOOK_SECRET", "whsec_x")
+    out = tmp_path / "payments.csv"
+    assert main(["export", "payments", "--date", "2026-11-20", "--output", str(out)]) == 0
+    rows = _rows((tmp_path / "TEST-payments.csv").read_text())
+    assert [(r["confirmation_number"], r["mode"]) for r in rows] == [
+        ("TESTPAY1", "TEST"),
+        ("LIVEPAY1", "TEST"),
+    ]
 
 
 # --- portal serve in development -------------------------------------------------------

@@ -224,7 +224,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     db.upgrade(settings.database)
     conn = db.connect_sync(settings.database)
-    test_mode = settings.gateway in TEST_GATEWAYS
+    test_mode = settings.gateway in TEST_GATEWAYS or settings.stripe_secret_key.startswith(
+        ("sk_test_", "rk_test_")
+    )
     try:
         text, count = export_batch(conn, batch, zone, test_mode=test_mode)
     finally:
@@ -234,7 +236,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if test_mode and not output.name.upper().startswith("TEST"):
             output = output.with_name(f"TEST-{output.name}")  # never mistaken for real money
         output.write_text(text, encoding="utf-8")
-        kind = "TEST payment(s) (sandbox gateway)" if test_mode else "payment(s)"
+        kind = "TEST payment(s) (test gateway or key)" if test_mode else "payment(s)"
         print(f"batch {batch}: {count} {kind} written to {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -12,11 +12,11 @@ processor's reason code, and the confirmation number of the payment it reverses.
 batch already written is never changed by a later reversal.
 
 Test payments never reach the billing system as real ones. Every line says `LIVE` or
-`TEST` in its `mode` column (from the gateway that took the payment). While the portal
-runs a test gateway (the sandbox), its batches hold test payments and `portal export`
-names the file `TEST-…`; with a real gateway, a batch takes live payments (and their
-reversals) only, so a sandbox payment left in the database from a trial never enters a
-real batch.
+`TEST` in its `mode` column. While the portal runs a test gateway (the sandbox, or Stripe
+with a test-mode key), a batch is a test batch: every line says `TEST` and `portal
+export` names the file `TEST-…`. With a real gateway, a batch takes live payments (and
+their reversals) only, so a sandbox payment left in the database from a trial never
+enters a real batch.
 """
 
 from __future__ import annotations
@@ -119,6 +119,6 @@ def export_batch(
         values = list(row)[: len(COLUMNS) - 1]
         sign, cents = ("-" if row[4] < 0 else ""), abs(row[4])
         values[4] = f"{sign}{cents // 100}.{cents % 100:02d}"
-        values.append("TEST" if row[9] in TEST_GATEWAYS else "LIVE")
+        values.append("TEST" if test_mode or row[9] in TEST_GATEWAYS else "LIVE")
         writer.writerow(["" if v is None else v for v in values])
     return out.getvalue(), len(rows)
