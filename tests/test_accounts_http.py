@@ -278,14 +278,14 @@ async def test_session_cookie_is_secure_in_production(settings):
         app=create_app(production), base_url="https://portal.example"
     ) as client:
         page = await client.get("/login")
-        assert "secure" in set_cookie_header(page, "portal_csrf").lower()
+        assert "secure" in set_cookie_header(page, "__Host-portal_csrf").lower()
         await make_user(settings, client)
         response = await sign_in(client)
         assert response.status_code == 303, response.text
-        header = set_cookie_header(response).lower()
+        header = set_cookie_header(response, f"__Host-{COOKIE}").lower()
         assert "secure" in header and "httponly" in header and "samesite=lax" in header
         logout = await post_form(client, "/logout", {}, follow_redirects=False)
-        assert "secure" in set_cookie_header(logout).lower()
+        assert "secure" in set_cookie_header(logout, f"__Host-{COOKIE}").lower()
 
 
 async def test_only_a_hash_of_the_session_id_is_stored(settings, maria):

@@ -369,7 +369,7 @@ async def test_export_puts_each_payment_in_exactly_one_batch(
     conn.close()
     assert portal_main(["export", "payments", "--date", "2026-11-20"]) == 0
     assert capsys.readouterr().out == first  # the same batch again: the same file
-    out = tmp_path / "next.csv"
+    out = tmp_path / "TEST-next.csv"  # sandbox batches are named TEST-…
     assert portal_main(["export", "payments", "--date", "2026-11-21", "--output", str(out)]) == 0
     next_lines = out.read_text().strip().splitlines()
     assert len(next_lines) == 2 and ",5.00," in next_lines[1]

@@ -14,11 +14,18 @@ from portal.cli import main
 from portal.settings import DEV_SECRET_KEY, Settings, SettingsError
 
 PORTAL = Path(sys.executable).with_name("portal")
-GOOD_SECRET = "k" * 40
+GOOD_SECRET = "q8Zr-3vKw_T1mXy7LpD4nH0sBcJ9eUfA2gQ6tVoR5iW"
+# A production configuration that passes every check (a real gateway, live keys).
+STRIPE_LIVE_KEY = "sk_live_51Hq8ZrK3vKwT1mXy7LpD4nH0sBcJ9eUfA2gQ6tVo"
+STRIPE_WEBHOOK_SECRET = "whsec_Yt5uN8cR2eW7qA0zX4vB1mK9pL3sD6fG"
 PRODUCTION = {
     "PORTAL_ENV": "production",
     "PORTAL_SECRET_KEY": GOOD_SECRET,
     "PORTAL_BASE_URL": "https://portal.example",
+    "PORTAL_GATEWAY": "stripe",
+    "PORTAL_STRIPE_SECRET_KEY": STRIPE_LIVE_KEY,
+    "PORTAL_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+    "PORTAL_MAIL_FROM": "billing@ontarioca.gov",
 }
 
 
@@ -40,7 +47,7 @@ def test_defaults_suit_a_laptop():
     assert settings.database == Path("var/portal.sqlite3")
     assert settings.base_url == "http://127.0.0.1:8000"
     assert settings.secret_key == DEV_SECRET_KEY
-    assert (settings.smtp_host, settings.smtp_port, settings.smtp_starttls) == ("", 25, False)
+    assert (settings.smtp_host, settings.smtp_port, settings.smtp_tls) == ("", 25, "auto")
     assert settings.mail_from == "no-reply@localhost"
     assert settings.timezone == "America/Los_Angeles"
     assert settings.password_min_length == 15
@@ -58,7 +65,7 @@ def test_every_variable_is_read():
         "PORTAL_SMTP_USERNAME": "portal",
         "PORTAL_SMTP_PASSWORD": "hunter2-but-longer",
         "PORTAL_SMTP_STARTTLS": "yes",
-        "PORTAL_MAIL_FROM": "billing@city.example",
+        "PORTAL_MAIL_FROM": "billing@ontarioca.gov",
         "PORTAL_UTILITY_NAME": "Springfield Water",
         "PORTAL_SUPPORT_PHONE": "(555) 010-0000",
         "PORTAL_TIMEZONE": "America/Chicago",
@@ -75,13 +82,16 @@ def test_every_variable_is_read():
         smtp_port=587,
         smtp_username="portal",
         smtp_password="hunter2-but-longer",
-        smtp_starttls=True,
-        mail_from="billing@city.example",
+        smtp_tls="starttls",
+        mail_from="billing@ontarioca.gov",
         utility_name="Springfield Water",
         support_phone="(555) 010-0000",
         timezone="America/Chicago",
         password_min_length=12,
         max_body_bytes=2048,
+        gateway="stripe",
+        stripe_secret_key=STRIPE_LIVE_KEY,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
     )
     assert settings.production and not settings.dev_mailbox
 
@@ -160,7 +170,7 @@ def test_a_bad_value_gives_a_clear_one_line_error(name, value, expected):
 
 @pytest.mark.parametrize("value", ["true", "1", "YES", "on"])
 def test_starttls_accepts_the_usual_spellings_of_true(value):
-    assert Settings.from_env({"PORTAL_SMTP_STARTTLS": value}).smtp_starttls is True
+    assert Settings.from_env({"PORTAL_SMTP_STARTTLS": value}).smtp_tls == "starttls"
 
 
 def test_cli_exits_2_with_a_one_line_reason(monkeypatch, tmp_path, capsys):

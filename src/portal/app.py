@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
-from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
@@ -22,10 +21,14 @@ from portal.observe import routes as observe
 from portal.pages import routes as pages
 from portal.payments import routes as payments
 from portal.payments.reconciler import Reconciler
+from portal.security import cookies
 from portal.security.auth import SessionAuth
 from portal.security.csrf import CSRFGuard
 from portal.security.errors import http_error, server_error
-from portal.security.headers import security_headers_hook
+from portal.security.headers import no_store_hook, security_headers_hook
+from portal.security.limits import FORM_MAX_BYTES, FormLimits
+from portal.security.proxies import ProxyWatch
+from portal.security.refusals import flush_refusals
 from portal.services import Services
 from portal.settings import Settings
 from portal.staff import routes as staff
@@ -48,16 +51,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def stop() -> None:
         await reconciler.stop()
         await services.sender.stop()  # the sender first: it writes to the database
+        await flush_refusals(app.state)  # counts of refused forms (security/refusals.py)
         await services.db.close()
 
-    csrf = CSRFConfig(
-        secret=settings.secret_key,
-        cookie_name="portal_csrf",
-        cookie_secure=settings.production,
-        cookie_httponly=True,
-        cookie_samesite="lax",
-        exclude=["/static/", *observe.PATHS],  # no token cookie for files and probes
-    )
+    csrf = cookies.csrf_config(settings, exclude=observe.PATHS)  # no token for probes
+    proxy_watch = ProxyWatch(settings)  # warns once about a proxy left untrusted
     route_handlers = [
         *pages.handlers(settings),
         *mail.handlers(settings),
@@ -74,15 +72,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
     ]
     app = Litestar(
         route_handlers=route_handlers,
-        state=State({"services": services, "reconciler": reconciler}),
+        state=State({"services": services, "reconciler": reconciler, "proxy_watch": proxy_watch}),
         dependencies=services.dependencies(),
         on_startup=[start],
         on_shutdown=[stop],
         request_class=PortalRequest,
-        before_send=[security_headers_hook(settings.production)],
+        before_send=[
+            security_headers_hook(settings.production),
+            no_store_hook,
+            proxy_watch.before_send,
+        ],
         template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
         middleware=[
+            # __Host- cookie names on the wire in production (security/cookies.py).
+            DefineMiddleware(cookies.HostPrefixCookies, production=settings.production),
             observe_metrics.prometheus_config().middleware,
+            # Forms over 64 KB or 200 fields are refused before anything parses them.
+            DefineMiddleware(FormLimits, max_bytes=min(FORM_MAX_BYTES, settings.max_body_bytes)),
             # Who is signed in, once per request (request.user); static files and the
             # health and metrics probes need nobody.
             DefineMiddleware(SessionAuth, exclude=["^/static/", *observe.EXCLUDE]),

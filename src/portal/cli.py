@@ -1,6 +1,6 @@
 """The `portal` command: serve, db upgrade, demo, import.
 
-portal serve [--host H] [--port P] [--reload]
+portal serve [--host H] [--port P] [--reload] [--unsafe-public-dev]
 portal db upgrade
 portal db backup FILE [--force] [--quiet] | portal db backup --keep N DIR
 portal db verify-backup FILE
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from portal import db
 from portal.progress import Meter, meter_for
-from portal.settings import Settings, SettingsError
+from portal.settings import TEST_GATEWAYS, Settings, SettingsError
 
 INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
 
@@ -40,12 +40,38 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def serve_host_problem(settings: Settings, host: str, unsafe_public_dev: bool) -> str | None:
+    """Why `portal serve --host HOST` is refused, or None.
+
+    Development shows every emailed reset link at /dev/mailbox and signs gateway events
+    with a public key, so it listens on this machine only unless the operator insists."""
+    import ipaddress
+
+    if settings.production or unsafe_public_dev:
+        return None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"--host {host} would let other machines reach a development portal, whose"
+        " /dev/mailbox shows every password-reset link; use 127.0.0.1, set"
+        " PORTAL_ENV=production, or add --unsafe-public-dev if you really mean it"
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from portal.observe.logs import uvicorn_log_config
 
     settings = _settings()  # refuse unsafe settings before binding the port
+    problem = serve_host_problem(settings, args.host, args.unsafe_public_dev)
+    if problem:
+        print(f"portal: {problem}", file=sys.stderr)
+        return 2
     uvicorn.run(
         "portal.app:create_app",
         factory=True,
@@ -358,18 +384,26 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     db.upgrade(settings.database)
     conn = db.connect_sync(settings.database)
+    test_mode = settings.gateway in TEST_GATEWAYS or settings.stripe_secret_key.startswith(
+        ("sk_test_", "rk_test_")
+    )
     try:
         with meter_for(args.quiet) as meter:
-            text, count = export_batch(conn, batch, zone, meter)
+            text, count = export_batch(conn, batch, zone, meter, test_mode=test_mode)
     finally:
         conn.close()
+    where = "standard output"
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        output = Path(args.output)
+        if test_mode and not output.name.upper().startswith("TEST"):
+            output = output.with_name(f"TEST-{output.name}")  # never mistaken for real money
+        output.write_text(text, encoding="utf-8")
+        where = str(output)
     else:
         sys.stdout.write(text)
     if not args.quiet:
-        where = args.output or "standard output"
-        print(f"batch {batch}: {count} payment(s) written to {where}", file=sys.stderr)
+        kind = "TEST payment(s) (test gateway or key)" if test_mode else "payment(s)"
+        print(f"batch {batch}: {count} {kind} written to {where}", file=sys.stderr)
     return 0
 
 
@@ -456,6 +490,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
+    serve.add_argument(
+        "--unsafe-public-dev",
+        action="store_true",
+        help="allow a development server on a non-loopback address (exposes /dev/mailbox)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     database = sub.add_parser("db", help="database maintenance")

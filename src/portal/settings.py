@@ -19,6 +19,21 @@ class SettingsError(ValueError):
     """A setting is missing or unsafe; the message is one line for the operator."""
 
 
+def looks_weak(secret: str, min_length: int = 32) -> bool:
+    """True for a secret too short or too regular to be random: fewer than `min_length`
+    characters, fewer than 10 different ones, under ~128 bits by a character-variety
+    estimate, or mostly runs and steps ("aaaa…", "abcd…", "1234…")."""
+    import math
+
+    if len(secret) < min_length:
+        return True
+    variety = len(set(secret))
+    if variety < 10 or len(secret) * math.log2(variety) < 128:
+        return True
+    steps = sum(abs(ord(a) - ord(b)) <= 1 for a, b in zip(secret, secret[1:], strict=False))
+    return steps * 2 >= len(secret)
+
+
 def _bool(value: str, name: str) -> bool:
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -79,13 +94,32 @@ def _mail_address(value: str, name: str) -> str:
 
 
 GATEWAYS = ("sandbox", "stripe")
+# Gateways that only pretend to take money: refused when PORTAL_ENV=production, and their
+# payments are marked TEST in every export (see portal.payments.export).
+TEST_GATEWAYS = frozenset({"sandbox"})
 STRIPE_API_BASE = "https://api.stripe.com"
+SMTP_TLS_MODES = ("auto", "starttls", "implicit", "off")
 
 
 def _gateway(value: str) -> str:
     value = value.strip().lower()
     if value not in GATEWAYS:
         raise SettingsError(f"PORTAL_GATEWAY must be one of {', '.join(GATEWAYS)}, not {value!r}")
+    return value
+
+
+def _smtp_tls(value: str, legacy_starttls: str, port: int) -> str:
+    """PORTAL_SMTP_TLS; PORTAL_SMTP_STARTTLS=true (earlier versions) still means starttls.
+    Unset on port 465 means implicit TLS, the only thing that port speaks."""
+    value = value.strip().lower()
+    if not value:
+        if legacy_starttls and _bool(legacy_starttls, "PORTAL_SMTP_STARTTLS"):
+            return "starttls"
+        return "implicit" if port == 465 else "auto"
+    if value not in SMTP_TLS_MODES:
+        raise SettingsError(
+            f"PORTAL_SMTP_TLS must be one of {', '.join(SMTP_TLS_MODES)}, not {value!r}"
+        )
     return value
 
 
@@ -133,7 +167,7 @@ class Settings:
     smtp_port: int = 25
     smtp_username: str = ""
     smtp_password: str = field(default="", repr=False)
-    smtp_starttls: bool = False
+    smtp_tls: str = "auto"
     mail_from: str = "no-reply@localhost"
     mail_reply_to: str = ""
     utility_name: str = "Ontario Municipal Utilities Company"
@@ -194,7 +228,7 @@ class Settings:
         if env == "production":
             if not secret:
                 raise SettingsError("PORTAL_SECRET_KEY must be set when PORTAL_ENV=production")
-            if len(secret) < 32 or secret == DEV_SECRET_KEY:
+            if secret == DEV_SECRET_KEY or looks_weak(secret):
                 raise SettingsError("PORTAL_SECRET_KEY must be at least 32 random characters")
         base_url = get("PORTAL_BASE_URL", cls.base_url).rstrip("/")
         if env == "production" and not base_url.startswith("https://"):
@@ -211,16 +245,17 @@ class Settings:
         stripe_base = get("PORTAL_STRIPE_API_BASE", STRIPE_API_BASE).rstrip("/")
         if not stripe_base.startswith(("https://", "http://")):
             raise SettingsError(f"PORTAL_STRIPE_API_BASE must be a URL, not {stripe_base!r}")
-        return cls(
+        smtp_port = _int(get("PORTAL_SMTP_PORT", "25"), "PORTAL_SMTP_PORT", 1, 65535)
+        settings = cls(
             env=env,
             database=Path(get("PORTAL_DATABASE", "var/portal.sqlite3")),
             base_url=base_url,
             secret_key=secret or DEV_SECRET_KEY,
             smtp_host=get("PORTAL_SMTP_HOST"),
-            smtp_port=_int(get("PORTAL_SMTP_PORT", "25"), "PORTAL_SMTP_PORT", 1, 65535),
+            smtp_port=smtp_port,
             smtp_username=get("PORTAL_SMTP_USERNAME"),
             smtp_password=get("PORTAL_SMTP_PASSWORD"),
-            smtp_starttls=_bool(get("PORTAL_SMTP_STARTTLS", "false"), "PORTAL_SMTP_STARTTLS"),
+            smtp_tls=_smtp_tls(get("PORTAL_SMTP_TLS"), get("PORTAL_SMTP_STARTTLS"), smtp_port),
             mail_from=get("PORTAL_MAIL_FROM", cls.mail_from),
             mail_reply_to=_mail_address(get("PORTAL_MAIL_REPLY_TO"), "PORTAL_MAIL_REPLY_TO"),
             utility_name=get("PORTAL_UTILITY_NAME", cls.utility_name),
@@ -251,3 +286,8 @@ class Settings:
             lookups_overall=_int(get("PORTAL_LOOKUPS_OVERALL", "600"), "PORTAL_LOOKUPS_OVERALL"),
             **_operations(get),
         )
+        if settings.production:
+            from portal.security.production import refuse_unsafe
+
+            refuse_unsafe(settings)  # raises SettingsError naming the variable
+        return settings

@@ -17,9 +17,10 @@ import aiosqlite
 from litestar.datastructures import Cookie
 
 from portal.db import Database, utcnow
+from portal.security import cookies
 from portal.settings import Settings
 
-COOKIE = "portal_session"
+COOKIE = cookies.SESSION  # __Host-portal_session in production (security/cookies.py)
 IDLE = timedelta(minutes=30)
 BROWSER_MAX = timedelta(hours=12)
 REMEMBER = timedelta(days=30)

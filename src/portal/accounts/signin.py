@@ -33,6 +33,7 @@ from portal.accounts.passwords import hash_password, needs_rehash, verify_passwo
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
 from portal.observe import metrics
+from portal.security import cookies
 from portal.settings import Settings
 
 FREE_TRIES = 5
@@ -41,7 +42,7 @@ FAILURE_MEMORY = timedelta(days=1)
 ADDRESS_WINDOW = timedelta(minutes=15)
 ADDRESS_FAILURES_MAX = 100
 ACCOUNT_FAILURES_MAX = 100  # NIST: never more than 100 consecutive failures
-DEVICE_COOKIE = "portal_device"
+DEVICE_COOKIE = cookies.DEVICE  # __Host-portal_device in production (security/cookies.py)
 DEVICE_FOR = timedelta(days=365)
 
 

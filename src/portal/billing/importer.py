@@ -44,6 +44,15 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _NUMBER = re.compile(r"\d{1,9}(\.\d{1,4})?")
 
 
+# Line breaks (CR, LF, U+2028/9), other C0/C1 controls (tab and NUL included) and the
+# invisible bidirectional overrides that can make text display as something else.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def has_control_character(value: str) -> bool:
+    return _CONTROL.search(value) is not None
+
+
 @dataclass(frozen=True)
 class RowError:
     line: int
@@ -92,9 +101,20 @@ class _Row:
     def __init__(self, values: dict[str, str]) -> None:
         self.values = values
         self.reasons: list[str] = []
+        self._control_checked: set[str] = set()
 
     def text(self, name: str, required: bool = True) -> str:
-        value = (self.values.get(name) or "").strip()
+        raw = self.values.get(name) or ""
+        if name not in self._control_checked:
+            self._control_checked.add(name)
+            if has_control_character(raw):
+                self.reasons.append(
+                    f"{name} contains a line break or another control character; remove it"
+                )
+                return ""
+        elif has_control_character(raw):
+            return ""
+        value = raw.strip()
         if required and not value:
             self.reasons.append(f"{name} is empty")
         return value
@@ -150,8 +170,10 @@ def _read(stream: io.TextIOBase, kind: str) -> Iterator[tuple[int, dict[str, str
         line = reader.line_num
         yield line, RowError(line, "missing header column(s): " + ", ".join(missing))
         return
+    ended = reader.line_num
     for values in reader:
-        line = reader.line_num
+        # A quoted cell can span lines: report the line where the row starts.
+        line, ended = ended + 1, reader.line_num
         if not values or values == [""]:
             continue
         if len(values) != len(header):

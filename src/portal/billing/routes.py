@@ -32,6 +32,7 @@ from portal.billing.pdf import bill_pdf
 from portal.billing.service import BillingService
 from portal.i18n import _, format_locale
 from portal.security.auth import requires_resident
+from portal.security.filenames import attachment
 from portal.security.headers import NO_STORE
 from portal.security.throttle import Budget, enforce
 from portal.settings import Settings
@@ -147,12 +148,11 @@ async def bill_download(
         settings.support_phone,
         labels={"consumption_unit": unit_name(unit)},
     )
-    filename = f"bill-{found['bill_number']}.pdf".replace('"', "")
     return Response(
         content,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Disposition": attachment(f"bill-{found['bill_number']}.pdf"),
             "Cache-Control": "private, no-store",
         },
     )
@@ -226,7 +226,7 @@ async def usage_csv(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
         headers={
-            "Content-Disposition": f'attachment; filename="usage-{account["account_number"]}.csv"',
+            "Content-Disposition": attachment(f"usage-{account['account_number']}.csv"),
             "Cache-Control": "private, no-store",
         },
     )

@@ -18,10 +18,12 @@ from babel.messages.pofile import read_po
 from babel.support import Translations
 from litestar.datastructures import Cookie
 
+from portal.security import cookies
+
 LOCALE_DIR = Path(__file__).parent / "locale"
 LOCALES = ("en", "es")
 DEFAULT_LOCALE = "en"
-LOCALE_COOKIE = "portal_lang"
+LOCALE_COOKIE = cookies.LANGUAGE  # __Host-portal_lang in production (security/cookies.py)
 
 # Residents of Southern California: US formats in both languages ($84.10, not 84,10 US$).
 FORMAT_LOCALES = {"en": "en_US", "es": "es_US"}

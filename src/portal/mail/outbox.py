@@ -32,6 +32,7 @@ from jinja2 import Environment
 
 from portal import i18n
 from portal.db import Database, is_row_id, utcnow
+from portal.security.sealing import seal
 from portal.settings import Settings
 
 SERVICE_ADDRESSES = (
@@ -101,6 +102,8 @@ class Mailer:
         to = _check_address(to)
         subject, text, html = self.render(template, context, locale)
         now = utcnow()
+        # Bodies hold one-time links: sealed at rest in production (security/sealing.py).
+        text, html = seal(self.settings, text), seal(self.settings, html)
         return (to, subject, text, html, now, now)
 
     def enqueue_sync(

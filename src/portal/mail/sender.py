@@ -29,6 +29,7 @@ import aiosmtplib
 from portal.db import Database
 from portal.observe import metrics
 from portal.mail.headers import from_address, reply_to_address
+from portal.security.sealing import unseal
 from portal.settings import Settings
 
 log = logging.getLogger("portal.mail")
@@ -51,6 +52,25 @@ def stamp(moment: datetime) -> str:
 def short_error(exc: BaseException) -> str:
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     return text[:200]
+
+
+def tls_options(settings: Settings) -> dict[str, bool | None]:
+    """aiosmtplib's TLS arguments for PORTAL_SMTP_TLS.
+
+    auto      STARTTLS if the server offers it (start_tls=None); required (start_tls=True:
+              no STARTTLS, no login, nothing sent) when a username or password is set
+    starttls  always required
+    implicit  TLS from the first byte (port 465)
+    off       never; production refuses it together with a login
+    An internal certificate authority is trusted through the usual SSL_CERT_FILE."""
+    mode = settings.smtp_tls
+    if mode == "implicit":
+        return {"use_tls": True, "start_tls": False}
+    if mode == "off":
+        return {"use_tls": False, "start_tls": False}
+    credentials = bool(settings.smtp_username or settings.smtp_password)
+    required = mode == "starttls" or credentials
+    return {"use_tls": False, "start_tls": True if required else None}
 
 
 class OutboxSender:
@@ -183,8 +203,8 @@ class OutboxSender:
         digits = "".join(ch for ch in row["created_at"] if ch.isdigit())
         message["Message-ID"] = f"<portal.{row['id']}.{digits}@{self._msgid_domain}>"
         message["Auto-Submitted"] = "auto-generated"
-        message.set_content(row["body_text"])
-        message.add_alternative(row["body_html"], subtype="html")
+        message.set_content(unseal(self.settings, row["body_text"]))
+        message.add_alternative(unseal(self.settings, row["body_html"]), subtype="html")
         return message
 
     def _client(self) -> aiosmtplib.SMTP:
@@ -194,7 +214,8 @@ class OutboxSender:
             port=s.smtp_port,
             username=s.smtp_username or None,
             password=s.smtp_password or None,
-            start_tls=s.smtp_starttls,
+            **tls_options(s),
+            validate_certs=True,  # the server's certificate is always checked
             timeout=self.timeout,
         )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiosmtplib
 
 from portal import db as portal_db
+from portal.mail.sender import tls_options
 from portal.settings import Settings
 
 Line = tuple[bool, str]
@@ -102,24 +103,20 @@ def check_smtp(settings: Settings) -> Line:
 
 
 async def _smtp_steps(settings: Settings) -> list[str]:
-    """The sender's own path (aiosmtplib): connect, EHLO, STARTTLS, login; then QUIT."""
+    """The sender's own path (aiosmtplib, with its TLS options for PORTAL_SMTP_TLS):
+    connect, EHLO, TLS, login; then QUIT."""
     smtp = aiosmtplib.SMTP(
         hostname=settings.smtp_host,
         port=settings.smtp_port,
-        start_tls=False,
         timeout=SMTP_TIMEOUT,
+        **tls_options(settings),
     )
     step = "connect"
     try:
-        await smtp.connect()
-        steps = ["connect"]
-        step = "EHLO"
-        await smtp.ehlo()
-        steps.append("EHLO")
-        if settings.smtp_starttls:
-            step = "STARTTLS"
-            await smtp.starttls()
-            steps.append("STARTTLS")
+        await smtp.connect()  # TLS from the first byte, or STARTTLS, as the sender does
+        steps = ["connect", "EHLO"]
+        if smtp.get_transport_info("sslcontext") is not None:
+            steps.append("TLS" if settings.smtp_tls == "implicit" else "STARTTLS")
         if settings.smtp_username:
             step = "login"
             await smtp.login(settings.smtp_username, settings.smtp_password)

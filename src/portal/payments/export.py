@@ -10,6 +10,13 @@ Money taken back after a payment was accepted (a bank payment that failed, a ref
 dispute) is a reversal row in the batch of the day it happened: a negative amount, the
 processor's reason code, and the confirmation number of the payment it reverses. A
 batch already written is never changed by a later reversal.
+
+Test payments never reach the billing system as real ones. Every line says `LIVE` or
+`TEST` in its `mode` column. While the portal runs a test gateway (the sandbox, or Stripe
+with a test-mode key), a batch is a test batch: every line says `TEST` and `portal
+export` names the file `TEST-…`. With a real gateway, a batch takes live payments (and
+their reversals) only, so a sandbox payment left in the database from a trial never
+enters a real batch.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from portal.db import utcnow
 from portal.progress import Meter
+from portal.settings import TEST_GATEWAYS
 
 COLUMNS = [
     "batch_date",
@@ -38,6 +46,7 @@ COLUMNS = [
     "type",
     "reason_code",
     "original_confirmation_number",
+    "mode",
 ]
 
 
@@ -50,11 +59,28 @@ REPORT_EVERY = 1000
 
 
 def export_batch(
-    conn: sqlite3.Connection, batch: date, zone: ZoneInfo, meter: Meter | None = None
+    conn: sqlite3.Connection,
+    batch: date,
+    zone: ZoneInfo,
+    meter: Meter | None = None,
+    *,
+    test_mode: bool = False,
 ) -> tuple[str, int]:
-    """The CSV text of the batch for `batch`, creating it on first request."""
+    """The CSV text of the batch for `batch`, creating it on first request.
+
+    Outside test mode, payments taken by a test gateway (and their reversals) are left
+    out of the batch."""
     meter = meter or Meter()
     name = batch.isoformat()
+    tests = sorted(TEST_GATEWAYS)
+    marks = ", ".join("?" * len(tests))
+    live_only = "" if test_mode else f" AND p.gateway NOT IN ({marks})"
+    live_reversals = (
+        ""
+        if test_mode
+        else f" AND payment_id NOT IN (SELECT id FROM payments WHERE gateway IN ({marks}))"
+    )
+    live = () if test_mode else tuple(tests)
     conn.execute("BEGIN IMMEDIATE")
     try:
         exists = conn.execute(
@@ -67,28 +93,29 @@ def export_batch(
             )
             end = _end_of_day_utc(batch, zone)
             conn.execute(
-                "UPDATE payments SET export_batch = ? WHERE status = 'succeeded'"
-                " AND export_batch IS NULL AND settled_at < ?",
-                (name, end),
+                "UPDATE payments AS p SET export_batch = ? WHERE status = 'succeeded'"
+                " AND export_batch IS NULL AND settled_at < ?" + live_only,
+                (name, end, *live),
             )
             conn.execute(
-                "UPDATE payment_reversals SET export_batch = ? WHERE export_batch IS NULL AND at < ?",
-                (name, end),
+                "UPDATE payment_reversals SET export_batch = ? WHERE export_batch IS NULL AND at < ?"
+                + live_reversals,
+                (name, end, *live),
             )
         rows = conn.execute(
             "SELECT p.export_batch, p.confirmation_number, sa.customer_number, sa.account_number,"
             " p.amount_cents, p.settled_at, p.method, p.brand, p.last4, p.gateway, p.gateway_ref,"
             " 'payment', '', '', p.settled_at AS at, 0 AS kind, p.id"
             " FROM payments p JOIN service_accounts sa ON sa.id = p.account_id"
-            " WHERE p.export_batch = ?"
-            " UNION ALL"
+            " WHERE p.export_batch = ?" + live_only + " UNION ALL"
             " SELECT r.export_batch, '', sa.customer_number, sa.account_number, -r.amount_cents,"
             " r.at, p.method, p.brand, p.last4, p.gateway, r.gateway_ref, 'reversal',"
             " r.reason_code, p.confirmation_number, r.at, 1, r.id"
             " FROM payment_reversals r JOIN payments p ON p.id = r.payment_id"
             " JOIN service_accounts sa ON sa.id = p.account_id WHERE r.export_batch = ?"
-            " ORDER BY at, kind, 17",
-            (name, name),
+            + live_only
+            + " ORDER BY at, kind, 17",
+            (name, *live, name, *live),
         ).fetchall()
         conn.execute("COMMIT")
     except BaseException:
@@ -100,9 +127,10 @@ def export_batch(
     writer.writerow(COLUMNS)
     meter.stage("exporting payments", total=len(rows), unit="rows")
     for count, row in enumerate(rows, start=1):
-        values = list(row)[: len(COLUMNS)]
+        values = list(row)[: len(COLUMNS) - 1]
         sign, cents = ("-" if row[4] < 0 else ""), abs(row[4])
         values[4] = f"{sign}{cents // 100}.{cents % 100:02d}"
+        values.append("TEST" if test_mode or row[9] in TEST_GATEWAYS else "LIVE")
         writer.writerow(["" if v is None else v for v in values])
         if count % REPORT_EVERY == 0:
             meter.update(count)

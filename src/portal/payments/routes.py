@@ -260,7 +260,7 @@ async def sandbox_pay(
 
 def handlers(settings: Settings) -> list:
     routes = [pay_start, pay_lookup, pay_confirm, pay_return, pay_receipt, pay_again, webhook]
-    if settings.gateway == "sandbox":
+    if settings.gateway == "sandbox" and not settings.production:  # never a test page live
         routes += [sandbox_page, sandbox_pay]
     if settings.gateway == "stripe":
         routes += stripe_routes.handlers()

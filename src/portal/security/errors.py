@@ -14,6 +14,8 @@ from litestar.response import Redirect, Template
 from portal import i18n
 from portal.accounts import audit
 from portal.observe.logs import current_request_id
+from portal.security import cookies
+from portal.security.refusals import refusal_log
 from portal.security.throttle import Throttled
 from portal.web import PortalRequest, client_address
 
@@ -30,7 +32,6 @@ def http_error(request: PortalRequest, exc: HTTPException) -> Response:
     if exc.status_code >= 500:
         return server_error(request, exc)
     if status == 403 and "csrf" in str(exc.detail).lower():
-        log.warning("csrf refused path=%s client=%s", request.url.path, client_address(request))
         request.state.csrf_refused = True
         page = _page(request, status)
         page.background = BackgroundTask(_audit_csrf, request)
@@ -43,14 +44,11 @@ def http_error(request: PortalRequest, exc: HTTPException) -> Response:
 
 
 async def _audit_csrf(request: PortalRequest) -> None:
-    """Record the refusal in the audit log, with the signed-in resident if there is one."""
+    """Count the refusal in the audit log, with the signed-in resident if there is one:
+    one row per client per minute (security/refusals.py)."""
     user = request.user
-    await audit.write(
-        request.app.state.services.db,
-        "csrf_refused",
-        username=user.username if user else None,
-        client=client_address(request),
-        detail=f"path={request.url.path}",
+    await refusal_log(request.app.state).refused(
+        client_address(request), request.url.path, user.username if user else None
     )
 
 
@@ -74,7 +72,10 @@ def server_error(request: PortalRequest, exc: Exception) -> Response:
 def _page(request: PortalRequest, status: int, wait_minutes: int | None = None) -> Template:
     csrf = bool(getattr(request.state, "csrf_refused", False))
     # A path no route matches never runs before_request: choose the language here too.
-    wanted = request.cookies.get(i18n.LOCALE_COOKIE)
+    # (No middleware ran either, so in production the cookie still has its __Host- name.)
+    wanted = request.cookies.get(i18n.LOCALE_COOKIE) or request.cookies.get(
+        cookies.wire_name(i18n.LOCALE_COOKIE, production=True)
+    )
     if wanted in i18n.LOCALES:
         i18n.current_locale.set(wanted)
     return Template(

@@ -53,3 +53,50 @@ def security_headers_hook(production: bool):
             ]
 
     return add_headers
+
+
+# Pages that can show personal data to someone who is not signed in (the signed-in areas
+# also get no-store from their own router): a shared or public computer's cache and the
+# back button must not keep them. A path matches a prefix at a "/" or at its end.
+NO_STORE_PREFIXES = (
+    "/pay",  # amount page (name, address), confirm errors, /pay/receipt/…, /pay/again/…, /pay/return
+    "/reset-password",
+    "/verify",
+    "/profile",  # includes /profile/email/confirm
+    "/account",
+    "/accounts",
+    "/login",
+    "/register",
+    "/forgot-username",
+    "/forgot-password",
+    "/dev/mailbox",
+)
+NO_STORE_VALUE = b"no-store"
+# The one exception: the amount form that POST /pay answers. Chrome cannot go Back to a
+# POST answer marked no-store ("Confirm Form Resubmission"), and going Back to that very
+# form, with its idempotency key, is what turns a second click into the same payment
+# instead of a new one. no-store would not hide it from the next person at a shared
+# computer either: the browser offers to send the form again. So it is kept out of
+# shared caches and never reused without asking the server (private, no-cache), and it
+# shows no more than initials and a masked address to a guest.
+BACK_BUTTON_FORMS = {("POST", "/pay")}
+PRIVATE_NO_CACHE = b"private, no-cache"
+
+
+def needs_no_store(path: str) -> bool:
+    return any(
+        path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + ".")
+        for prefix in NO_STORE_PREFIXES
+    )
+
+
+async def no_store_hook(message: Message, scope: Scope) -> None:
+    """A `before_send` hook: `Cache-Control: no-store` on NO_STORE_PREFIXES, replacing any
+    other Cache-Control, on every status (a 422 form still shows what was typed)."""
+    path = scope.get("path", "")
+    if message["type"] == "http.response.start" and needs_no_store(path):
+        kept = (scope.get("method"), path) in BACK_BUTTON_FORMS and message["status"] == 200
+        message["headers"] = [
+            *(h for h in message.get("headers", []) if h[0].lower() != b"cache-control"),
+            (b"cache-control", PRIVATE_NO_CACHE if kept else NO_STORE_VALUE),
+        ]
