@@ -156,7 +156,11 @@ async def test_style_guide_is_development_only(client, production):
 
 
 def csrf_cookie(response) -> str:
-    cookies = [c for c in response.headers.get_list("set-cookie") if c.split("=")[0] in ("portal_csrf", "__Host-portal_csrf")]
+    cookies = [
+        c
+        for c in response.headers.get_list("set-cookie")
+        if c.split("=")[0] in ("portal_csrf", "__Host-portal_csrf")
+    ]
     assert len(cookies) == 1, response.headers.get_list("set-cookie")
     return cookies[0]
 

@@ -27,8 +27,8 @@ from email.utils import format_datetime, parseaddr
 import aiosmtplib
 
 from portal.db import Database
-from portal.observe import metrics
 from portal.mail.headers import from_address, reply_to_address
+from portal.observe import metrics
 from portal.security.sealing import unseal
 from portal.settings import Settings
 

@@ -12,7 +12,6 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 
 from portal import i18n
-from portal.accounts import audit
 from portal.observe.logs import current_request_id
 from portal.security import cookies
 from portal.security.refusals import refusal_log
