@@ -1085,3 +1085,23 @@ async def test_a_pending_email_change_dies_when_the_owner_takes_the_account_back
     assert opened.status_code in (200, 400)
     assert user_row(settings)["email"] == "maria@example.com"
     assert audit_rows(settings, "email_changed") == []
+
+
+async def test_signing_in_gives_a_new_csrf_token_and_the_old_one_stops_working(settings, maria):
+    """A token planted or read before sign-in is worth nothing after it (review item 14)."""
+    await maria.get("/login")
+    before = maria.cookies["portal_csrf"]
+    done = await sign_in(maria)
+    assert done.status_code == 303
+    after = cookie_value(done, "portal_csrf")
+    assert after and after != before
+    stale = await maria.post(
+        "/profile/delivery",
+        data={"paperless": "on", "_csrf_token": before},
+        headers={
+            "Cookie": f"portal_csrf={after}; portal_session={maria.cookies['portal_session']}"
+        },
+    )
+    assert stale.status_code == 403
+    fresh = await post_form(maria, "/profile/delivery", {"paperless": "on"}, follow_redirects=False)
+    assert fresh.status_code == 303

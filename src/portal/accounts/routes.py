@@ -47,6 +47,7 @@ from portal.accounts.registration import (
 from portal.accounts.signin import DEVICE_COOKIE, LoginForm, SignInService, device_cookie
 from portal.i18n import _
 from portal.security.auth import requires_resident
+from portal.security.cookies import issue_csrf_cookie
 from portal.security.headers import NO_STORE
 from portal.security.throttle import Budget, Throttled, enforce
 from portal.settings import Settings
@@ -268,8 +269,10 @@ async def login(
         if i18n.LOCALE_COOKIE not in request.cookies and locale in i18n.LOCALES:
             # A new device: the language the resident chose before follows them.
             response.set_cookie(i18n.locale_cookie(locale, settings.production))
-        # Rotation: the session the browser had before (if any) ends now.
+        # Rotation: the session the browser had before (if any) ends now, and so does its
+        # CSRF token (one planted or read before sign-in is worth nothing after it).
         await signin.sign_out(request.cookies.get(sessions.COOKIE), None, client_address(request))
+        issue_csrf_cookie(response, settings)
         return response
     message, link = _login_problem(result.outcome, result.value)
     return render(
@@ -428,6 +431,7 @@ async def profile_password(
     session_id, remember = result.value
     response = Redirect("/profile?notice=password", status_code=303)
     response.set_cookie(sessions.cookie(session_id, remember, settings))
+    issue_csrf_cookie(response, settings)
     return response
 
 

@@ -49,6 +49,7 @@ from portal.staff.console import (
     StaffPaymentForm,
 )
 from portal.staff.oversight import ACTIONS, AuditFilterForm, OversightService
+from portal.security.cookies import issue_csrf_cookie
 from portal.web import PortalRequest, client_address, render
 
 StaffAuth = NamedDependency[StaffAuthService]
@@ -103,6 +104,7 @@ async def sign_in(
         )
         response = Redirect("/staff/search", status_code=303)
         response.set_cookie(sessions.cookie(result.value, settings))
+        issue_csrf_cookie(response, settings)  # a token from before sign-in is worth nothing
         return response
     if result.outcome == "missing":
         message = _("Enter your username, password and the code from your authenticator app")
