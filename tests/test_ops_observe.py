@@ -151,9 +151,10 @@ async def test_payment_counters_by_state_and_gateway(pay_client):  # noqa: F811
 
 def test_demo_login_is_development_only(settings, monkeypatch, capsys):
     monkeypatch.setenv("PORTAL_DATABASE", str(settings.database))
-    monkeypatch.setenv("PORTAL_ENV", "production")
-    monkeypatch.setenv("PORTAL_SECRET_KEY", "p" * 40)
-    monkeypatch.setenv("PORTAL_BASE_URL", "https://water.example.gov")
+    from test_security_production import SAFE  # settings production accepts
+
+    for name, value in SAFE.items():
+        monkeypatch.setenv(name, value)
     assert cli.main(["demo"]) == 0
     assert "Password" not in capsys.readouterr().out
     assert not query(settings.database, "SELECT 1 FROM users WHERE username = 'demo'")
