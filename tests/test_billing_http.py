@@ -201,6 +201,29 @@ async def test_usage_chart_table_comparison_leak_notice_and_csv(two_residents, s
     )
 
 
+HCF_ABBR = '<abbr title="hundred cubic feet: 1 HCF = 100 cubic feet = 748 gallons">HCF</abbr>'
+
+
+async def test_water_amounts_carry_their_unit_and_gallons_per_day(two_residents, settings):
+    maria, _, ids = two_residents
+    account = ids["0067890"]
+    page = (await maria.get(f"/accounts/{account}/usage")).text
+    assert "Gallons per day" in page and HCF_ABBR in page
+    rows = page.split("<tbody>")[1].split("</tbody>")[0].split("</tr>")
+    newest, oldest = rows[0], rows[23]
+    days = (_month(0) - _month(-1)).days
+    assert f'<td class="num">{round(31.0 * 748 / days)}</td>' in newest
+    assert newest.rstrip().endswith("</td>") and oldest.rstrip().endswith('<td class="num">–</td>')
+
+    bill_id = query(
+        settings.database,
+        "SELECT id FROM bills WHERE account_id = ? ORDER BY bill_date DESC LIMIT 1",
+        (account,),
+    )[0]["id"]
+    bill = (await maria.get(f"/accounts/{account}/bills/{bill_id}")).text
+    assert f"14.5&nbsp;{HCF_ABBR}" in bill
+
+
 async def test_usual_use_gives_no_leak_notice(settings, two_residents):
     maria, _, ids = two_residents
     load(settings.database, "usage", usage_csv("0012345", "0067890", [10.0] * 24))
