@@ -15,7 +15,9 @@ def to_gallons(value: float, unit: str) -> float:
     return value * GALLONS_PER_HCF if unit == "HCF" else value
 
 
-def gallons_per_day(value: float, unit: str, previous_read: str | None, read_date: str) -> int | None:
+def gallons_per_day(
+    value: float, unit: str, previous_read: str | None, read_date: str
+) -> int | None:
     """Average gallons a day between two meter reads (ISO dates), rounded, or None when
     there is no earlier read or the dates do not make a period."""
     if not previous_read:
