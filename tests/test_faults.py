@@ -31,9 +31,9 @@ from portal import cli
 from portal import db as portal_db
 from portal.billing.importer import import_file, import_text
 
-from accounts_helpers import GOOD_PASSWORD
 from conftest import free_port
 from helpers import csrf_token
+from sample_data import GOOD_PASSWORD
 
 CARD = {
     "card_number": "4242 4242 4242 4242",
@@ -763,8 +763,9 @@ async def test_smtp_down_during_registration_then_delivered_once(settings):
 
     from portal.app import create_app
 
-    from accounts_helpers import load_billing, post_form, registration
     from conftest import Mailbox, _Collect, free_port
+    from resident_steps import post_form, registration
+    from sample_data import load_billing
 
     port = free_port()  # nothing listens here yet
     down = replace(settings, smtp_host="127.0.0.1", smtp_port=port)

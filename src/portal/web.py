@@ -44,7 +44,8 @@ def render(
     background: BackgroundTask | None = None,
     **context: Any,
 ) -> Template:
-    name = partial if partial and request.htmx else page
+    # A boosted link or form (hx-boost on <body>) is a page change: the whole page.
+    name = partial if partial and request.htmx and not request.htmx.boosted else page
     context.setdefault("user", request.scope.get("user"))
     context.setdefault("is_fragment", name == partial)
     context.setdefault("values", {})
