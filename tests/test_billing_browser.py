@@ -341,12 +341,14 @@ def test_usage_chart_table_leak_notice_and_csv(live_server, live_settings, new_p
     table = page.get_by_role("table", name="Water use by month, in HCF")
     expect(table).to_be_visible()
     headers = [" ".join(t.split()) for t in table.get_by_role("columnheader").all_inner_texts()]
-    assert headers == ["Month", "Used", "Same month last year", "Change"]
+    assert headers == ["Month", "Used", "Same month last year", "Change", "Gallons per day"]
     expect(table.get_by_role("row")).to_have_count(25)
     rows = row_texts(table)
     latest = format_date(month(0), format="MMM yyyy", locale="en_US")
-    assert rows[0] == [latest, "31", "10", "+210%"]
+    per_day = round(31 * 748 / (month(0) - month(-1)).days)  # 1 HCF = 748 gallons
+    assert rows[0] == [latest, "31", "10", "+210%", str(per_day)]
     assert rows[-1][2] == "–"  # nothing from two years back
+    assert rows[-1][4] == "–"  # no read before the first one
 
     notice = page.get_by_role("status").filter(
         has=page.get_by_role("heading", name="Your latest water use is much higher than usual")

@@ -85,6 +85,8 @@ def test_boosted_links_and_forms_swap_in_place_with_title_focus_and_history(
     summary = page.locator("#error-summary")
     expect(summary).to_be_focused()
     expect(summary).to_contain_text("Username or password is incorrect")
+    # The address stays where the form was (the POST's address would not reload).
+    expect(page).to_have_url(live_server.url + "/")
     assert same_document(page)
     assert_accessible(page, "failed login, swapped in")
 

@@ -50,11 +50,16 @@ def render(
     context.setdefault("is_fragment", name == partial)
     context.setdefault("values", {})
     context.setdefault("errors", {})
+    headers = {"Vary": "HX-Request"}
+    if request.htmx.boosted and request.method != "GET":
+        # A boosted form answered with a page (a failed form, say) keeps the address it
+        # was sent from: the POST's address would not reload. A redirect still moves it.
+        headers["HX-Push-Url"] = "false"
     return Template(
         template_name=name,
         context=context,
         status_code=status_code,
-        headers={"Vary": "HX-Request"},
+        headers=headers,
         background=background,
     )
 
