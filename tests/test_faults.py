@@ -803,7 +803,7 @@ async def test_smtp_down_during_registration_then_delivered_once(settings):
             assert conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone() == (
                 0,
             )
-            assert await app.state.sender.send_due() == 0
+            assert await app.state.services.sender.send_due() == 0
             assert len(mailbox.messages) == 1
         finally:
             controller.stop()
