@@ -428,7 +428,8 @@ def test_my_profile_with_the_keyboard_only(live_server, live_settings, new_page)
     # the field, so the resident types it again without hunting for it.
     tab_to(page, current)
     type_passwords("not my password at all")
-    assert press_and_load(page, "Enter", "/profile/password") == 422
+    # Swapped in where the form was: the address stays /profile (it reloads).
+    assert press_and_load(page, "Enter", "/profile") == 422
     summary = page.locator("#error-summary")
     expect(summary).to_be_focused()
     assert_focus_shown(page, "error summary after a wrong current password")
