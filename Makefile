@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install browser demo clean messages
+.PHONY: run test test-fast install browser demo clean messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# For quick loops while coding: everything except the browser tests (no Chromium
+# needed). `make test` stays the whole suite, and CI runs that.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not browser"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -71,9 +70,14 @@ def _run_axe(page, context: str) -> None:
         pytest.fail("\n".join(lines), pytrace=False)
 
 
+# htmx marks an element with these classes from the request until the new content has
+# settled (its afterSettle handlers, such as moving focus, run before the last goes).
+HTMX_BUSY = ".htmx-request, .htmx-swapping, .htmx-settling, .htmx-added"
+
+
 def wait_for_htmx(page) -> None:
-    """Wait until htmx has no request in flight (JavaScript-on pages only)."""
+    """Wait, by polling the page, until htmx has nothing in flight: no request, swap or
+    settle under way (JavaScript-on pages only). No fixed sleep."""
     page.wait_for_function(
-        "() => window.htmx && !document.querySelector('.htmx-request')", timeout=10_000
+        f"() => window.htmx && !document.querySelector({HTMX_BUSY!r})", timeout=10_000
     )
-    time.sleep(0.05)

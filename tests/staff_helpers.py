@@ -12,7 +12,7 @@ import pyotp
 from portal import db as portal_db
 from portal.staff.accounts import add_staff
 
-from accounts_helpers import post_form, query
+from resident_steps import post_form, query
 
 STAFF_PASSWORD = "kettle harbor violet lantern"
 

@@ -17,8 +17,9 @@ from portal import db as portal_db
 from portal.app import create_app
 from portal.billing.importer import import_text
 
-from accounts_helpers import GOOD_PASSWORD, load_billing, outbox, post_form, query
-from accounts_helpers import registration as two_numbers_registration
+from resident_steps import outbox, post_form, query
+from resident_steps import registration as two_numbers_registration
+from sample_data import GOOD_PASSWORD, load_billing
 
 NOT_FOUND = "We could not find an account with this customer number and account number"
 BILLS = (

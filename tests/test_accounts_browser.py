@@ -16,8 +16,9 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from accounts_helpers import GOOD_PASSWORD, link_in, load_billing
 from helpers import DESKTOP, PHONE, assert_accessible, wait_for_htmx
+from resident_steps import link_in
+from sample_data import GOOD_PASSWORD, load_billing
 
 pytestmark = pytest.mark.browser
 

@@ -24,17 +24,8 @@ from litestar.testing import AsyncTestClient
 from portal import db as portal_db
 from portal.app import create_app
 
-from accounts_helpers import (
-    GOOD_PASSWORD,
-    link_in,
-    link_params,
-    load_billing,
-    local,
-    outbox,
-    post_form,
-    query,
-    registration,
-)
+from resident_steps import link_in, link_params, local, outbox, post_form, query, registration
+from sample_data import GOOD_PASSWORD, load_billing
 
 COOKIE = "portal_session"
 WRONG = "not the right password at all"

@@ -6,17 +6,8 @@ import asyncio
 
 import pytest
 
-from accounts_helpers import (
-    GOOD_PASSWORD,
-    link_in,
-    link_params,
-    load_billing,
-    local,
-    outbox,
-    post_form,
-    query,
-    registration,
-)
+from resident_steps import link_in, link_params, local, outbox, post_form, query, registration
+from sample_data import GOOD_PASSWORD, load_billing
 
 
 @pytest.fixture

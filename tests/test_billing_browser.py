@@ -24,21 +24,26 @@ import pytest
 from babel.dates import format_date, format_datetime
 from playwright.sync_api import expect
 
-from portal import db as portal_db
-from portal.accounts.passwords import HASHER
-from portal.billing.importer import import_text
 from portal.db import utcnow
 from portal.settings import Settings
 
-from accounts_helpers import GOOD_PASSWORD, load_billing
 from helpers import DESKTOP, PHONE, assert_accessible, wait_for_htmx
+from resident_steps import query
+from sample_data import (
+    GOOD_PASSWORD,
+    TODAY,
+    add_resident,
+    bills_csv,
+    load,
+    load_billing,
+    month,
+    usage_csv,
+)
 
 pytestmark = pytest.mark.browser
 
-TODAY = date.today()
 SUPPORT_PHONE = "(909) 395-2050"
 MARIA_ADDRESS, JAMES_ADDRESS, ANA_ADDRESS = "123 Euclid Ave", "456 Holt Blvd", "12 Vineyard Ave"
-PASSWORD_HASH: list[str] = []  # argon2 is slow on purpose: hash once per run
 
 VARIANTS = pytest.mark.parametrize(
     ("js", "viewport"),
@@ -55,78 +60,15 @@ JS_ON_AND_OFF = pytest.mark.parametrize(
 # --- data ------------------------------------------------------------------------
 
 
-def _month(offset: int) -> date:
-    index = TODAY.year * 12 + TODAY.month - 1 + offset
-    return date(index // 12, index % 12 + 1, 1)
-
-
 # Maria's three bills, oldest first: (amount due, previous balance, payments, charges).
 MARIA_BILLS = [("62.00", "55.00", "55.00", "62.00"), ("70.00", "62.00", "62.00", "70.00")]
 MARIA_BILLS.append(("84.10", "70.00", "60.00", "74.10"))  # 70.00 - 60.00 + 74.10
-
-
-def bills_csv(customer: str, account: str, bills: list[tuple[str, str, str, str]]) -> str:
-    """One bill a month up to this month; the newest is due in 15 days (not past due)."""
-    lines = [
-        "customer_number,account_number,bill_number,bill_date,due_date,amount_due,period_start,"
-        "period_end,previous_balance,payments,current_charges,consumption"
-    ]
-    for n, (due, previous, paid, charges) in enumerate(bills):
-        offset = n - len(bills) + 1
-        bill_date = _month(offset)
-        due_date = TODAY + timedelta(days=15) if offset == 0 else bill_date + timedelta(days=20)
-        lines.append(
-            f"{customer},{account},B{account}-{bill_date:%Y%m},{bill_date},{due_date},{due},"
-            f"{_month(offset - 1)},{bill_date},{previous},{paid},{charges},14.5"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def usage_csv(customer: str, account: str, values: list[float]) -> str:
-    lines = ["customer_number,account_number,read_date,consumption,unit"]
-    for n, value in enumerate(values):
-        lines.append(f"{customer},{account},{_month(n - len(values) + 1)},{value},HCF")
-    return "\n".join(lines) + "\n"
-
-
-def load(path, kind: str, text: str) -> None:
-    conn = portal_db.connect_sync(path)
-    import_text(conn, kind, text)
-    conn.close()
-
-
-def query(path, sql: str, params=()) -> list[sqlite3.Row]:
-    conn = portal_db.connect_sync(path)
-    rows = conn.execute(sql, params).fetchall()
-    conn.close()
-    return rows
 
 
 def execute(path, sql: str, params=()) -> None:
     conn = sqlite3.connect(path)
     conn.execute(sql, params)
     conn.commit()
-    conn.close()
-
-
-def add_resident(path, username: str, account_number: str, email: str) -> None:
-    """A verified online account linked to one service account, written directly."""
-    if not PASSWORD_HASH:
-        PASSWORD_HASH.append(HASHER.hash(GOOD_PASSWORD))
-    now = utcnow()
-    conn = sqlite3.connect(path)
-    with conn:
-        user_id = conn.execute(
-            "INSERT INTO users (username, username_key, email, email_key, password_hash,"
-            " paperless, printed, locale, created_at, verified_at)"
-            " VALUES (?, ?, ?, ?, ?, 1, 0, 'en', ?, ?)",
-            (username, username.casefold(), email, email.casefold(), PASSWORD_HASH[0], now, now),
-        ).lastrowid
-        conn.execute(
-            "INSERT INTO user_accounts (account_id, user_id, linked_at)"
-            " SELECT id, ?, ? FROM service_accounts WHERE account_number = ?",
-            (user_id, now, account_number),
-        )
     conn.close()
 
 
@@ -138,8 +80,12 @@ def live_settings(settings: Settings) -> Settings:
     (0066666/0077777) has no online account yet."""
     path = settings.database
     load_billing(path)
-    load(path, "bills", bills_csv("0012345", "0067890", MARIA_BILLS))
-    load(path, "bills", bills_csv("0022222", "0033333", [("55.00", "0", "0", "55.00")]))
+    load(path, "bills", bills_csv("0012345", "0067890", MARIA_BILLS, newest_due_in=15))
+    load(
+        path,
+        "bills",
+        bills_csv("0022222", "0033333", [("55.00", "0", "0", "55.00")], newest_due_in=15),
+    )
     load(path, "usage", usage_csv("0012345", "0067890", [10.0] * 23 + [31.0]))
     add_resident(path, "maria1", "0067890", "maria@example.com")
     add_resident(path, "james2", "0033333", "james@example.com")
@@ -220,7 +166,7 @@ def test_dashboard_says_what_is_due_by_when_and_past_due_in_words(
     execute(
         live_settings.database,
         "UPDATE bills SET due_date = ? WHERE bill_number = ?",
-        ((TODAY - timedelta(days=3)).isoformat(), f"B0067890-{_month(0):%Y%m}"),
+        ((TODAY - timedelta(days=3)).isoformat(), f"B0067890-{month(0):%Y%m}"),
     )
     page = new_page(viewport, js=js)
     sign_in(page, live_server)
@@ -238,7 +184,7 @@ def test_dashboard_says_what_is_due_by_when_and_past_due_in_words(
     imported_at = query(
         live_settings.database,
         "SELECT imported_at FROM bills WHERE bill_number = ?",
-        (f"B0067890-{_month(0):%Y%m}",),
+        (f"B0067890-{month(0):%Y%m}",),
     )[0]["imported_at"]
     as_of = format_datetime(
         datetime.fromisoformat(imported_at.replace("Z", "+00:00")),
@@ -324,18 +270,18 @@ def test_bill_history_newest_first_and_one_bill(live_server, live_settings, new_
     headers = [" ".join(t.split()) for t in table.get_by_role("columnheader").all_inner_texts()]
     assert headers == ["Bill date", "Period", "Amount", "Due date"]
     rows = row_texts(table)
-    bill_dates = [_month(0), _month(-1), _month(-2)]
+    bill_dates = [month(0), month(-1), month(-2)]
     assert [row[0] for row in rows] == [long(day) for day in bill_dates]
     parsed = [datetime.strptime(row[0], "%B %d, %Y").date() for row in rows]
     assert parsed == sorted(parsed, reverse=True)
     assert [row[2] for row in rows] == ["$84.10", "$70.00", "$62.00"]
-    assert rows[0][1] == f"{long(_month(-1))} – {long(_month(0))}"
+    assert rows[0][1] == f"{long(month(-1))} – {long(month(0))}"
     assert rows[0][3] == long(TODAY + timedelta(days=15))
     assert_no_horizontal_scroll(page)
     assert_accessible(page, f"bill history at {viewport['width']}px")
 
-    table.get_by_role("link", name=long(_month(0)), exact=True).click()
-    title = f"Bill of {long(_month(0))}"
+    table.get_by_role("link", name=long(month(0)), exact=True).click()
+    title = f"Bill of {long(month(0))}"
     expect(page.get_by_role("heading", level=1, name=title)).to_be_visible()
     expect(page).to_have_title(re.compile(rf"^{title} – "))
     details = dict(
@@ -346,7 +292,7 @@ def test_bill_history_newest_first_and_one_bill(live_server, live_settings, new_
     assert details["Current charges"] == "$74.10"
     assert details["Amount due"] == "$84.10"
     assert details["Due date"] == long(TODAY + timedelta(days=15))
-    assert details["Bill number"] == f"B0067890-{_month(0):%Y%m}"
+    assert details["Bill number"] == f"B0067890-{month(0):%Y%m}"
     expect(page.get_by_role("link", name="Download PDF")).to_be_visible()
     expect(page.get_by_role("link", name="Pay Now")).to_be_visible()
     assert_no_horizontal_scroll(page)
@@ -362,19 +308,19 @@ def test_bill_pdf_download_has_the_amount_and_account_number(live_server, live_s
     page = new_page(DESKTOP, js=True)
     sign_in(page, live_server)
     page.get_by_role("link", name=f"View bills – {MARIA_ADDRESS}").click()
-    page.get_by_role("link", name=long(_month(0)), exact=True).click()
+    page.get_by_role("link", name=long(month(0)), exact=True).click()
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download PDF").click()
     download = download_info.value
     assert download.failure() is None
-    assert download.suggested_filename == f"bill-B0067890-{_month(0):%Y%m}.pdf"
+    assert download.suggested_filename == f"bill-B0067890-{month(0):%Y%m}.pdf"
     content = Path(download.path()).read_bytes()
     assert content.startswith(b"%PDF")
     text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(content)).pages)
     assert "$84.10" in text and "0067890" in text and "0012345" in text
     assert MARIA_ADDRESS in text and long(TODAY + timedelta(days=15)) in text
     # The page itself is still there after the download.
-    expect(page.get_by_role("heading", level=1, name=f"Bill of {long(_month(0))}")).to_be_visible()
+    expect(page.get_by_role("heading", level=1, name=f"Bill of {long(month(0))}")).to_be_visible()
 
 
 # --- usage -------------------------------------------------------------------------
@@ -395,12 +341,14 @@ def test_usage_chart_table_leak_notice_and_csv(live_server, live_settings, new_p
     table = page.get_by_role("table", name="Water use by month, in HCF")
     expect(table).to_be_visible()
     headers = [" ".join(t.split()) for t in table.get_by_role("columnheader").all_inner_texts()]
-    assert headers == ["Month", "Used", "Same month last year", "Change"]
+    assert headers == ["Month", "Used", "Same month last year", "Change", "Gallons per day"]
     expect(table.get_by_role("row")).to_have_count(25)
     rows = row_texts(table)
-    latest = format_date(_month(0), format="MMM yyyy", locale="en_US")
-    assert rows[0] == [latest, "31", "10", "+210%"]
+    latest = format_date(month(0), format="MMM yyyy", locale="en_US")
+    per_day = round(31 * 748 / (month(0) - month(-1)).days)  # 1 HCF = 748 gallons
+    assert rows[0] == [latest, "31", "10", "+210%", str(per_day)]
     assert rows[-1][2] == "–"  # nothing from two years back
+    assert rows[-1][4] == "–"  # no read before the first one
 
     notice = page.get_by_role("status").filter(
         has=page.get_by_role("heading", name="Your latest water use is much higher than usual")
@@ -425,8 +373,8 @@ def test_usage_chart_table_leak_notice_and_csv(live_server, live_settings, new_p
         "same_month_last_year",
     ]
     assert len(lines) == 25
-    assert lines[-1] == ["0067890", _month(0).isoformat(), "31.0", "HCF", "10.0"]
-    assert [line[1] for line in lines[1:]] == [_month(n).isoformat() for n in range(-23, 1)]
+    assert lines[-1] == ["0067890", month(0).isoformat(), "31.0", "HCF", "10.0"]
+    assert [line[1] for line in lines[1:]] == [month(n).isoformat() for n in range(-23, 1)]
 
     # A usual month: the notice is gone, the table stays.
     load(live_settings.database, "usage", usage_csv("0012345", "0067890", [10.0] * 24))

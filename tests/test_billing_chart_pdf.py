@@ -13,6 +13,7 @@ from pypdf import PdfReader
 from portal.billing.chart import usage_chart_svg
 from portal.billing.pdf import _unicode_font, bill_pdf
 from portal.i18n import current_locale
+from portal.templating import STATIC_DIR
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = "<script>alert(1)</script> & \"quotes\" 'apos'"
@@ -191,14 +192,25 @@ def test_no_marker_without_a_flag() -> None:
     assert all("flagged" not in el.get("class") for el in bars(root))
 
 
-def test_bar_colours_contrast_with_white() -> None:
-    root = parse(usage_chart_svg(months(3, flag_last=True), "HCF", "t", "d"))
-    normal = bars(root)[0].get("fill")
-    flagged = bars(root)[-1]
-    assert contrast_with_white(normal) >= 3
-    assert contrast_with_white(flagged.get("stroke")) >= 3
-    marker = texts(root, "flag-marker")[0]
-    assert contrast_with_white(marker.get("fill")) >= 4.5  # it is text
+def test_chart_look_is_css_classes_whose_colours_contrast_with_white() -> None:
+    svg = usage_chart_svg(months(3, flag_last=True), "HCF", "t", "d")
+    for attribute in ("font-family", "font-size", "font-weight", "stroke", "#"):
+        assert attribute not in svg.replace("url(#", "url("), attribute
+    root = parse(svg)
+    assert [el.get("class") for el in bars(root)] == ["bar", "bar", "bar flagged"]
+    assert texts(root, "flag-marker") and texts(root, "unit")
+    css = (STATIC_DIR / "css" / "site.css").read_text()
+
+    def colour(name: str) -> str:
+        return re.search(re.escape(name) + r":\s*(#[0-9a-fA-F]{6})", css).group(1)
+
+    assert contrast_with_white(colour("--chart-bar")) >= 3
+    assert contrast_with_white(colour("--chart-flag")) >= 4.5  # the "!" marker is text
+    for rule in (
+        ".bar:not(.flagged) { fill: var(--chart-bar)",
+        ".flag-marker { fill: var(--chart-flag)",
+    ):
+        assert ".usage-chart-svg " + rule in css
 
 
 def test_hostile_texts_are_escaped() -> None:

@@ -6,50 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from litestar.testing import AsyncTestClient
 
-from portal import db as portal_db
 from portal.app import create_app
-from portal.billing.importer import import_text
 from portal.cli import main as portal_main
 
-from accounts_helpers import GOOD_PASSWORD, load_billing, outbox, post_form, query, registration
-
-TODAY = date.today()
-
-
-def _month(offset: int) -> date:
-    index = TODAY.year * 12 + TODAY.month - 1 + offset
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def bills_csv(customer: str, account: str, months: int = 3, amount: str = "84.10") -> str:
-    lines = [
-        "customer_number,account_number,bill_number,bill_date,due_date,amount_due,period_start,period_end,previous_balance,payments,current_charges,consumption"
-    ]
-    for n in range(months, 0, -1):
-        end = _month(-n + 1)
-        lines.append(
-            f"{customer},{account},B{account}-{end:%Y%m},{end},{end + timedelta(days=20)},{amount},"
-            f"{_month(-n)},{end},70.00,70.00,{amount},14.5"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def usage_csv(customer: str, account: str, values: list[float]) -> str:
-    lines = ["customer_number,account_number,read_date,consumption,unit"]
-    for n, value in enumerate(values):
-        lines.append(f"{customer},{account},{_month(n - len(values) + 1)},{value},HCF")
-    return "\n".join(lines) + "\n"
-
-
-def load(path, kind: str, text: str) -> None:
-    conn = portal_db.connect_sync(path)
-    import_text(conn, kind, text)
-    conn.close()
+from resident_steps import outbox, post_form, query, registration
+from sample_data import GOOD_PASSWORD, bills_csv, load, load_billing, month, usage_csv
 
 
 def verify_all(path) -> None:
@@ -94,7 +60,7 @@ async def two_residents(settings, client):
     """Maria owns 12345/67890 (bills, 24 months of usage with a leak); James owns 22222/33333."""
     load_billing(settings.database)
     load(settings.database, "bills", bills_csv("0012345", "0067890"))
-    load(settings.database, "bills", bills_csv("0022222", "0033333", amount="55.00"))
+    load(settings.database, "bills", bills_csv("0022222", "0033333", ["55.00"] * 3))
     load(settings.database, "usage", usage_csv("0012345", "0067890", [10.0] * 23 + [31.0]))
     maria = await sign_up_and_in(client, settings.database, "maria1")
     james = await sign_up_and_in(
@@ -201,6 +167,29 @@ async def test_usage_chart_table_comparison_leak_notice_and_csv(two_residents, s
     )
 
 
+HCF_ABBR = '<abbr title="hundred cubic feet: 1 HCF = 100 cubic feet = 748 gallons">HCF</abbr>'
+
+
+async def test_water_amounts_carry_their_unit_and_gallons_per_day(two_residents, settings):
+    maria, _, ids = two_residents
+    account = ids["0067890"]
+    page = (await maria.get(f"/accounts/{account}/usage")).text
+    assert "Gallons per day" in page and HCF_ABBR in page
+    rows = page.split("<tbody>")[1].split("</tbody>")[0].split("</tr>")
+    newest, oldest = rows[0], rows[23]
+    days = (month(0) - month(-1)).days
+    assert f'<td class="num">{round(31.0 * 748 / days)}</td>' in newest
+    assert newest.rstrip().endswith("</td>") and oldest.rstrip().endswith('<td class="num">–</td>')
+
+    bill_id = query(
+        settings.database,
+        "SELECT id FROM bills WHERE account_id = ? ORDER BY bill_date DESC LIMIT 1",
+        (account,),
+    )[0]["id"]
+    bill = (await maria.get(f"/accounts/{account}/bills/{bill_id}")).text
+    assert f"14.5&nbsp;{HCF_ABBR}" in bill
+
+
 async def test_usual_use_gives_no_leak_notice(settings, two_residents):
     maria, _, ids = two_residents
     load(settings.database, "usage", usage_csv("0012345", "0067890", [10.0] * 24))
@@ -301,7 +290,7 @@ async def test_new_bill_import_emails_paperless_residents_once(
     conn.commit()
     conn.close()
     before = len(outbox(settings.database))
-    next_month = _month(1)
+    next_month = month(1)
     file = tmp_path / "bills.csv"
     file.write_text(
         "customer_number,account_number,bill_number,bill_date,due_date,amount_due\n"

@@ -12,7 +12,8 @@ import pytest
 from portal import db as portal_db
 from portal.billing.importer import import_text
 
-from accounts_helpers import load_billing, query, registration
+from resident_steps import query, registration
+from sample_data import load_billing
 
 
 @pytest.fixture

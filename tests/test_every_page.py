@@ -16,7 +16,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,12 +25,12 @@ from playwright.sync_api import expect
 
 from portal import db as portal_db
 from portal.app import create_app
-from portal.billing.importer import import_text
 from portal.settings import Settings
 
-from accounts_helpers import GOOD_PASSWORD, link_in, local, registration
 from conftest import LiveServer
 from helpers import DESKTOP, PHONE, assert_accessible
+from resident_steps import link_in, local, registration
+from sample_data import GOOD_PASSWORD, bills_csv, load, usage_csv
 
 # --- the portal's pages -------------------------------------------------------------
 
@@ -293,46 +292,22 @@ MARIA = ("0012345", "0067890")
 SPARE_ACCOUNTS = 12  # one per fresh registration (a service account has one login)
 
 
-def _month(offset: int) -> date:
-    today = date.today()
-    index = today.year * 12 + today.month - 1 + offset
-    return date(index // 12, index % 12 + 1, 1)
-
-
 SPARE_BILL = "41.20"
 
 
 def _load(path: Path) -> None:
     portal_db.upgrade(path)
-    conn = portal_db.connect_sync(path)
     accounts = [f"{MARIA[0]},{MARIA[1]},Maria Garcia,123 Euclid Ave,active"]
     accounts += [
         f"{9000 + n},{8000 + n},Resident {n},{n} Vineyard Ave,active" for n in range(SPARE_ACCOUNTS)
     ]
-    import_text(conn, "accounts", ACCOUNTS_HEADER + "\n".join(accounts) + "\n")
-    bills = [
-        "customer_number,account_number,bill_number,bill_date,due_date,amount_due,"
-        "period_start,period_end,previous_balance,payments,current_charges,consumption"
-    ]
-    for n in range(3, 0, -1):
-        end = _month(-n + 1)
-        bills.append(
-            f"{MARIA[0]},{MARIA[1]},B-{end:%Y%m},{end},{end + timedelta(days=20)},84.10,"
-            f"{_month(-n)},{end},70.00,70.00,84.10,14.5"
-        )
-    end = _month(0)
-    bills += [  # one bill each, so spare accounts can be registered with its amount
-        f"{9000 + n},{8000 + n},S-{n},{end},{end + timedelta(days=20)},{SPARE_BILL},"
-        f"{_month(-1)},{end},0.00,0.00,{SPARE_BILL},9.0"
-        for n in range(SPARE_ACCOUNTS)
-    ]
-    import_text(conn, "bills", "\n".join(bills) + "\n")
-    usage = ["customer_number,account_number,read_date,consumption,unit"]
+    load(path, "accounts", ACCOUNTS_HEADER + "\n".join(accounts) + "\n")
+    load(path, "bills", bills_csv(*MARIA))
+    for n in range(SPARE_ACCOUNTS):  # one bill each: a spare account registers with its amount
+        spare = [(SPARE_BILL, "0.00", "0.00", SPARE_BILL)]
+        load(path, "bills", bills_csv(str(9000 + n), str(8000 + n), spare))
     values = [10.0 + (n % 5) for n in range(23)] + [31.0]  # the last month: a possible leak
-    for n, value in enumerate(values):
-        usage.append(f"{MARIA[0]},{MARIA[1]},{_month(n - len(values) + 1)},{value},HCF")
-    import_text(conn, "usage", "\n".join(usage) + "\n")
-    conn.close()
+    load(path, "usage", usage_csv(*MARIA, values))
 
 
 def _rows(path: Path, sql: str, params=()) -> list[sqlite3.Row]:
@@ -566,9 +541,10 @@ def sign_in(page, base_url: str, username: str) -> None:
     form = page.locator("#login-form")
     form.get_by_label(USERNAME_LABEL).fill(username)
     form.get_by_label(PASSWORD_LABEL).fill(GOOD_PASSWORD)
-    with page.expect_navigation():
-        form.get_by_label(PASSWORD_LABEL).press("Enter")
-    assert urlsplit(page.url).path == "/account", page.url
+    form.get_by_label(PASSWORD_LABEL).press("Enter")
+    # A full load, or with JavaScript the boosted form's page swapped in at its address.
+    page.wait_for_url(lambda url: urlsplit(url).path == "/account")
+    page.wait_for_load_state()
 
 
 def check_page(page, world: World, entry: Page, lang: str, viewport: dict) -> None:

@@ -45,7 +45,8 @@ from portal.billing.importer import import_text
 from portal.payments.gateway import SIGNATURE_HEADER, sign
 from portal.settings import Settings
 
-from accounts_helpers import GOOD_PASSWORD, load_billing, registration
+from resident_steps import registration
+from sample_data import GOOD_PASSWORD, load_billing
 
 HOST = "portal.test"
 HOUR = timedelta(hours=1)

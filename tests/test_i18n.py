@@ -12,7 +12,8 @@ from babel.messages.pofile import read_po
 from portal.i18n import LOCALE_DIR
 from portal.settings import PROJECT_ROOT
 
-from accounts_helpers import load_billing, outbox, post_form, registration
+from resident_steps import outbox, post_form, registration
+from sample_data import load_billing
 
 PO = LOCALE_DIR / "es" / "LC_MESSAGES" / "messages.po"
 POT = LOCALE_DIR.parent / "messages.pot"
@@ -124,7 +125,7 @@ async def test_money_and_dates_use_us_formats_in_spanish(client):
 async def test_saved_language_follows_the_resident_to_a_new_device(settings, client):
     import sqlite3
 
-    from accounts_helpers import GOOD_PASSWORD
+    from sample_data import GOOD_PASSWORD
 
     load_billing(settings.database)
     assert (await post_form(client, "/register", registration())).status_code == 200
@@ -151,7 +152,7 @@ async def test_saved_language_follows_the_resident_to_a_new_device(settings, cli
 async def test_error_page_keeps_the_signed_in_header(settings, client):
     import sqlite3
 
-    from accounts_helpers import GOOD_PASSWORD
+    from sample_data import GOOD_PASSWORD
 
     load_billing(settings.database)
     await post_form(client, "/register", registration())

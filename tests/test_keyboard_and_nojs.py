@@ -19,86 +19,40 @@ axe-core checks every state visited.
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
-from datetime import date, timedelta
+from datetime import date
 from urllib.parse import urlsplit
 
 import pytest
 from babel.dates import format_date
 from playwright.sync_api import Page, expect
 
-from portal import db as portal_db
 from portal.accounts.passwords import HASHER
-from portal.billing.importer import import_text
-from portal.db import utcnow
 from portal.settings import Settings
 
-from accounts_helpers import GOOD_PASSWORD, link_in, load_billing, query
 from helpers import DESKTOP, PHONE, assert_accessible, wait_for_htmx
+from resident_steps import link_in, query
+from sample_data import (
+    GOOD_PASSWORD,
+    add_resident,
+    bills_csv,
+    load,
+    load_billing,
+    month,
+    usage_csv,
+)
 
 pytestmark = pytest.mark.browser
 
 NEW_PASSWORD = "copper kettle maple porch"
 ADDRESS = "123 Euclid Ave"
-TODAY = date.today()
-PASSWORD_HASH: list[str] = []  # argon2 is slow on purpose: hash once per run
 
 
 # --- data: loaded before the live server starts ------------------------------------
 
 
-def _month(offset: int) -> date:
-    index = TODAY.year * 12 + TODAY.month - 1 + offset
-    return date(index // 12, index % 12 + 1, 1)
-
-
 def long(day: date) -> str:
     return format_date(day, format="long", locale="en_US")
-
-
-def _bills_csv() -> str:
-    """Three monthly bills for 0012345/0067890; the newest ($84.10) is due in 15 days."""
-    lines = [
-        "customer_number,account_number,bill_number,bill_date,due_date,amount_due,"
-        "period_start,period_end,previous_balance,payments,current_charges,consumption"
-    ]
-    for offset, due in ((-2, "62.00"), (-1, "70.00"), (0, "84.10")):
-        bill_date = _month(offset)
-        due_date = TODAY + timedelta(days=15) if offset == 0 else bill_date + timedelta(days=20)
-        lines.append(
-            f"0012345,0067890,B0067890-{bill_date:%Y%m},{bill_date},{due_date},{due},"
-            f"{_month(offset - 1)},{bill_date},0,0,{due},14.5"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _usage_csv() -> str:
-    lines = ["customer_number,account_number,read_date,consumption,unit"]
-    lines += [f"0012345,0067890,{_month(n)},{10.0 + n % 3},HCF" for n in range(-23, 1)]
-    return "\n".join(lines) + "\n"
-
-
-def add_maria(path) -> None:
-    """maria1: verified, paperless, with 0012345/0067890 linked to her login."""
-    if not PASSWORD_HASH:
-        PASSWORD_HASH.append(HASHER.hash(GOOD_PASSWORD))
-    now = utcnow()
-    conn = sqlite3.connect(path)
-    with conn:
-        user_id = conn.execute(
-            "INSERT INTO users (username, username_key, email, email_key, password_hash,"
-            " paperless, printed, locale, created_at, verified_at)"
-            " VALUES ('maria1', 'maria1', 'maria@example.com', 'maria@example.com', ?,"
-            " 1, 0, 'en', ?, ?)",
-            (PASSWORD_HASH[0], now, now),
-        ).lastrowid
-        conn.execute(
-            "INSERT INTO user_accounts (account_id, user_id, linked_at)"
-            " SELECT id, ?, ? FROM service_accounts WHERE account_number = '0067890'",
-            (user_id, now),
-        )
-    conn.close()
 
 
 @pytest.fixture
@@ -106,11 +60,11 @@ def live_settings(settings: Settings) -> Settings:
     """Service accounts, Maria's bills and two years of usage, and Maria herself. No
     SMTP host: the outbox keeps each message, as the development mailbox shows it."""
     load_billing(settings.database)
-    conn = portal_db.connect_sync(settings.database)
-    import_text(conn, "bills", _bills_csv())
-    import_text(conn, "usage", _usage_csv())
-    conn.close()
-    add_maria(settings.database)
+    bills = [(due, "0", "0", due) for due in ("62.00", "70.00", "84.10")]
+    load(settings.database, "bills", bills_csv("0012345", "0067890", bills, newest_due_in=15))
+    values = [10.0 + n % 3 for n in range(-23, 1)]
+    load(settings.database, "usage", usage_csv("0012345", "0067890", values))
+    add_resident(settings.database, "maria1", "0067890", "maria@example.com")
     return settings
 
 
@@ -179,19 +133,26 @@ def tab_to(page: Page, target, *, limit: int = 40, backwards: bool = False) -> N
     )
 
 
+def page_change(response) -> bool:
+    """A response that brings a new page: a navigation, or with JavaScript on a boosted
+    link or form (hx-boost on <body>), which htmx fetches and swaps in."""
+    request = response.request
+    return request.is_navigation_request() or request.headers.get("hx-boosted") == "true"
+
+
 def press_and_load(page: Page, key: str, path: str | re.Pattern) -> int:
     """Press `key` (Enter on a link or in a form); wait for the page at `path` (a
-    pattern: matched from the start of the path). Returns the status of the first
-    response: the POST's for a form."""
-    with page.expect_response(
-        lambda r: r.request.is_navigation_request() and r.frame == page.main_frame
-    ) as first:
+    pattern: matched from the start of the path) to be in, htmx settled. Returns the
+    status of the first response: the POST's for a form."""
+    with page.expect_response(lambda r: page_change(r) and r.frame == page.main_frame) as first:
         page.keyboard.press(key)
     if isinstance(path, str):
         page.wait_for_url(lambda url: urlsplit(url).path == path)
     else:
         page.wait_for_url(lambda url: bool(path.match(urlsplit(url).path)))
     page.wait_for_load_state()
+    if page.portal_js:
+        wait_for_htmx(page)
     return first.value.status
 
 
@@ -253,8 +214,10 @@ def test_sign_in_with_the_keyboard_only(live_server, new_page):
     expect(page.get_by_role("heading", level=1, name="My Account")).to_be_visible()
     [session] = [c for c in page.context.cookies() if c["name"] == "portal_session"]
     assert session["expires"] > time.time() + 86_400, "Remember me did not take effect"
-    # A fresh page: the first Tab lands on the skip link, shown on the screen.
-    tab_to(page, page.get_by_role("link", name="Skip to main content"), limit=1)
+    # The new page was swapped in (hx-boost): focus starts at its heading, so the next
+    # Tab reads on from there; the skip link is still the first stop of the page.
+    expect(page.get_by_role("heading", level=1, name="My Account")).to_be_focused()
+    tab_to(page, page.get_by_role("link", name="Skip to main content"), limit=8, backwards=True)
     keyboard.press("Enter")
     expect(page.get_by_role("main")).to_be_focused()
     tab_to(page, page.get_by_role("link", name="My Profile"), limit=1)
@@ -321,12 +284,12 @@ def test_bills_and_usage_with_the_keyboard_only(live_server, new_page):
     history = page.get_by_role("region", name="Bill history, newest first")
     expect(history).to_have_attribute("tabindex", "0")
     tab_to(page, history)
-    newest = history.get_by_role("link", name=long(_month(0)), exact=True)
+    newest = history.get_by_role("link", name=long(month(0)), exact=True)
     tab_to(page, newest, limit=1)  # the newest bill is the first link in the table
     assert_accessible(page, "bill history reached by keyboard at 320px")
     bill_path = urlsplit(newest.get_attribute("href")).path
     assert press_and_load(page, "Enter", bill_path) == 200
-    expect(page.get_by_role("heading", level=1, name=f"Bill of {long(_month(0))}")).to_be_visible()
+    expect(page.get_by_role("heading", level=1, name=f"Bill of {long(month(0))}")).to_be_visible()
 
     pdf = page.get_by_role("link", name="Download PDF", exact=True)
     tab_to(page, pdf)
@@ -334,7 +297,7 @@ def test_bills_and_usage_with_the_keyboard_only(live_server, new_page):
     expect(pdf).to_be_focused()
     with page.expect_download() as download:
         page.keyboard.press("Enter")
-    assert download.value.suggested_filename == f"bill-B0067890-{_month(0):%Y%m}.pdf"
+    assert download.value.suggested_filename == f"bill-B0067890-{month(0):%Y%m}.pdf"
     assert download.value.failure() is None
     expect(pdf).to_be_focused()  # the download leaves focus where it was
     assert_focus_shown(page, "after downloading the PDF")
@@ -465,7 +428,8 @@ def test_my_profile_with_the_keyboard_only(live_server, live_settings, new_page)
     # the field, so the resident types it again without hunting for it.
     tab_to(page, current)
     type_passwords("not my password at all")
-    assert press_and_load(page, "Enter", "/profile/password") == 422
+    # Swapped in where the form was: the address stays /profile (it reloads).
+    assert press_and_load(page, "Enter", "/profile") == 422
     summary = page.locator("#error-summary")
     expect(summary).to_be_focused()
     assert_focus_shown(page, "error summary after a wrong current password")
@@ -481,7 +445,8 @@ def test_my_profile_with_the_keyboard_only(live_server, live_settings, new_page)
     expect(
         page.get_by_role("heading", name=re.compile("^Your password has been changed"))
     ).to_be_visible()
-    tab_to(page, page.get_by_role("link", name="My Account"))
+    # Focus starts at the new page's heading; the header's link is back from there.
+    tab_to(page, page.get_by_role("link", name="My Account"), backwards=True)
     assert_accessible(page, "My Profile, password changed by keyboard")
     assert HASHER.verify(maria(live_settings)["password_hash"], NEW_PASSWORD)
 
@@ -687,8 +652,8 @@ def test_text_at_200_percent_reflows(live_server, new_page):
     assert_reflows(page, "dashboard")
 
     page.get_by_role("link", name=f"View bills – {ADDRESS}").click()
-    page.get_by_role("link", name=long(_month(0)), exact=True).click()
-    expect(page.get_by_role("heading", level=1, name=f"Bill of {long(_month(0))}")).to_be_visible()
+    page.get_by_role("link", name=long(month(0)), exact=True).click()
+    expect(page.get_by_role("heading", level=1, name=f"Bill of {long(month(0))}")).to_be_visible()
     double_text(page)
     assert_reflows(page, "bill page")
 

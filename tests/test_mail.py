@@ -12,7 +12,7 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 
 import pytest
@@ -157,8 +157,7 @@ async def test_rolled_back_transaction_sends_nothing(mail_settings, db, smtp_ser
             raise Boom
 
     assert await db.fetchval("SELECT count(*) FROM outbox") == 0
-    assert await OutboxSender(mail_settings, db).send_due() == 0
-    await asyncio.sleep(0.1)
+    assert await OutboxSender(mail_settings, db).send_due() == 0  # a round found nothing
     assert smtp_server.messages == []
 
 
@@ -211,6 +210,15 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+async def make_due(db: Database) -> None:
+    """Move every unsent row's next attempt to the past, as waiting out a backoff would."""
+    async with db.write() as conn:
+        await conn.execute(
+            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000000Z'"
+            " WHERE sent_at IS NULL"
+        )
+
+
 async def test_smtp_down_keeps_the_message_then_delivers_it_exactly_once(settings, db, caplog):
     from aiosmtpd.controller import Controller
 
@@ -229,12 +237,16 @@ async def test_smtp_down_keeps_the_message_then_delivers_it_exactly_once(setting
     caplog.set_level(logging.INFO, logger="portal.mail")
     before = datetime.now(UTC)
     assert await sender.send_due() == 0
+    after = datetime.now(UTC)
     first = await outbox_row(db, ids[0])
     assert first["sent_at"] is None
     assert first["attempts"] == 1
     assert first["last_error"]
     assert "hunter2" not in first["last_error"]
-    assert 0.1 < (at(first["next_attempt_at"]) - before).total_seconds() < 2
+    # Retried one backoff (0.2 s) after the failure, which happened between before
+    # and after: exact bounds, however slow the machine is.
+    assert before + timedelta(seconds=0.2) <= at(first["next_attempt_at"])
+    assert at(first["next_attempt_at"]) <= after + timedelta(seconds=0.2)
     # The server is away: the round stops instead of trying every row.
     assert (await outbox_row(db, ids[1]))["attempts"] == 0
 
@@ -242,12 +254,15 @@ async def test_smtp_down_keeps_the_message_then_delivers_it_exactly_once(setting
     assert await sender.send_due() == 0
     assert (await outbox_row(db, ids[0]))["attempts"] == 1
 
-    await asyncio.sleep(0.25)
+    await make_due(db)  # time passes (the clock in the rows, not a sleep)
+    before = datetime.now(UTC)
     assert await sender.send_due() == 0
+    after = datetime.now(UTC)
     second = await outbox_row(db, ids[0])
     assert second["attempts"] == 2
-    delay = (at(second["next_attempt_at"]) - datetime.now(UTC)).total_seconds()
-    assert 0.2 < delay <= 0.4  # doubled: 0.2 s, then 0.4 s
+    # Doubled: 0.2 s, then 0.4 s.
+    assert before + timedelta(seconds=0.4) <= at(second["next_attempt_at"])
+    assert at(second["next_attempt_at"]) <= after + timedelta(seconds=0.4)
 
     log_text = caplog.text
     assert "hunter2" not in log_text
@@ -259,13 +274,13 @@ async def test_smtp_down_keeps_the_message_then_delivers_it_exactly_once(setting
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        await asyncio.sleep(0.45)
+        await make_due(db)
         senders = [OutboxSender(up, db, backoff_base=0.2, timeout=2) for _ in range(4)]
         counts = await asyncio.gather(*(s.send_due() for s in senders))
         assert sum(counts) == 3
         counts = await asyncio.gather(*(s.send_due() for s in senders))
         assert sum(counts) == 0
-        await asyncio.sleep(0.1)
+        # Each send returned after the server's "250 OK", so every message is in.
         assert sorted(m["Subject"] for m in handler.messages) == [
             "Test message for R0",
             "Test message for R1",
@@ -286,7 +301,7 @@ async def test_concurrent_rounds_never_send_a_row_twice(mail_settings, db, smtp_
     senders = [OutboxSender(mail_settings, db) for _ in range(5)]
     counts = await asyncio.gather(*(s.send_due() for s in senders for _ in range(2)))
     assert sum(counts) == 10
-    await asyncio.sleep(0.1)
+    # Each send returned after the server's "250 OK": the messages are all in.
     subjects = [m["Subject"] for m in smtp_server.messages]
     assert sorted(subjects) == sorted(f"Test message for R{i}" for i in range(10))
 

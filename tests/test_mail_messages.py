@@ -24,13 +24,14 @@ from portal.mail import Mailer, OutboxSender
 from portal.settings import Settings, SettingsError
 from portal.templating import TEMPLATES_DIR, make_environment
 
-from accounts_helpers import load_billing, post_form, registration
 from helpers import PHONE, assert_accessible
+from resident_steps import post_form, registration
+from sample_data import load_billing
 
 UTILITY = "Compañía de Agua de Ontário"
 PHONE_NUMBER = "(909) 395-2050"
 ADDRESS = "123 Euclid Ave"
-ACCOUNT_NUMBER = "0067890"  # Maria's, as printed on her bill (accounts_helpers)
+ACCOUNT_NUMBER = "0067890"  # Maria's, as printed on her bill (resident_steps)
 
 TEMPLATES = sorted(
     path.name.removesuffix(".subject.txt")

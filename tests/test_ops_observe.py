@@ -21,8 +21,9 @@ from portal import db as portal_db
 from portal.app import create_app
 from test_payments_http import amount_form, confirm_data, pay_card, pay_client  # noqa: F401
 
-from accounts_helpers import load_billing, post_form, query, registration
 from conftest import LiveServer, free_port
+from resident_steps import post_form, query, registration
+from sample_data import load_billing
 
 TOKEN = "metrics-token-0123456789abcdef"
 

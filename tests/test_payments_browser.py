@@ -16,8 +16,9 @@ from portal import db as portal_db
 from portal.accounts.passwords import HASHER
 from portal.billing.importer import import_text
 
-from accounts_helpers import GOOD_PASSWORD, load_billing, query
 from helpers import DESKTOP, PHONE, assert_accessible
+from resident_steps import query
+from sample_data import GOOD_PASSWORD, load_billing
 
 pytestmark = pytest.mark.browser
 

@@ -15,7 +15,8 @@ from portal import db as portal_db
 from portal.billing.importer import import_text
 from portal.payments.gateway import SIGNATURE_HEADER, sign
 
-from accounts_helpers import load_billing, outbox, post_form, query
+from resident_steps import outbox, post_form, query
+from sample_data import load_billing
 
 CARD_OK = "4242 4242 4242 4242"
 CARD_DECLINED = "4000 0000 0000 0002"
@@ -377,7 +378,8 @@ async def test_export_puts_each_payment_in_exactly_one_batch(
 
 
 async def test_signed_in_payment_shows_in_history_and_lowers_amount_due(settings, client):
-    from accounts_helpers import GOOD_PASSWORD, registration
+    from resident_steps import registration
+    from sample_data import GOOD_PASSWORD
 
     await _load_bill(settings)
     assert (await post_form(client, "/register", registration())).status_code == 200

@@ -22,8 +22,9 @@ from portal.billing.importer import import_text
 from portal.payments.stripe_gateway import StripeGateway
 from portal.settings import Settings, SettingsError
 
-from accounts_helpers import load_billing, outbox, post_form, query
 from conftest import free_port
+from resident_steps import outbox, post_form, query
+from sample_data import load_billing
 
 
 @pytest.fixture

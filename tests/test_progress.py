@@ -184,7 +184,10 @@ def test_export_on_a_terminal_shows_progress_and_through_a_pipe_one_line(databas
     done = piped(database, "export", "payments", "--date", "2026-11-20")
     assert done.returncode == 0
     assert done.stdout.startswith("batch_date,confirmation_number")  # the CSV, untouched
-    assert done.stderr == "batch 2026-11-20: 0 TEST payment(s) (test gateway or key) written to standard output\n"
+    assert (
+        done.stderr
+        == "batch 2026-11-20: 0 TEST payment(s) (test gateway or key) written to standard output\n"
+    )
     quiet = piped(database, "export", "payments", "--date", "2026-11-20", "--quiet")
     assert quiet.stderr == "" and quiet.stdout == done.stdout
 

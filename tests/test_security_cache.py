@@ -11,7 +11,8 @@ from portal import db as portal_db
 from portal.billing.importer import import_text
 from portal.security.headers import needs_no_store
 
-from accounts_helpers import load_billing, post_form, registration
+from resident_steps import post_form, registration
+from sample_data import load_billing
 
 CARD = {
     "card_number": "4242 4242 4242 4242",

@@ -12,7 +12,8 @@ from portal import db as portal_db
 from portal.billing.importer import ImportFailed, import_text
 from portal.security.filenames import attachment, safe_filename
 
-from accounts_helpers import GOOD_PASSWORD, load_billing, query, registration
+from resident_steps import GOOD_PASSWORD, query, registration
+from sample_data import load_billing
 
 BILLS_HEADER = "customer_number,account_number,bill_number,bill_date,due_date,amount_due\n"
 

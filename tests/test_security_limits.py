@@ -16,8 +16,8 @@ from portal.db import Database
 from portal.security.limits import FORM_MAX_BYTES, FORM_MAX_FIELDS
 from portal.security.refusals import RefusalLog
 
-from accounts_helpers import query
 from helpers import csrf_token
+from resident_steps import query
 
 BASE = "http://portal.test"
 

@@ -22,8 +22,9 @@ from portal.settings import Settings
 from staff_helpers import STAFF_PASSWORD, add
 from test_keyboard_and_nojs import _bills_csv, add_maria, by_label, press_and_load, tab_to
 
-from accounts_helpers import load_billing, query
 from helpers import DESKTOP, assert_accessible, wait_for_htmx
+from resident_steps import query
+from sample_data import load_billing
 
 pytestmark = pytest.mark.browser
 TABLET = {"width": 768, "height": 1024}

@@ -15,7 +15,8 @@ from portal.accounts.signin import network
 from portal.app import create_app
 from staff_helpers import STAFF_PASSWORD, code, enrol, sign_in, staff_client
 
-from accounts_helpers import GOOD_PASSWORD, load_billing, outbox, post_form, query, registration
+from resident_steps import GOOD_PASSWORD, outbox, post_form, query, registration
+from sample_data import load_billing
 
 
 def execute(path, sql: str, params=()) -> None:
@@ -232,7 +233,7 @@ async def test_visitor_on_staff_pages_gets_404_audited(staff, settings, path):
 
 
 async def test_resident_on_staff_pages_gets_404_audited_with_their_name(staff, settings):
-    from accounts_helpers import link_in, local
+    from resident_steps import link_in, local
 
     await post_form(staff, "/register", registration())
     verify = local(link_in(outbox(settings.database)[-1]["body_text"], "/verify"))
@@ -279,7 +280,7 @@ async def test_staff_pages_are_no_store(staff, settings):
 
 async def resident_with_account(client, settings, verified: bool = True) -> int:
     """Maria registers for 0012345/0067890 (and verifies, if asked); her user id."""
-    from accounts_helpers import link_in, local
+    from resident_steps import link_in, local
 
     async with await second_client(settings) as resident:
         assert (await post_form(resident, "/register", registration())).status_code == 200
@@ -354,7 +355,7 @@ async def test_resend_verification_sends_a_new_link_with_reason_and_audit(staff,
     mails = outbox(settings.database)
     assert len(mails) == before + 1 and mails[-1]["to_addr"] == "maria@example.com"
     # The new link verifies the resident.
-    from accounts_helpers import link_in, local
+    from resident_steps import link_in, local
 
     async with await second_client(settings) as resident:
         assert (
@@ -402,7 +403,7 @@ async def test_unlock_lets_a_locked_resident_log_in_again(staff, settings):
 
 
 async def test_change_email_waits_for_the_new_address_to_confirm(staff, settings):
-    from accounts_helpers import link_in, local
+    from resident_steps import link_in, local
 
     user_id = await resident_with_account(staff, settings)
     await staff_client(staff, settings)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from portal import i18n
 from portal.i18n import format_locale
@@ -38,6 +39,17 @@ def long_date(value: str | date | None) -> str:
     return format_date(day, format="long", locale=format_locale())
 
 
+def tel(phone: str | None) -> Markup:
+    """A phone number as a link that dials it: `(909) 395-2050` becomes
+    `<a href="tel:9093952050">(909) 395-2050</a>` (digits and a leading + only)."""
+    if not phone:
+        return Markup("")
+    digits = ("+" if phone.strip().startswith("+") else "") + "".join(
+        c for c in phone if c.isdigit()
+    )
+    return Markup('<a href="tel:{}" class="tel">{}</a>').format(digits, escape(phone))
+
+
 def install_filters(env: Environment, settings: Settings) -> None:
     zone = ZoneInfo(settings.timezone)
 
@@ -48,7 +60,9 @@ def install_filters(env: Environment, settings: Settings) -> None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(zone)
         return format_datetime(moment, format="medium", tzinfo=zone, locale=format_locale())
 
-    env.filters.update(money=money, number=number, long_date=long_date, local_time=local_time)
+    env.filters.update(
+        money=money, number=number, long_date=long_date, local_time=local_time, tel=tel
+    )
 
 
 def _shipped(name: str) -> Path:

@@ -45,16 +45,22 @@ def render(
     background: BackgroundTask | None = None,
     **context: Any,
 ) -> Template:
-    name = partial if partial and request.htmx else page
+    # A boosted link or form (hx-boost on <body>) is a page change: the whole page.
+    name = partial if partial and request.htmx and not request.htmx.boosted else page
     context.setdefault("user", request.scope.get("user"))
     context.setdefault("is_fragment", name == partial)
     context.setdefault("values", {})
     context.setdefault("errors", {})
+    headers = {"Vary": "HX-Request"}
+    if request.htmx.boosted and request.method != "GET":
+        # A boosted form answered with a page (a failed form, say) keeps the address it
+        # was sent from: the POST's address would not reload. A redirect still moves it.
+        headers["HX-Push-Url"] = "false"
     return Template(
         template_name=name,
         context=context,
         status_code=status_code,
-        headers={"Vary": "HX-Request"},
+        headers=headers,
         background=background,
     )
 

@@ -1,7 +1,10 @@
 /* Small enhancements on top of pages that work without JavaScript. No framework.
    - "Show password" buttons (hidden until this script runs).
    - Keeps aria-invalid on an input in step with its inline message after htmx swaps.
-   - Closes a message dialog in place and returns focus to the page; keeps Tab inside it. */
+   - Closes a message dialog in place and returns focus to the page; keeps Tab inside it.
+   - After a boosted page change (hx-boost on <body>): an error page is shown like any
+     page, and focus goes where a new page should put it: the element marked autofocus
+     (an error summary, a success message, a dialog), else the page's h1. */
 (function () {
   "use strict";
 
@@ -77,6 +80,29 @@
     }
     if (group) { group.classList.toggle("field--error", hasError); }
   }
+
+  function focusNewPage() {
+    var target = document.querySelector("#main [autofocus]") || document.querySelector("#main h1");
+    if (!target) { target = document.getElementById("main"); }
+    if (!target) { return; }
+    if (!target.hasAttribute("tabindex")) { target.setAttribute("tabindex", "-1"); }
+    target.focus();
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    // A boosted link or form is a page change: its 4xx/5xx answer is a whole friendly
+    // page (not found, too many tries, form expired), so show it. Targeted swaps (a
+    // field's message) keep htmx-config's rule: only 2xx and 422 are swapped.
+    if (event.detail.boosted && event.detail.xhr.status >= 400) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (!event.detail.boosted) { return; }
+    setupDialogs(document);
+    focusNewPage();
+  });
 
   document.addEventListener("DOMContentLoaded", function () {
     setupShowPassword(document);

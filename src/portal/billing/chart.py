@@ -7,7 +7,13 @@ the page shows the same numbers in a table beside it for everyone else.
 Made for a 320 px wide phone: a small viewBox (so text stays about 11 px there), few
 month labels (every 2nd, 3rd, 6th or 12th, always the newest), 3 to 5 gridlines. No
 scripts, no external references and no `style` attributes (the Content-Security-Policy
-forbids inline styles): colours are SVG presentation attributes.
+forbids inline styles). This file draws shapes only: colours and fonts are CSS classes
+in static/css/site.css ("Usage chart"), which a designer edits without Python. The
+SVG is inline in the page, so the page's stylesheet reaches it.
+
+Classes: usage-chart-svg (the picture: font, text colour), unit, grid, y-labels,
+bar, bar flagged, stripe and stripe-gap (the flagged bar's pattern), flag-marker,
+axis, x-labels, empty.
 """
 
 from __future__ import annotations
@@ -23,20 +29,15 @@ from portal.i18n import _, format_locale
 
 WIDTH = 320
 HEIGHT = 210
+# The text size site.css gives the chart, in SVG units. The layout spaces labels for
+# it: change both together.
 FONT_SIZE = 13
-FONT_FAMILY = "system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif"
 CHAR_WIDTH = 0.58 * FONT_SIZE  # a generous average advance, to keep labels apart
 
 TOP = 34  # room for the unit line and for the marker above a full-height bar
 BOTTOM = 24  # room for the month labels
 RIGHT = 6
 LABEL_GAP = 6  # between the y-axis numbers and the plot
-
-TEXT = "#1b1b1b"
-GRID = "#dfe1e2"
-AXIS = "#565c65"
-BAR = "#005ea2"  # 7.1:1 against white
-FLAG = "#b50909"  # 7.9:1 against white; flagged bars also get stripes and a "!" above
 
 MAX_POINTS = 24
 LABEL_STEPS = (1, 2, 3, 6, 12)
@@ -69,8 +70,7 @@ def usage_chart_svg(
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="usage-chart-svg" width="100%" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="xMidYMid meet" role="img" '
-        f'aria-labelledby="{title_id} {desc_id}" font-family="{FONT_FAMILY}" '
-        f'font-size="{FONT_SIZE}" fill="{TEXT}">',
+        f'aria-labelledby="{title_id} {desc_id}">',
         f'<title id="{title_id}">{_text(title)}</title>',
         f'<desc id="{desc_id}">{_text(desc)}</desc>',
     ]
@@ -106,7 +106,7 @@ def usage_chart_svg(
     parts.append(f'<text class="unit" x="0" y="{FONT_SIZE}">{_text(unit)}</text>')
 
     # Gridlines with their numbers, from 0 up.
-    parts.append(f'<g class="grid" stroke="{GRID}" stroke-width="1">')
+    parts.append('<g class="grid">')
     for index in range(1, count + 1):
         y = _n(y_of(float(step * index)))
         parts.append(f'<line x1="{_n(left)}" y1="{y}" x2="{_n(right_edge)}" y2="{y}"/>')
@@ -117,15 +117,16 @@ def usage_chart_svg(
         parts.append(f'<text x="{_n(left - LABEL_GAP)}" y="{y}">{_text(label)}</text>')
     parts.append("</g>")
 
-    # Bars. A flagged bar is red, striped, and has a "!" above it.
+    # Bars. A flagged bar is striped, outlined and has a "!" above it (its colour, red
+    # in site.css, is never the only sign).
     slot = plot_width / len(points)
     bar_width = min(slot * 0.7, 36.0)
     if any(point.get("flag") for point in points):
         parts.append(
             f'<defs><pattern id="{id_prefix}-stripes" width="6" height="6" '
             f'patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
-            f'<rect width="6" height="6" fill="{FLAG}"/>'
-            f'<rect width="2" height="6" fill="#ffffff"/></pattern></defs>'
+            f'<rect class="stripe" width="6" height="6"/>'
+            f'<rect class="stripe-gap" width="2" height="6"/></pattern></defs>'
         )
     parts.append('<g class="bars">')
     markers = []
@@ -136,18 +137,16 @@ def usage_chart_svg(
         if point.get("flag"):
             parts.append(
                 f'<rect class="bar flagged" x="{_n(x)}" y="{_n(y)}" width="{_n(bar_width)}" '
-                f'height="{_n(height)}" fill="url(#{id_prefix}-stripes)" stroke="{FLAG}" '
-                f'stroke-width="1"/>'
+                f'height="{_n(height)}" fill="url(#{id_prefix}-stripes)"/>'
             )
             markers.append(
                 f'<text class="flag-marker" x="{_n(x + bar_width / 2)}" y="{_n(y - 4)}" '
-                f'text-anchor="middle" font-weight="bold" font-size="{FONT_SIZE + 5}" '
-                f'fill="{FLAG}">!</text>'
+                f'text-anchor="middle">!</text>'
             )
         else:
             parts.append(
                 f'<rect class="bar" x="{_n(x)}" y="{_n(y)}" width="{_n(bar_width)}" '
-                f'height="{_n(height)}" fill="{BAR}"/>'
+                f'height="{_n(height)}"/>'
             )
     parts.append("</g>")
     parts.extend(markers)
@@ -155,7 +154,7 @@ def usage_chart_svg(
     # The baseline, then a few month labels, always including the newest month.
     parts.append(
         f'<line class="axis" x1="{_n(left)}" y1="{_n(baseline)}" x2="{_n(right_edge)}" '
-        f'y2="{_n(baseline)}" stroke="{AXIS}" stroke-width="1"/>'
+        f'y2="{_n(baseline)}"/>'
     )
     labels = [str(point.get("label", "")) for point in points]
     parts.append('<g class="x-labels" text-anchor="middle">')

@@ -125,7 +125,8 @@ async def bill(
     found = await billing.bill(account_id, bill_id)
     if found is None:
         raise NotFoundException()
-    return render(request, "pages/bill.html", account=account, bill=found)
+    unit = unit_name(await billing.unit(account_id))
+    return render(request, "pages/bill.html", account=account, bill=found, unit=unit)
 
 
 @get("/accounts/{account_id:int}/bills/{bill_id:int}/pdf")

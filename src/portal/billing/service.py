@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from portal.accounts import audit
+from portal.billing.units import gallons_per_day
 from portal.db import Database, is_row_id
 from portal.settings import Settings
 
@@ -62,6 +63,7 @@ class UsageMonth:
     value: float
     unit: str
     last_year: float | None
+    gallons_per_day: int | None = None  # since the read before it
 
     @property
     def change_percent(self) -> int | None:
@@ -194,7 +196,9 @@ class BillingService:
         )
         by_month = {row["read_date"][:7]: row["consumption"] for row in rows}
         months = []
-        for row in reversed(rows[:HISTORY_MONTHS]):
+        for index in reversed(range(min(len(rows), HISTORY_MONTHS))):
+            row = rows[index]
+            previous = rows[index + 1]["read_date"] if index + 1 < len(rows) else None
             day = date.fromisoformat(row["read_date"])
             year_before = f"{day.year - 1:04d}-{day.month:02d}"
             months.append(
@@ -204,6 +208,7 @@ class BillingService:
                     row["consumption"],
                     row["unit"],
                     by_month.get(year_before),
+                    gallons_per_day(row["consumption"], row["unit"], previous, row["read_date"]),
                 )
             )
         return months

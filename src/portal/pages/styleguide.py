@@ -24,6 +24,22 @@ def styleguide_context() -> dict:
             "close_url": "/dev/styleguide",
         },
         "sample_money": 12345,
+        "sample_methods": [
+            {"value": "card", "label": _("Credit or debit card")},
+            {"value": "bank", "label": _("Bank account (checking or savings)")},
+        ],
+        "sample_methods_hints": [
+            {
+                "value": "card",
+                "label": _("Credit or debit card"),
+                "hint": _("Visa, Mastercard, Discover or American Express."),
+            },
+            {
+                "value": "bank",
+                "label": _("Bank account (checking or savings)"),
+                "hint": _("You need the routing number and the account number."),
+            },
+        ],
         **_billing_samples(),
     }
 
@@ -65,7 +81,14 @@ def _billing_samples() -> dict:
         AccountSummary(other, None, None, None, False, None),
     ]
     months = [
-        UsageMonth(f"2026-{m:02d}-01", f"2026-{m:02d}", 10.0 + m, "HCF", 9.0 + m)
+        UsageMonth(
+            f"2026-{m:02d}-01",
+            f"2026-{m:02d}",
+            10.0 + m,
+            "HCF",
+            9.0 + m,
+            round((10 + m) * 748 / 30) if m > 1 else None,
+        )
         for m in range(1, 11)
     ]
     points = [

@@ -37,6 +37,7 @@ from litestar.response import Redirect, Template
 from portal.i18n import _
 from portal.payments.service import new_key
 from portal.security.auth import requires_staff, requires_supervisor
+from portal.security.cookies import issue_csrf_cookie
 from portal.security.headers import NO_STORE
 from portal.settings import Settings
 from portal.staff import sessions, totp
@@ -49,7 +50,6 @@ from portal.staff.console import (
     StaffPaymentForm,
 )
 from portal.staff.oversight import ACTIONS, AuditFilterForm, OversightService
-from portal.security.cookies import issue_csrf_cookie
 from portal.web import PortalRequest, client_address, render
 
 StaffAuth = NamedDependency[StaffAuthService]

@@ -1,4 +1,5 @@
-"""Shared steps for the accounts tests: billing data, registration, reading the outbox."""
+"""Steps tests take as a resident and what they read back: a registration form,
+posting a form with its CSRF token, the outbox, database rows, and emailed links."""
 
 from __future__ import annotations
 
@@ -9,24 +10,9 @@ from urllib.parse import parse_qs, urlparse
 from litestar.testing import AsyncTestClient
 
 from portal import db as portal_db
-from portal.billing.importer import import_text
 
 from helpers import csrf_token
-
-ACCOUNTS_CSV = """customer_number,account_number,name,service_address,status
-0012345,0067890,Maria Garcia,123 Euclid Ave,active
-0022222,0033333,James Smith,456 Holt Blvd,active
-0044444,0055555,Closed Person,789 Mountain Ave,closed
-0066666,0077777,Ana Lopez,12 Vineyard Ave,active
-"""
-GOOD_PASSWORD = "rain barrel garden hose"
-
-
-def load_billing(path) -> None:
-    portal_db.upgrade(path)
-    conn = portal_db.connect_sync(path)
-    import_text(conn, "accounts", ACCOUNTS_CSV)
-    conn.close()
+from sample_data import GOOD_PASSWORD
 
 
 def registration(**overrides: str) -> dict[str, str]:
