@@ -15,6 +15,8 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from portal.accounts import routes as accounts
+from portal.autopay import routes as autopay
+from portal.autopay.jobs import JobsLoop
 from portal.billing import routes as billing
 from portal.mail import routes as mail
 from portal.pages import routes as pages
@@ -35,14 +37,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     env = make_environment(settings)  # shared by pages and emails
     services = Services.build(settings, env)
     reconciler = Reconciler(services.payments)  # a real processor's pending payments
+    jobs = JobsLoop(services, settings.jobs_every_seconds)  # AutoPay, reminders, clean-up
 
     async def start() -> None:
         await services.db.open()
         if settings.smtp_host:  # without SMTP the outbox waits (dev: /dev/mailbox)
             services.sender.start()
         await reconciler.start()
+        await jobs.start()
 
     async def stop() -> None:
+        await jobs.stop()
         await reconciler.stop()
         await services.sender.stop()  # the sender first: it writes to the database
         await services.db.close()
@@ -61,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *accounts.handlers(settings),
         *billing.handlers(settings),
         *payments.handlers(settings),
+        *autopay.handlers(settings),
         create_static_files_router(
             path="/static",
             directories=[STATIC_DIR],

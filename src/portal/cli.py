@@ -7,6 +7,7 @@ portal demo
 portal import accounts|bills|usage FILE.csv
 portal export payments [--date D] [--output FILE]
 portal payments reconcile [--minutes N]
+portal jobs run [--now ISO-8601]
 """
 
 from __future__ import annotations
@@ -249,6 +250,38 @@ def cmd_payments_reconcile(args: argparse.Namespace) -> int:
     return 1 if counts["unavailable"] else 0
 
 
+def cmd_jobs_run(args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from portal.autopay.jobs import run_once, summary
+    from portal.services import Services
+    from portal.templating import make_environment
+
+    settings = _settings()
+    try:
+        now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
+    except ValueError:
+        print(f"portal: --now must be like 2026-12-01T09:00:00Z, not {args.now!r}", file=sys.stderr)
+        return 2
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+
+    async def run() -> dict[str, int]:
+        services = Services.build(settings, make_environment(settings))
+        await services.db.open()
+        try:
+            return await run_once(services, now)
+        finally:
+            close = getattr(services.payments.gateway, "close", None)
+            if close is not None:
+                await close()
+            await services.db.close()
+
+    counts = asyncio.run(run())
+    print(summary(counts, now))
+    return 1 if counts.get("unavailable") else 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="portal", description="Water utility customer portal")
     sub = top.add_subparsers(dest="command", required=True)
@@ -288,6 +321,12 @@ def parser() -> argparse.ArgumentParser:
         "--minutes", type=int, default=15, help="only payments pending this long (default 15)"
     )
     rec.set_defaults(func=cmd_payments_reconcile)
+
+    jobs = sub.add_parser("jobs", help="time-driven work: AutoPay, reminders, clean-up")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    run = jobs_sub.add_parser("run", help="do all due work once and print a summary")
+    run.add_argument("--now", help="pretend it is this moment (ISO-8601, UTC if no offset)")
+    run.set_defaults(func=cmd_jobs_run)
     return top
 
 

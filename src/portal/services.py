@@ -14,6 +14,9 @@ from portal.accounts.profile import ProfileService
 from portal.accounts.recovery import RecoveryService
 from portal.accounts.registration import RegistrationService
 from portal.accounts.signin import SignInService
+from portal.autopay.charges import Charger
+from portal.autopay.methods import MethodsService
+from portal.autopay.service import AutoPayService
 from portal.billing.service import BillingService
 from portal.db import Database
 from portal.mail import Mailer, OutboxSender
@@ -40,6 +43,10 @@ class Services:
     payments: PaymentsService
     lookups: Budget  # the numbers from a bill: registration, Add another account, Pay My Bill
     checks: Budget  # per-field checks while filling in the registration form
+    methods: MethodsService
+    autopay: AutoPayService
+    charger: Charger
+    money_actions: Budget  # a resident's AutoPay, scheduled-payment and saved-method posts
 
     @classmethod
     def build(cls, settings: Settings, env: Environment) -> Services:
@@ -67,6 +74,10 @@ class Services:
                 "lookups", settings.lookups_per_address, settings.lookups_overall, window=600
             ),
             checks=Budget("checks", per_network=120, overall=3000, window=60),
+            methods=MethodsService(db, settings, processor),
+            autopay=AutoPayService(db, settings, mailer),
+            charger=Charger(db, settings, mailer, payments),
+            money_actions=Budget("money_actions", per_network=30, overall=3000, window=600),
         )
 
     def dependencies(self) -> dict[str, Provide]:

@@ -117,6 +117,10 @@ class Settings:
     stripe_webhook_secret: str = field(default="", repr=False)
     stripe_api_base: str = STRIPE_API_BASE
     stripe_timeout: int = 20
+    autopay_days_before: int = 0  # charge AutoPay this many days before the due date
+    autopay_reminder_days: int = 3  # remind the resident this many days before a charge
+    jobs_every_seconds: int = 300  # `portal serve` runs the jobs this often
+    sandbox_charge_delay: int = 0  # seconds the sandbox holds a saved-method charge (tests)
 
     @property
     def payment_max_cents(self) -> int:
@@ -204,4 +208,16 @@ class Settings:
                 get("PORTAL_LOOKUPS_PER_ADDRESS", "20"), "PORTAL_LOOKUPS_PER_ADDRESS"
             ),
             lookups_overall=_int(get("PORTAL_LOOKUPS_OVERALL", "600"), "PORTAL_LOOKUPS_OVERALL"),
+            autopay_days_before=_int(
+                get("PORTAL_AUTOPAY_DAYS_BEFORE", "0"), "PORTAL_AUTOPAY_DAYS_BEFORE", 0, 20
+            ),
+            autopay_reminder_days=_int(
+                get("PORTAL_AUTOPAY_REMINDER_DAYS", "3"), "PORTAL_AUTOPAY_REMINDER_DAYS", 1, 14
+            ),
+            jobs_every_seconds=_int(
+                get("PORTAL_JOBS_EVERY_SECONDS", "300"), "PORTAL_JOBS_EVERY_SECONDS", 10, 3600
+            ),
+            sandbox_charge_delay=_int(
+                get("PORTAL_SANDBOX_CHARGE_DELAY", "0"), "PORTAL_SANDBOX_CHARGE_DELAY", 0, 600
+            ),
         )
