@@ -560,3 +560,20 @@ async def test_a_gateway_timeout_then_a_retry_charges_exactly_once(maria, settin
     details = [r["detail"] for r in query(db_path, "SELECT detail FROM payment_events")]
     assert "no answer from the gateway; will ask again" in details
     assert "asking the gateway again (same key)" in details
+
+
+async def test_the_export_shows_an_autopay_charge_with_its_origin(maria, settings, db_path):
+    method_id = await add_method(maria)
+    await enrol(maria, method_id)
+    await asyncio.to_thread(jobs, settings, at(DUE_DATE))
+    result = subprocess.run(
+        [sys.executable, "-m", "portal.cli", "export", "payments", "--date", "2099-01-01"],
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()
+    assert header.endswith(",origin")
+    assert row.endswith(",autopay") and ",84.10," in row and ",4242," in row

@@ -195,6 +195,27 @@ PAGES: list[Page] = [
         shows="input[name=amount]",
     ),
     Page(
+        "/profile/payment-methods",
+        "Payment methods with a saved card (used by AutoPay)",
+        "/profile/payment-methods",
+        signed_in=True,
+        shows=".method-list input[name^=nickname-]",
+    ),
+    Page(
+        "/sandbox-gateway/checkout/{ref:str}",
+        "the sandbox's page in save mode (adding a payment method)",
+        lambda w: f"/sandbox-gateway/checkout/{w.setup_ref}",
+        signed_in=True,
+        shows="input[name=security_code]",
+    ),
+    Page(
+        "/accounts/{account_id:int}/autopay",
+        "AutoPay on, with its next charge and the skip and turn-off buttons",
+        lambda w: f"/accounts/{w.account_id}/autopay",
+        signed_in=True,
+        shows="form[action$='/autopay/cancel']",
+    ),
+    Page(
         "/pay/receipt/{token:str}",
         "payment confirmation, signed in",
         lambda w: f"/pay/receipt/{w.paid_token}",
@@ -221,6 +242,12 @@ NOT_PAGES: dict[str, str] = {
     "/accounts/{account_id:int}/unlink": "POST only: redirects to /account",
     "/pay/confirm": "POST only: redirects to the gateway, or re-renders the amount form",
     "/payments/webhook": "POST only: the gateway's signed notification, answers JSON",
+    "/profile/payment-methods/return": "back from the gateway's save page: redirects to /profile/payment-methods",
+    "/profile/payment-methods/{method_id:int}/rename": "POST only: redirects, or re-renders the list with errors",
+    "/profile/payment-methods/{method_id:int}/default": "POST only: redirects to the list",
+    "/profile/payment-methods/{method_id:int}/remove": "POST only: redirects, or re-renders the list with the reason",
+    "/accounts/{account_id:int}/autopay/cancel": "POST only: redirects to the AutoPay page",
+    "/accounts/{account_id:int}/autopay/skip/{schedule_id:int}": "POST only: redirects to the AutoPay page",
 }
 
 
@@ -350,6 +377,7 @@ class World:
     paid_token: str = ""
     declined_token: str = ""
     open_ref: str = ""
+    setup_ref: str = ""
     reset_link: str = ""
     message_id: int = 0
     spare: list[int] = field(default_factory=lambda: list(range(SPARE_ACCOUNTS)))
@@ -471,6 +499,17 @@ def _pay(client: Browserless, checkout: str, card: str) -> str:
     return receipt.rsplit("/", 1)[1]
 
 
+def _save_page(client: Browserless) -> str:
+    """Start adding a card from My Profile → Payment methods; the sandbox save page's path."""
+    key = _hidden(client.get("/profile/payment-methods").text, "idempotency_key")
+    start = client.post(
+        "/profile/payment-methods",
+        {"method": "card", "nickname": "Kitchen card", "idempotency_key": key},
+    )
+    assert start.status_code == 303, start.text
+    return start.headers["location"]
+
+
 def _guest_amount_form(guest: Browserless) -> httpx.Response:
     return guest.post("/pay", {"customer_number": MARIA[0], "account_number": MARIA[1]})
 
@@ -512,6 +551,25 @@ def world(tmp_path_factory) -> Iterator[World]:
         # Forgot Password: the reset link from the email in the outbox (GET spends nothing).
         assert guest.post("/forgot-password", {"identifier": "maria1"}).status_code == 200
         world.reset_link = world.mail_with("maria@example.com", "/reset-password")
+        # Maria saves a card through the sandbox's save page and turns AutoPay on with it;
+        # a second save page is left open.
+        done = maria.post(
+            _save_page(maria),
+            {
+                "card_number": "4242 4242 4242 4242",
+                "expiry": "12/39",
+                "security_code": "737",
+                "name_on_card": "Maria Garcia",
+                "action": "pay",
+            },
+        )
+        assert maria.get(done.headers["location"]).status_code == 303
+        [method] = _rows(path, "SELECT id FROM saved_methods")
+        enrolled = maria.post(
+            f"/accounts/{world.account_id}/autopay", {"method_id": str(method["id"]), "terms": "yes"}
+        )
+        assert enrolled.status_code == 303, enrolled.text
+        world.setup_ref = _save_page(maria).rsplit("/", 1)[1]
         guest.close()
         yield world
     finally:

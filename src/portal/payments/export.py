@@ -10,6 +10,9 @@ Money taken back after a payment was accepted (a bank payment that failed, a ref
 dispute) is a reversal row in the batch of the day it happened: a negative amount, the
 processor's reason code, and the confirmation number of the payment it reverses. A
 batch already written is never changed by a later reversal.
+
+The last column says where a payment came from: `one_time` (a resident's form),
+`autopay` or `scheduled` (made by the runner from a saved method).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ COLUMNS = [
     "type",
     "reason_code",
     "original_confirmation_number",
+    "origin",
 ]
 
 
@@ -71,16 +75,17 @@ def export_batch(conn: sqlite3.Connection, batch: date, zone: ZoneInfo) -> tuple
         rows = conn.execute(
             "SELECT p.export_batch, p.confirmation_number, sa.customer_number, sa.account_number,"
             " p.amount_cents, p.settled_at, p.method, p.brand, p.last4, p.gateway, p.gateway_ref,"
-            " 'payment', '', '', p.settled_at AS at, 0 AS kind, p.id"
+            " 'payment', '', '', coalesce(p.origin, 'one_time'), p.settled_at AS at, 0 AS kind,"
+            " p.id"
             " FROM payments p JOIN service_accounts sa ON sa.id = p.account_id"
             " WHERE p.export_batch = ?"
             " UNION ALL"
             " SELECT r.export_batch, '', sa.customer_number, sa.account_number, -r.amount_cents,"
             " r.at, p.method, p.brand, p.last4, p.gateway, r.gateway_ref, 'reversal',"
-            " r.reason_code, p.confirmation_number, r.at, 1, r.id"
+            " r.reason_code, p.confirmation_number, coalesce(p.origin, 'one_time'), r.at, 1, r.id"
             " FROM payment_reversals r JOIN payments p ON p.id = r.payment_id"
             " JOIN service_accounts sa ON sa.id = p.account_id WHERE r.export_batch = ?"
-            " ORDER BY at, kind, 17",
+            " ORDER BY at, kind, 18",
             (name, name),
         ).fetchall()
         conn.execute("COMMIT")
