@@ -566,7 +566,8 @@ def world(tmp_path_factory) -> Iterator[World]:
         assert maria.get(done.headers["location"]).status_code == 303
         [method] = _rows(path, "SELECT id FROM saved_methods")
         enrolled = maria.post(
-            f"/accounts/{world.account_id}/autopay", {"method_id": str(method["id"]), "terms": "yes"}
+            f"/accounts/{world.account_id}/autopay",
+            {"method_id": str(method["id"]), "terms": "yes"},
         )
         assert enrolled.status_code == 303, enrolled.text
         world.setup_ref = _save_page(maria).rsplit("/", 1)[1]
