@@ -16,10 +16,10 @@ from playwright.sync_api import Page, expect
 
 from portal import db as portal_db
 from portal.billing.importer import import_text
+from test_payments_browser import add_verified_resident, check, fact
 
 from accounts_helpers import GOOD_PASSWORD, load_billing, query
 from helpers import DESKTOP, PHONE
-from test_payments_browser import add_verified_resident, check, fact
 
 pytestmark = pytest.mark.browser
 DUE = date.today() + timedelta(days=20)
