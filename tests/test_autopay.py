@@ -577,3 +577,90 @@ async def test_the_export_shows_an_autopay_charge_with_its_origin(maria, setting
     header, row = result.stdout.splitlines()
     assert header.endswith(",origin")
     assert row.endswith(",autopay") and ",84.10," in row and ",4242," in row
+
+
+# --- scheduled one-time payments ---------------------------------------------------------
+
+
+def _day(days: int) -> str:
+    from portal.autopay.service import local_today
+    from portal.settings import Settings
+
+    return (local_today(Settings()) + timedelta(days=days)).isoformat()
+
+
+async def schedule(resident, method_id: int, amount: str, run_on: str, **extra: str):
+    page = (await resident.get(f"/accounts/{resident.account_id}/scheduled")).text
+    key = page.split('name="idempotency_key" value="')[1].split('"')[0]
+    form = {"amount": amount, "run_on": run_on, "method_id": str(method_id), "idempotency_key": key}
+    return await resident.post(
+        f"/accounts/{resident.account_id}/scheduled", {**form, **extra}
+    ), form
+
+
+async def test_a_scheduled_payment_is_charged_once_on_its_date(maria, settings, db_path):
+    method_id = await add_method(maria)
+    response, form = await schedule(maria, method_id, "40.00", _day(5))
+    assert response.status_code == 303
+    # The same form sent again (a double click) schedules nothing more.
+    again = await maria.post(f"/accounts/{maria.account_id}/scheduled", form)
+    assert again.status_code == 303
+    assert one(db_path, "SELECT count(*) FROM schedules") == 1
+    page = (await maria.get(f"/accounts/{maria.account_id}/scheduled")).text
+    assert "$40.00" in page and "Cancel this payment" in page
+    # The day before: nothing; reminder sent. On the day: one charge, origin scheduled.
+    await asyncio.to_thread(jobs, settings, at(_day(4)))
+    assert one(db_path, "SELECT count(*) FROM sandbox_charges") == 0
+    assert any(m["subject"].startswith("Your scheduled payment of $40.00") for m in outbox(db_path))
+    for _ in range(2):
+        await asyncio.to_thread(jobs, settings, at(_day(5)))
+    assert one(db_path, "SELECT count(*) FROM sandbox_charges") == 1
+    payment = query(db_path, "SELECT * FROM payments")[0]
+    assert (payment["status"], payment["amount_cents"], payment["origin"]) == (
+        "succeeded",
+        4000,
+        "scheduled",
+    )
+    # Too late to cancel now.
+    schedule_id = one(db_path, "SELECT id FROM schedules")
+    response = await maria.post(f"/accounts/{maria.account_id}/scheduled/{schedule_id}/cancel", {})
+    assert response.headers["location"].endswith("notice=too_late_scheduled")
+
+
+async def test_a_canceled_scheduled_payment_is_not_charged(maria, settings, db_path):
+    method_id = await add_method(maria)
+    await schedule(maria, method_id, "40.00", _day(3))
+    # The method cannot be removed while the payment is scheduled.
+    response = await maria.post(f"/profile/payment-methods/{method_id}/remove", {})
+    assert response.status_code == 409
+    schedule_id = one(db_path, "SELECT id FROM schedules")
+    response = await maria.post(f"/accounts/{maria.account_id}/scheduled/{schedule_id}/cancel", {})
+    assert response.headers["location"].endswith("notice=scheduled_canceled")
+    await asyncio.to_thread(jobs, settings, at(_day(3)))
+    assert one(db_path, "SELECT count(*) FROM sandbox_charges") == 0
+    assert one(db_path, "SELECT status FROM schedules") == "canceled"
+    assert "scheduled_payment_canceled" in [
+        r["event"] for r in query(db_path, "SELECT event FROM audit_log")
+    ]
+
+
+async def test_scheduling_checks_amount_date_and_warns_past_the_due_date(maria, db_path):
+    method_id = await add_method(maria)
+    response, _form = await schedule(maria, method_id, "", _day(61))
+    assert response.status_code == 422
+    assert "Enter the amount you want to pay" in response.text
+    assert "Choose a date from tomorrow to" in response.text
+    response, _form = await schedule(maria, method_id, "20.00", _day(0))
+    assert response.status_code == 422 and "Choose a date from tomorrow" in response.text
+    # The bill is due in 10 days; paying in 20 days is after it: warned, then allowed.
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE bills SET bill_date = ?, due_date = ?", (_day(-1), _day(10)))
+    conn.commit()
+    conn.close()
+    response, _form = await schedule(maria, method_id, "55.00", _day(20))
+    assert response.status_code == 422
+    assert "after your due date" in response.text
+    assert one(db_path, "SELECT count(*) FROM schedules") == 0
+    response, _form = await schedule(maria, method_id, "55.00", _day(20), late_ok="yes")
+    assert response.status_code == 303
+    assert one(db_path, "SELECT count(*) FROM schedules") == 1

@@ -216,6 +216,13 @@ PAGES: list[Page] = [
         shows="form[action$='/autopay/cancel']",
     ),
     Page(
+        "/accounts/{account_id:int}/scheduled",
+        "Schedule a payment, with one scheduled (cancel button)",
+        lambda w: f"/accounts/{w.account_id}/scheduled",
+        signed_in=True,
+        shows="form[action$='/cancel']",
+    ),
+    Page(
         "/pay/receipt/{token:str}",
         "payment confirmation, signed in",
         lambda w: f"/pay/receipt/{w.paid_token}",
@@ -247,6 +254,7 @@ NOT_PAGES: dict[str, str] = {
     "/profile/payment-methods/{method_id:int}/default": "POST only: redirects to the list",
     "/profile/payment-methods/{method_id:int}/remove": "POST only: redirects, or re-renders the list with the reason",
     "/accounts/{account_id:int}/autopay/cancel": "POST only: redirects to the AutoPay page",
+    "/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel": "POST only: redirects to the scheduled payments page",
     "/accounts/{account_id:int}/autopay/skip/{schedule_id:int}": "POST only: redirects to the AutoPay page",
 }
 
@@ -571,6 +579,18 @@ def world(tmp_path_factory) -> Iterator[World]:
         )
         assert enrolled.status_code == 303, enrolled.text
         world.setup_ref = _save_page(maria).rsplit("/", 1)[1]
+        form = maria.get(f"/accounts/{world.account_id}/scheduled").text
+        scheduled = maria.post(
+            f"/accounts/{world.account_id}/scheduled",
+            {
+                "amount": "20.00",
+                "run_on": (date.today() + timedelta(days=3)).isoformat(),
+                "method_id": str(method["id"]),
+                "late_ok": "yes",
+                "idempotency_key": _hidden(form, "idempotency_key"),
+            },
+        )
+        assert scheduled.status_code == 303, scheduled.text
         guest.close()
         yield world
     finally:

@@ -16,6 +16,7 @@ from portal.accounts.registration import RegistrationService
 from portal.accounts.signin import SignInService
 from portal.autopay.charges import Charger
 from portal.autopay.methods import MethodsService
+from portal.autopay.scheduled import ScheduledService
 from portal.autopay.service import AutoPayService
 from portal.billing.service import BillingService
 from portal.db import Database
@@ -45,6 +46,7 @@ class Services:
     checks: Budget  # per-field checks while filling in the registration form
     methods: MethodsService
     autopay: AutoPayService
+    scheduled: ScheduledService
     charger: Charger
     money_actions: Budget  # a resident's AutoPay, scheduled-payment and saved-method posts
 
@@ -76,6 +78,7 @@ class Services:
             checks=Budget("checks", per_network=120, overall=3000, window=60),
             methods=MethodsService(db, settings, processor),
             autopay=AutoPayService(db, settings, mailer),
+            scheduled=ScheduledService(db, settings),
             charger=Charger(db, settings, mailer, payments),
             money_actions=Budget("money_actions", per_network=30, overall=3000, window=600),
         )

@@ -138,6 +138,7 @@ class Charger:
                     user,
                     account,
                     "autopay_reminder",
+                    page="scheduled" if schedule["kind"] == "scheduled" else "autopay",
                     schedule=dict(schedule),
                     method=dict(method),
                     amount_cents=amount,
@@ -398,6 +399,8 @@ class Charger:
             user,
             account,
             "autopay_failed",
+            page="scheduled" if schedule["kind"] == "scheduled" else "autopay",
+            kind=schedule["kind"],
             amount_cents=payment["amount_cents"],
             retry_on=next_day.isoformat() if retry else None,
             method={"brand": payment["brand"], "last4": payment["last4"]},
@@ -411,7 +414,9 @@ class Charger:
         )
         return "declined"
 
-    async def _mail(self, conn, user: Any, account: Any, template: str, **context: Any) -> None:
+    async def _mail(
+        self, conn, user: Any, account: Any, template: str, page: str = "autopay", **context: Any
+    ) -> None:
         await self.mailer.enqueue(
             conn,
             to=user["email"],
@@ -420,7 +425,7 @@ class Charger:
                 "username": user["username"],
                 "service_address": account["service_address"],
                 "account_number": account["account_number"],
-                "link": f"{self.settings.base_url}/accounts/{account['id']}/autopay",
+                "link": f"{self.settings.base_url}/accounts/{account['id']}/{page}",
                 **context,
             },
             locale=user["locale"],

@@ -14,9 +14,14 @@ money_actions budget):
   POST /accounts/{account_id}/autopay               enrol or change
   POST /accounts/{account_id}/autopay/cancel        stop AutoPay
   POST /accounts/{account_id}/autopay/skip/{schedule_id}  skip one charge not yet started
+  GET  /accounts/{account_id}/scheduled             scheduled one-time payments: list, form
+  POST /accounts/{account_id}/scheduled             schedule one (amount, date, method)
+  POST /accounts/{account_id}/scheduled/{schedule_id}/cancel  cancel one not yet started
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from litestar import Router, get, post
 from litestar.di import NamedDependency
@@ -25,7 +30,8 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from portal.autopay.methods import AddMethodForm, MethodsService, NicknameForm
-from portal.autopay.service import AutoPayService, EnrolForm
+from portal.autopay.scheduled import MAX_DAYS_AHEAD, ScheduledService, ScheduleForm
+from portal.autopay.service import AutoPayService, EnrolForm, local_today
 from portal.billing.service import BillingService, amount_due
 from portal.db import is_row_id
 from portal.i18n import _
@@ -41,6 +47,7 @@ Methods = NamedDependency[MethodsService]
 AutoPay = NamedDependency[AutoPayService]
 Billing = NamedDependency[BillingService]
 MoneyActions = NamedDependency[Budget]
+Scheduled = NamedDependency[ScheduledService]
 
 NOTICES = {
     "saved": ("success", lambda: _("Your payment method was saved.")),
@@ -52,6 +59,15 @@ NOTICES = {
     "changed": ("success", lambda: _("Your AutoPay was changed. We sent you an email.")),
     "canceled": ("success", lambda: _("AutoPay is off. Nothing more will be charged.")),
     "skipped": ("success", lambda: _("This payment was skipped. Nothing will be charged for it.")),
+    "scheduled": ("success", lambda: _("Your payment is scheduled.")),
+    "scheduled_canceled": (
+        "success",
+        lambda: _("The scheduled payment was canceled. Nothing will be charged for it."),
+    ),
+    "too_late_scheduled": (
+        "warning",
+        lambda: _("This payment has already started or ended, so it could not be canceled."),
+    ),
     "too_late": (
         "warning",
         lambda: _("This payment has already started or ended, so it could not be skipped."),
@@ -324,6 +340,103 @@ async def autopay_skip(
     return Redirect(f"/accounts/{account_id}/autopay?notice={notice}", status_code=303)
 
 
+# --- scheduled one-time payments ------------------------------------------------------
+
+
+async def _scheduled_page(
+    request: PortalRequest,
+    account,
+    scheduled: ScheduledService,
+    methods: MethodsService,
+    *,
+    status_code: int = 200,
+    errors: dict | None = None,
+    values: dict | None = None,
+) -> Template:
+    saved = await methods.list(request.user.user_id)
+    if values is None:
+        default = next((m["id"] for m in saved if m["is_default"]), "")
+        values = {"method_id": str(default)}
+    today = local_today(scheduled.settings)
+    return render(
+        request,
+        "pages/scheduled.html",
+        status_code=status_code,
+        account=account,
+        payments=await scheduled.list(account["id"]),
+        methods=saved,
+        due_date=await scheduled.due_date(account["id"]),
+        due=await amount_due(scheduled.db, account["id"]),
+        first_day=(today + timedelta(days=1)).isoformat(),
+        last_day=(today + timedelta(days=MAX_DAYS_AHEAD)).isoformat(),
+        key=values.get("idempotency_key") or new_key(),
+        errors=errors or {},
+        values=values,
+        alert=_alert(request),
+    )
+
+
+@get("/accounts/{account_id:int}/scheduled")
+async def scheduled_page(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    scheduled: Scheduled,
+    methods: Methods,
+    billing: Billing,
+) -> Template:
+    account = await _own_account(request, billing, account_id)
+    return await _scheduled_page(request, account, scheduled, methods)
+
+
+@post("/accounts/{account_id:int}/scheduled")
+async def scheduled_add(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    scheduled: Scheduled,
+    methods: Methods,
+    billing: Billing,
+    money_actions: MoneyActions,
+) -> Template | Redirect:
+    account = await _own_account(request, billing, account_id)
+    await _spend(request, money_actions, methods)
+    form = await ScheduleForm.read(request)
+    saved = await methods.list(request.user.user_id)
+    result = await scheduled.schedule(request.user, account, form, saved, client_address(request))
+    if not result.ok:
+        values = dict(form.values)
+        if "form" in result.errors:
+            values.pop("idempotency_key", None)
+        return await _scheduled_page(
+            request,
+            account,
+            scheduled,
+            methods,
+            status_code=422,
+            errors=result.errors,
+            values=values,
+        )
+    return Redirect(f"/accounts/{account_id}/scheduled?notice=scheduled", status_code=303)
+
+
+@post("/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel")
+async def scheduled_cancel(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    schedule_id: FromPath[int],
+    scheduled: Scheduled,
+    methods: Methods,
+    billing: Billing,
+    money_actions: MoneyActions,
+) -> Redirect:
+    account = await _own_account(request, billing, account_id)
+    await _spend(request, money_actions, methods)
+    result = await scheduled.cancel(
+        request.user, account, _method_id(schedule_id), client_address(request)
+    )
+    notice = "scheduled_canceled" if result.ok else "too_late_scheduled"
+    return Redirect(f"/accounts/{account_id}/scheduled?notice={notice}", status_code=303)
+
+
 def handlers(settings: Settings) -> list:
     return [
         Router(
@@ -341,6 +454,9 @@ def handlers(settings: Settings) -> list:
                 autopay_enrol,
                 autopay_cancel,
                 autopay_skip,
+                scheduled_page,
+                scheduled_add,
+                scheduled_cancel,
             ],
         )
     ]

@@ -59,6 +59,7 @@ CREATE TABLE schedules (
         'skipped', 'canceled', 'nothing_due', 'over_max')),
     reminded_at TEXT,
     lease_until TEXT,                           -- a runner is charging it until then
+    form_key TEXT UNIQUE,                       -- scheduled: the form's key (sent twice, one row)
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
