@@ -11,8 +11,11 @@ desktop width: axe-core (WCAG 2.2 AA), `<html lang>`, and no sideways scrolling.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -143,6 +146,18 @@ PAGES: list[Page] = [
         lambda w: f"/pay/again/{w.declined_token}",
         shows="input[name=amount]",
     ),
+    Page(
+        "/notices/unsubscribe",
+        "stop one kind of email notice (a real signed link, no sign-in)",
+        lambda w: w.unsubscribe_link,
+        shows="form[method=post] button",
+    ),
+    Page(
+        "/notices/unsubscribe",
+        "email notice link that does not work",
+        "/notices/unsubscribe?u=1&k=leak&t=0",
+        status=400,
+    ),
     Page("/dev/styleguide", "style guide", "/dev/styleguide"),
     Page("/dev/mailbox", "development mailbox", "/dev/mailbox", shows="a[href^='/dev/mailbox/']"),
     Page(
@@ -214,6 +229,13 @@ PAGES: list[Page] = [
         lambda w: f"/accounts/{w.account_id}/autopay",
         signed_in=True,
         shows="form[action$='/autopay/cancel']",
+    ),
+    Page(
+        "/profile/notices",
+        "Email notices, two chosen",
+        "/profile/notices",
+        signed_in=True,
+        shows="input[name=leak]",
     ),
     Page(
         "/accounts/{account_id:int}/scheduled",
@@ -386,6 +408,7 @@ class World:
     declined_token: str = ""
     open_ref: str = ""
     setup_ref: str = ""
+    unsubscribe_link: str = ""
     reset_link: str = ""
     message_id: int = 0
     spare: list[int] = field(default_factory=lambda: list(range(SPARE_ACCOUNTS)))
@@ -591,6 +614,15 @@ def world(tmp_path_factory) -> Iterator[World]:
             },
         )
         assert scheduled.status_code == 303, scheduled.text
+        assert maria.post("/profile/notices", {"due_soon": "yes", "leak": "yes"}).status_code == 303
+        # The runner sends the possible-leak notice (her usage has one); its signed link.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+        env["PORTAL_DATABASE"] = str(path)
+        subprocess.run([sys.executable, "-m", "portal.cli", "jobs", "run"], env=env, check=True)
+        [notice] = _rows(
+            path, "SELECT unsubscribe_url FROM outbox WHERE unsubscribe_url IS NOT NULL"
+        )
+        world.unsubscribe_link = local(notice["unsubscribe_url"])
         guest.close()
         yield world
     finally:

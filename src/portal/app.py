@@ -19,6 +19,7 @@ from portal.autopay import routes as autopay
 from portal.autopay.jobs import JobsLoop
 from portal.billing import routes as billing
 from portal.mail import routes as mail
+from portal.notices import routes as notices
 from portal.pages import routes as pages
 from portal.payments import routes as payments
 from portal.payments.reconciler import Reconciler
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *billing.handlers(settings),
         *payments.handlers(settings),
         *autopay.handlers(settings),
+        *notices.handlers(settings),
         create_static_files_router(
             path="/static",
             directories=[STATIC_DIR],

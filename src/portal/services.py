@@ -21,6 +21,7 @@ from portal.autopay.service import AutoPayService
 from portal.billing.service import BillingService
 from portal.db import Database
 from portal.mail import Mailer, OutboxSender
+from portal.notices.service import NoticesService
 from portal.payments.sandbox import SandboxGateway
 from portal.payments.service import PaymentsService
 from portal.payments.stripe_gateway import StripeGateway
@@ -47,6 +48,7 @@ class Services:
     methods: MethodsService
     autopay: AutoPayService
     scheduled: ScheduledService
+    notices: NoticesService
     charger: Charger
     money_actions: Budget  # a resident's AutoPay, scheduled-payment and saved-method posts
 
@@ -79,6 +81,7 @@ class Services:
             methods=MethodsService(db, settings, processor),
             autopay=AutoPayService(db, settings, mailer),
             scheduled=ScheduledService(db, settings),
+            notices=NoticesService(db, settings, mailer),
             charger=Charger(db, settings, mailer, payments),
             money_actions=Budget("money_actions", per_network=30, overall=3000, window=600),
         )

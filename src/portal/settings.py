@@ -119,6 +119,7 @@ class Settings:
     stripe_timeout: int = 20
     autopay_days_before: int = 0  # charge AutoPay this many days before the due date
     autopay_reminder_days: int = 3  # remind the resident this many days before a charge
+    due_notice_days: int = 5  # "payment due" notice this many days before the due date
     jobs_every_seconds: int = 300  # `portal serve` runs the jobs this often
     sandbox_charge_delay: int = 0  # seconds the sandbox holds a saved-method charge (tests)
 
@@ -213,6 +214,9 @@ class Settings:
             ),
             autopay_reminder_days=_int(
                 get("PORTAL_AUTOPAY_REMINDER_DAYS", "3"), "PORTAL_AUTOPAY_REMINDER_DAYS", 1, 14
+            ),
+            due_notice_days=_int(
+                get("PORTAL_DUE_NOTICE_DAYS", "5"), "PORTAL_DUE_NOTICE_DAYS", 1, 20
             ),
             jobs_every_seconds=_int(
                 get("PORTAL_JOBS_EVERY_SECONDS", "300"), "PORTAL_JOBS_EVERY_SECONDS", 10, 3600

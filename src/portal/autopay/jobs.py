@@ -5,7 +5,8 @@ move the clock instead of waiting.
 
 One round: release registrations never verified, ask the processor about pending
 payments (a real processor only: the sandbox settles at once), schedule AutoPay charges
-for new bills, send reminders, then make the charges that are due.
+for new bills, send reminders, make the charges that are due, then send the email
+notices residents opted into (payment due, past due, possible leak).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ async def run_once(services: Any, now: datetime | None = None) -> dict[str, int]
     counts["scheduled"] = await services.charger.schedule_bills(now)
     counts["reminded"] = await services.charger.remind(now)
     counts.update(await services.charger.charge_due(now))
+    counts["notices"] = await services.notices.send_due(now)
     return counts
 
 

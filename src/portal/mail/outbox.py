@@ -31,6 +31,10 @@ INSERT_OUTBOX = (
     "INSERT INTO outbox (to_addr, subject, body_text, body_html, created_at, next_attempt_at)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
+INSERT_OUTBOX_UNSUBSCRIBE = (
+    "INSERT INTO outbox (to_addr, subject, body_text, body_html, created_at, next_attempt_at,"
+    " unsubscribe_url) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class MailError(ValueError):
@@ -106,14 +110,20 @@ class Mailer:
         template: str,
         context: dict,
         locale: str = "en",
+        unsubscribe_url: str | None = None,
     ) -> int:
         """Write one email into the outbox inside the caller's open write transaction.
+        With `unsubscribe_url` the email gets List-Unsubscribe headers (one click).
 
         Returns the outbox row id. Raises MailError for an address with a line break.
         """
         if not conn.in_transaction:
             raise RuntimeError("Mailer.enqueue() must run inside `async with db.write()`")
-        cursor = await conn.execute(INSERT_OUTBOX, self._row(to, template, context, locale))
+        row = self._row(to, template, context, locale)
+        if unsubscribe_url:
+            cursor = await conn.execute(INSERT_OUTBOX_UNSUBSCRIBE, (*row, unsubscribe_url))
+        else:
+            cursor = await conn.execute(INSERT_OUTBOX, row)
         outbox_id = cursor.lastrowid
         await cursor.close()
         if self.on_enqueue is not None:

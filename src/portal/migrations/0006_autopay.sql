@@ -99,3 +99,21 @@ CREATE TABLE sandbox_charges (
     status TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+
+-- Email notices a resident opted into (My Profile): 'due_soon', 'past_due', 'leak'.
+CREATE TABLE notice_prefs (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    kind TEXT NOT NULL CHECK (kind IN ('due_soon', 'past_due', 'leak')),
+    PRIMARY KEY (user_id, kind)
+);
+-- Each notice once: per account, kind and what it is about (a bill id, a read date).
+CREATE TABLE notices_sent (
+    account_id INTEGER NOT NULL REFERENCES service_accounts(id),
+    kind TEXT NOT NULL,
+    about TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (account_id, kind, about)
+);
+-- An email that can be stopped with one click carries its signed link here; the sender
+-- turns it into List-Unsubscribe and List-Unsubscribe-Post headers.
+ALTER TABLE outbox ADD COLUMN unsubscribe_url TEXT;
