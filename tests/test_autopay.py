@@ -26,6 +26,11 @@ from portal.autopay.jobs import run_once
 from portal.services import Services
 from portal.templating import make_environment
 from test_billing_http import load, sign_up_and_in
+from test_payments_stripe import (  # noqa: F401 (its fixtures, used below)
+    fake_stripe,
+    stripe_client,
+    stripe_settings,
+)
 
 from accounts_helpers import load_billing, outbox, query
 
@@ -664,3 +669,45 @@ async def test_scheduling_checks_amount_date_and_warns_past_the_due_date(maria, 
     response, _form = await schedule(maria, method_id, "55.00", _day(20), late_ok="yes")
     assert response.status_code == 303
     assert one(db_path, "SELECT count(*) FROM schedules") == 1
+
+
+# --- the same, with the Stripe adapter (against tests/fake_stripe.py) --------------------
+
+
+async def test_with_stripe_a_method_saved_on_stripes_page_pays_autopay_once(
+    stripe_settings,  # noqa: F811
+    stripe_client,  # noqa: F811
+    fake_stripe,  # noqa: F811 (the imported fixtures)
+):
+    db_path = stripe_settings.database
+    load(db_path, "bills", bill_csv())
+    resident = await sign_up_and_in(stripe_client, db_path, "maria1")
+    account_id = one(db_path, "SELECT id FROM service_accounts WHERE account_number = '0067890'")
+    page = await resident.get("/profile/payment-methods")
+    assert "checkout.stripe.com" in page.headers["content-security-policy"]
+    key = page.text.split('name="idempotency_key" value="')[1].split('"')[0]
+    response = await resident.post(
+        "/profile/payment-methods", {"method": "card", "nickname": "", "idempotency_key": key}
+    )
+    assert response.status_code == 303
+    ref = one(db_path, "SELECT ref FROM method_setups")
+    assert response.headers["location"] == fake_stripe.objects[ref]["url"]
+    fake_stripe.save_method(ref)
+    back = await resident.get(f"/profile/payment-methods/return?ref={ref}", follow_redirects=False)
+    assert back.headers["location"].endswith("notice=saved")
+    method = query(db_path, "SELECT * FROM saved_methods")[0]
+    assert method["customer"].startswith("cus_test_") and method["token"].startswith("pm_test_")
+    resident.account_id = account_id
+    await enrol(resident, method["id"])
+    services = stripe_client.app.state.services
+    now = datetime.fromisoformat(at(DUE_DATE))
+    for _ in range(2):
+        await run_once(services, now)
+    intents = [o for o in fake_stripe.objects.values() if o["object"] == "payment_intent"]
+    assert len(intents) == 1 and intents[0]["amount"] == 8410
+    payment = query(db_path, "SELECT * FROM payments")[0]
+    assert (payment["status"], payment["origin"], payment["gateway_ref"]) == (
+        "succeeded",
+        "autopay",
+        intents[0]["id"],
+    )

@@ -35,6 +35,7 @@ from portal.autopay.service import AutoPayService, EnrolForm, local_today
 from portal.billing.service import BillingService, amount_due
 from portal.db import is_row_id
 from portal.i18n import _
+from portal.payments import stripe_routes
 from portal.payments.gateway import GatewayUnavailable
 from portal.payments.service import new_key
 from portal.security.auth import requires_resident
@@ -98,7 +99,7 @@ async def _methods_page(
 ) -> Template:
     saved = await methods.list(request.user.user_id)
     uses = {m["id"]: await methods.uses(m["id"]) for m in saved}
-    return render(
+    page = render(
         request,
         "pages/payment_methods.html",
         status_code=status_code,
@@ -110,6 +111,8 @@ async def _methods_page(
         alert=alert or _alert(request),
         test_mode=methods.gateway.name == "sandbox",
     )
+    # With Stripe the add form's redirect goes to Stripe's page: its CSP must allow it.
+    return stripe_routes.allow_checkout(page) if methods.gateway.name == "stripe" else page
 
 
 @get("/profile/payment-methods")
