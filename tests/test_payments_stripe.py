@@ -227,7 +227,7 @@ async def test_bank_payment_fails_after_processing_reversal_in_the_next_batch(
     assert len(lines) == 2
     assert lines[0].endswith(",type,reason_code,original_confirmation_number,origin")
     assert ",0067890,-30.00," in lines[1]
-    assert lines[1].endswith(f",reversal,insufficient_funds,{row['confirmation_number']}")
+    assert lines[1].endswith(f",reversal,insufficient_funds,{row['confirmation_number']},one_time")
 
 
 async def test_refunds_and_dispute_become_reversals_once(
