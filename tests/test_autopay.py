@@ -711,3 +711,24 @@ async def test_with_stripe_a_method_saved_on_stripes_page_pays_autopay_once(
         "autopay",
         intents[0]["id"],
     )
+
+
+async def test_portal_serve_runs_the_jobs_in_the_background(settings, db_path):
+    """The app's own loop (started with the app) does the runner's work on its own."""
+    from litestar.testing import AsyncTestClient
+
+    from portal.app import create_app
+
+    load_billing(db_path)
+    load(db_path, "bills", bill_csv())
+    async with AsyncTestClient(app=create_app(replace(settings, jobs_every_seconds=1))) as c:
+        resident = await sign_up_and_in(c, db_path, "maria1")
+        resident.db = db_path
+        resident.account_id = one(db_path, "SELECT id FROM service_accounts LIMIT 1")
+        await enrol(resident, await add_method(resident))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if one(db_path, "SELECT count(*) FROM schedules"):
+                break
+            await asyncio.sleep(0.2)
+    assert query(db_path, "SELECT run_on, status FROM schedules")[0][:] == (DUE_DATE, "scheduled")
