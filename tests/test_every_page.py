@@ -11,11 +11,15 @@ desktop width: axe-core (WCAG 2.2 AA), `<html lang>`, and no sideways scrolling.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -142,6 +146,18 @@ PAGES: list[Page] = [
         lambda w: f"/pay/again/{w.declined_token}",
         shows="input[name=amount]",
     ),
+    Page(
+        "/notices/unsubscribe",
+        "stop one kind of email notice (a real signed link, no sign-in)",
+        lambda w: w.unsubscribe_link,
+        shows="form[method=post] button",
+    ),
+    Page(
+        "/notices/unsubscribe",
+        "email notice link that does not work",
+        "/notices/unsubscribe?u=1&k=leak&t=0",
+        status=400,
+    ),
     Page("/dev/styleguide", "style guide", "/dev/styleguide"),
     Page("/dev/mailbox", "development mailbox", "/dev/mailbox", shows="a[href^='/dev/mailbox/']"),
     Page(
@@ -202,6 +218,41 @@ PAGES: list[Page] = [
         shows="input[name=amount]",
     ),
     Page(
+        "/profile/payment-methods",
+        "Payment methods with a saved card (used by AutoPay)",
+        "/profile/payment-methods",
+        signed_in=True,
+        shows=".method-list input[name^=nickname-]",
+    ),
+    Page(
+        "/sandbox-gateway/checkout/{ref:str}",
+        "the sandbox's page in save mode (adding a payment method)",
+        lambda w: f"/sandbox-gateway/checkout/{w.setup_ref}",
+        signed_in=True,
+        shows="input[name=security_code]",
+    ),
+    Page(
+        "/accounts/{account_id:int}/autopay",
+        "AutoPay on, with its next charge and the skip and turn-off buttons",
+        lambda w: f"/accounts/{w.account_id}/autopay",
+        signed_in=True,
+        shows="form[action$='/autopay/cancel']",
+    ),
+    Page(
+        "/profile/notices",
+        "Email notices, two chosen",
+        "/profile/notices",
+        signed_in=True,
+        shows="input[name=leak]",
+    ),
+    Page(
+        "/accounts/{account_id:int}/scheduled",
+        "Schedule a payment, with one scheduled (cancel button)",
+        lambda w: f"/accounts/{w.account_id}/scheduled",
+        signed_in=True,
+        shows="form[action$='/cancel']",
+    ),
+    Page(
         "/pay/receipt/{token:str}",
         "payment confirmation, signed in",
         lambda w: f"/pay/receipt/{w.paid_token}",
@@ -247,6 +298,13 @@ NOT_PAGES: dict[str, str] = {
     "/accounts/{account_id:int}/unlink": "POST only: redirects to /account",
     "/pay/confirm": "POST only: redirects to the gateway, or re-renders the amount form",
     "/payments/webhook": "POST only: the gateway's signed notification, answers JSON",
+    "/profile/payment-methods/return": "back from the gateway's save page: redirects to /profile/payment-methods",
+    "/profile/payment-methods/{method_id:int}/rename": "POST only: redirects, or re-renders the list with errors",
+    "/profile/payment-methods/{method_id:int}/default": "POST only: redirects to the list",
+    "/profile/payment-methods/{method_id:int}/remove": "POST only: redirects, or re-renders the list with the reason",
+    "/accounts/{account_id:int}/autopay/cancel": "POST only: redirects to the AutoPay page",
+    "/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel": "POST only: redirects to the scheduled payments page",
+    "/accounts/{account_id:int}/autopay/skip/{schedule_id:int}": "POST only: redirects to the AutoPay page",
 }
 
 
@@ -352,6 +410,8 @@ class World:
     paid_token: str = ""
     declined_token: str = ""
     open_ref: str = ""
+    setup_ref: str = ""
+    unsubscribe_link: str = ""
     reset_link: str = ""
     message_id: int = 0
     spare: list[int] = field(default_factory=lambda: list(range(SPARE_ACCOUNTS)))
@@ -473,6 +533,17 @@ def _pay(client: Browserless, checkout: str, card: str) -> str:
     return receipt.rsplit("/", 1)[1]
 
 
+def _save_page(client: Browserless) -> str:
+    """Start adding a card from My Profile → Payment methods; the sandbox save page's path."""
+    key = _hidden(client.get("/profile/payment-methods").text, "idempotency_key")
+    start = client.post(
+        "/profile/payment-methods",
+        {"method": "card", "nickname": "Kitchen card", "idempotency_key": key},
+    )
+    assert start.status_code == 303, start.text
+    return start.headers["location"]
+
+
 def _guest_amount_form(guest: Browserless) -> httpx.Response:
     return guest.post("/pay", {"customer_number": MARIA[0], "account_number": MARIA[1]})
 
@@ -514,6 +585,47 @@ def world(tmp_path_factory) -> Iterator[World]:
         # Forgot Password: the reset link from the email in the outbox (GET spends nothing).
         assert guest.post("/forgot-password", {"identifier": "maria1"}).status_code == 200
         world.reset_link = world.mail_with("maria@example.com", "/reset-password")
+        # Maria saves a card through the sandbox's save page and turns AutoPay on with it;
+        # a second save page is left open.
+        done = maria.post(
+            _save_page(maria),
+            {
+                "card_number": "4242 4242 4242 4242",
+                "expiry": "12/39",
+                "security_code": "737",
+                "name_on_card": "Maria Garcia",
+                "action": "pay",
+            },
+        )
+        assert maria.get(done.headers["location"]).status_code == 303
+        [method] = _rows(path, "SELECT id FROM saved_methods")
+        enrolled = maria.post(
+            f"/accounts/{world.account_id}/autopay",
+            {"method_id": str(method["id"]), "terms": "yes"},
+        )
+        assert enrolled.status_code == 303, enrolled.text
+        world.setup_ref = _save_page(maria).rsplit("/", 1)[1]
+        form = maria.get(f"/accounts/{world.account_id}/scheduled").text
+        scheduled = maria.post(
+            f"/accounts/{world.account_id}/scheduled",
+            {
+                "amount": "20.00",
+                "run_on": (date.today() + timedelta(days=3)).isoformat(),
+                "method_id": str(method["id"]),
+                "late_ok": "yes",
+                "idempotency_key": _hidden(form, "idempotency_key"),
+            },
+        )
+        assert scheduled.status_code == 303, scheduled.text
+        assert maria.post("/profile/notices", {"due_soon": "yes", "leak": "yes"}).status_code == 303
+        # The runner sends the possible-leak notice (her usage has one); its signed link.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+        env["PORTAL_DATABASE"] = str(path)
+        subprocess.run([sys.executable, "-m", "portal.cli", "jobs", "run"], env=env, check=True)
+        [notice] = _rows(
+            path, "SELECT unsubscribe_url FROM outbox WHERE unsubscribe_url IS NOT NULL"
+        )
+        world.unsubscribe_link = local(notice["unsubscribe_url"])
         guest.close()
         yield world
     finally:

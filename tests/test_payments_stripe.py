@@ -226,10 +226,12 @@ async def test_bank_payment_fails_after_processing_reversal_in_the_next_batch(
     assert portal_main(["export", "payments", "--date", "2026-11-23"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
-    assert lines[0].endswith(",type,reason_code,original_confirmation_number,mode")
+    assert lines[0].endswith(",type,reason_code,original_confirmation_number,origin,mode")
     assert ",0067890,-30.00," in lines[1]
     # exported while PORTAL_GATEWAY is the sandbox: a test batch (security/export marking)
-    assert lines[1].endswith(f",reversal,insufficient_funds,{row['confirmation_number']},TEST")
+    assert lines[1].endswith(
+        f",reversal,insufficient_funds,{row['confirmation_number']},one_time,TEST"
+    )
 
 
 async def test_refunds_and_dispute_become_reversals_once(

@@ -13,8 +13,11 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from portal.accounts import routes as accounts
+from portal.autopay import routes as autopay
+from portal.autopay.jobs import JobsLoop
 from portal.billing import routes as billing
 from portal.mail import routes as mail
+from portal.notices import routes as notices
 from portal.observe import logs as observe_logs
 from portal.observe import metrics as observe_metrics
 from portal.observe import routes as observe
@@ -41,14 +44,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     env = make_environment(settings)  # shared by pages and emails
     services = Services.build(settings, env)
     reconciler = Reconciler(services.payments)  # a real processor's pending payments
+    jobs = JobsLoop(services, settings.jobs_every_seconds)  # AutoPay, reminders, clean-up
 
     async def start() -> None:
         await services.db.open()
         if settings.smtp_host:  # without SMTP the outbox waits (dev: /dev/mailbox)
             services.sender.start()
         await reconciler.start()
+        await jobs.start()
 
     async def stop() -> None:
+        await jobs.stop()
         await reconciler.stop()
         await services.sender.stop()  # the sender first: it writes to the database
         await flush_refusals(app.state)  # counts of refused forms (security/refusals.py)
@@ -64,6 +70,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *payments.handlers(settings),
         *observe.handlers(settings),
         *staff.handlers(settings),
+        *autopay.handlers(settings),
+        *notices.handlers(settings),
         create_static_files_router(
             path="/static",
             directories=[STATIC_DIR],

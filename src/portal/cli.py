@@ -11,6 +11,7 @@ portal import accounts|bills|usage FILE.csv [--quiet]
 portal export payments [--date D] [--output FILE] [--quiet]
 portal payments reconcile [--minutes N]
 portal staff add USERNAME --role csr|supervisor --email ADDRESS | list | disable USERNAME
+portal jobs run [--now ISO-8601]
 
 Long commands show a progress bar on a terminal (stderr), print one summary line at the
 end, and with --quiet print nothing but errors (portal.progress).
@@ -478,6 +479,38 @@ def cmd_staff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_jobs_run(args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from portal.autopay.jobs import run_once, summary
+    from portal.services import Services
+    from portal.templating import make_environment
+
+    settings = _settings()
+    try:
+        now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
+    except ValueError:
+        print(f"portal: --now must be like 2026-12-01T09:00:00Z, not {args.now!r}", file=sys.stderr)
+        return 2
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+
+    async def run() -> dict[str, int]:
+        services = Services.build(settings, make_environment(settings))
+        await services.db.open()
+        try:
+            return await run_once(services, now)
+        finally:
+            close = getattr(services.payments.gateway, "close", None)
+            if close is not None:
+                await close()
+            await services.db.close()
+
+    counts = asyncio.run(run())
+    print(summary(counts, now))
+    return 1 if counts.get("unavailable") else 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="portal", description="Water utility customer portal")
     quiet = argparse.ArgumentParser(add_help=False)
@@ -553,6 +586,11 @@ def parser() -> argparse.ArgumentParser:
     disable = staff_sub.add_parser("disable", help="disable a staff member and end their sessions")
     disable.add_argument("username")
     staff.set_defaults(func=cmd_staff)
+    jobs = sub.add_parser("jobs", help="time-driven work: AutoPay, reminders, clean-up")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    run = jobs_sub.add_parser("run", help="do all due work once and print a summary")
+    run.add_argument("--now", help="pretend it is this moment (ISO-8601, UTC if no offset)")
+    run.set_defaults(func=cmd_jobs_run)
     return top
 
 

@@ -14,9 +14,14 @@ from portal.accounts.profile import ProfileService
 from portal.accounts.recovery import RecoveryService
 from portal.accounts.registration import RegistrationService
 from portal.accounts.signin import SignInService
+from portal.autopay.charges import Charger
+from portal.autopay.methods import MethodsService
+from portal.autopay.scheduled import ScheduledService
+from portal.autopay.service import AutoPayService
 from portal.billing.service import BillingService
 from portal.db import Database
 from portal.mail import Mailer, OutboxSender
+from portal.notices.service import NoticesService
 from portal.payments.sandbox import SandboxGateway
 from portal.payments.service import PaymentsService
 from portal.payments.stripe_gateway import StripeGateway
@@ -46,6 +51,12 @@ class Services:
     staff_auth: StaffAuthService
     console: ConsoleService
     oversight: OversightService
+    methods: MethodsService
+    autopay: AutoPayService
+    scheduled: ScheduledService
+    notices: NoticesService
+    charger: Charger
+    money_actions: Budget  # a resident's AutoPay, scheduled-payment and saved-method posts
 
     @classmethod
     def build(cls, settings: Settings, env: Environment) -> Services:
@@ -77,6 +88,12 @@ class Services:
             staff_auth=StaffAuthService(db, settings),
             console=ConsoleService(db, settings, mailer, billing, payments),
             oversight=OversightService(db, settings),
+            methods=MethodsService(db, settings, processor),
+            autopay=AutoPayService(db, settings, mailer),
+            scheduled=ScheduledService(db, settings),
+            notices=NoticesService(db, settings, mailer),
+            charger=Charger(db, settings, mailer, payments),
+            money_actions=Budget("money_actions", per_network=30, overall=3000, window=600),
         )
 
     def dependencies(self) -> dict[str, Provide]:

@@ -196,6 +196,12 @@ class Settings:
         """Folders searched before the shipped templates (PORTAL_TEMPLATES_DIR)."""
         return (Path(self.templates_dir),) if self.templates_dir else ()
 
+    autopay_days_before: int = 0  # charge AutoPay this many days before the due date
+    autopay_reminder_days: int = 3  # remind the resident this many days before a charge
+    due_notice_days: int = 5  # "payment due" notice this many days before the due date
+    jobs_every_seconds: int = 300  # `portal serve` runs the jobs this often
+    sandbox_charge_delay: int = 0  # seconds the sandbox holds a saved-method charge (tests)
+
     @property
     def payment_max_cents(self) -> int:
         return self.payment_max_dollars * 100
@@ -285,6 +291,21 @@ class Settings:
             ),
             lookups_overall=_int(get("PORTAL_LOOKUPS_OVERALL", "600"), "PORTAL_LOOKUPS_OVERALL"),
             **_operations(get),
+            autopay_days_before=_int(
+                get("PORTAL_AUTOPAY_DAYS_BEFORE", "0"), "PORTAL_AUTOPAY_DAYS_BEFORE", 0, 20
+            ),
+            autopay_reminder_days=_int(
+                get("PORTAL_AUTOPAY_REMINDER_DAYS", "3"), "PORTAL_AUTOPAY_REMINDER_DAYS", 1, 14
+            ),
+            due_notice_days=_int(
+                get("PORTAL_DUE_NOTICE_DAYS", "5"), "PORTAL_DUE_NOTICE_DAYS", 1, 20
+            ),
+            jobs_every_seconds=_int(
+                get("PORTAL_JOBS_EVERY_SECONDS", "300"), "PORTAL_JOBS_EVERY_SECONDS", 10, 3600
+            ),
+            sandbox_charge_delay=_int(
+                get("PORTAL_SANDBOX_CHARGE_DELAY", "0"), "PORTAL_SANDBOX_CHARGE_DELAY", 0, 600
+            ),
         )
         if settings.production:
             from portal.security.production import refuse_unsafe

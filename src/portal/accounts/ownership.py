@@ -12,7 +12,7 @@ owner gets an email.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from portal.accounts import audit
@@ -99,12 +99,17 @@ async def _amount_matches(db: Database, account_id: int, bill_amount: str) -> bo
     return any(row[0] == cents for row in latest)
 
 
-async def release_stale_registrations(conn, client: str = "-") -> int:
-    """Remove registrations never verified within UNVERIFIED_FOR: their login (it
-    never signed in) and its hold on the service account. Returns how many."""
+async def release_stale_registrations(conn, client: str = "-", now: datetime | None = None) -> int:
+    """Remove registrations never verified within UNVERIFIED_FOR (before `now`): their
+    login (it never signed in) and its hold on the service account. Returns how many."""
+    cutoff = (
+        ago(UNVERIFIED_FOR)
+        if now is None
+        else (now - UNVERIFIED_FOR).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    )
     cursor = await conn.execute(
         "SELECT id, username FROM users WHERE verified_at IS NULL AND created_at < ?",
-        (ago(UNVERIFIED_FOR),),
+        (cutoff,),
     )
     stale = list(await cursor.fetchall())
     for user in stale:

@@ -27,6 +27,7 @@ from litestar.response import Redirect, Template
 
 from portal.accounts.linking import ClaimForm, LinkingService
 from portal.accounts.profile import ProfileService
+from portal.autopay.service import AutoPayService
 from portal.billing.chart import usage_chart_svg
 from portal.billing.pdf import bill_pdf
 from portal.billing.service import BillingService
@@ -42,6 +43,7 @@ Billing = NamedDependency[BillingService]
 Linking = NamedDependency[LinkingService]
 Profiles = NamedDependency[ProfileService]
 SiteSettings = NamedDependency[Settings]
+AutoPay = NamedDependency[AutoPayService]
 
 
 async def _own_account(request: PortalRequest, billing: BillingService, account_id: int):
@@ -55,7 +57,9 @@ async def _own_account(request: PortalRequest, billing: BillingService, account_
 
 
 @get("/account")
-async def dashboard(request: PortalRequest, billing: Billing, profiles: Profiles) -> Template:
+async def dashboard(
+    request: PortalRequest, billing: Billing, profiles: Profiles, autopay: AutoPay
+) -> Template:
     summaries = await billing.dashboard(request.user.user_id)
     profile = await profiles.profile(request.user.user_id)
     notice = {
@@ -70,6 +74,7 @@ async def dashboard(request: PortalRequest, billing: Billing, profiles: Profiles
         profile=profile,
         alert=alert,
         today=billing.today(),
+        autopay=await autopay.statuses([s.account["id"] for s in summaries]),
     )
 
 

@@ -45,6 +45,10 @@ INSERT_OUTBOX = (
     "INSERT INTO outbox (to_addr, subject, body_text, body_html, created_at, next_attempt_at)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
+INSERT_OUTBOX_UNSUBSCRIBE = (
+    "INSERT INTO outbox (to_addr, subject, body_text, body_html, created_at, next_attempt_at,"
+    " unsubscribe_url) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class MailError(ValueError):
@@ -123,8 +127,10 @@ class Mailer:
         context: dict,
         locale: str = "en",
         accounts_of: Iterable[int] = (),
+        unsubscribe_url: str | None = None,
     ) -> int:
         """Write one email into the outbox inside the caller's open write transaction.
+        With `unsubscribe_url` the email gets List-Unsubscribe headers (one click).
 
         `accounts_of`: ids of the users whose service addresses the email names.
         Returns the outbox row id. Raises MailError for an address with a line break.
@@ -137,7 +143,11 @@ class Mailer:
                 addresses += [row[0] async for row in rows if row[0] not in addresses]
         if addresses:
             context = {**context, "service_addresses": addresses}
-        cursor = await conn.execute(INSERT_OUTBOX, self._row(to, template, context, locale))
+        row = self._row(to, template, context, locale)
+        if unsubscribe_url:
+            cursor = await conn.execute(INSERT_OUTBOX_UNSUBSCRIBE, (*row, unsubscribe_url))
+        else:
+            cursor = await conn.execute(INSERT_OUTBOX, row)
         outbox_id = cursor.lastrowid
         await cursor.close()
         if self.on_enqueue is not None:

@@ -17,6 +17,7 @@ Never logged: the SMTP password, addresses, message bodies.
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import logging
 import sqlite3
 from contextlib import suppress
@@ -172,9 +173,18 @@ class OutboxSender:
                         break
                 try:
                     message = self.build_message(row)
-                    await smtp.send_message(
-                        message, sender=self._envelope_from, recipients=[row["to_addr"]]
-                    )
+                    if message["List-Unsubscribe"]:
+                        # aiosmtplib folds at 78 characters, which turns a long URL into
+                        # an encoded word that mail programs do not read as a URL.
+                        await smtp.sendmail(
+                            self._envelope_from,
+                            [row["to_addr"]],
+                            message.as_bytes(policy=message.policy),
+                        )
+                    else:
+                        await smtp.send_message(
+                            message, sender=self._envelope_from, recipients=[row["to_addr"]]
+                        )
                 except Exception as exc:
                     smtp = await self._drop(smtp)
                     await self._failed(row, exc)
@@ -203,6 +213,14 @@ class OutboxSender:
         digits = "".join(ch for ch in row["created_at"] if ch.isdigit())
         message["Message-ID"] = f"<portal.{row['id']}.{digits}@{self._msgid_domain}>"
         message["Auto-Submitted"] = "auto-generated"
+        # sqlite3.Row: "in" looks at values, so ask its keys.
+        if "unsubscribe_url" in row.keys() and row["unsubscribe_url"]:  # noqa: SIM118
+            # RFC 2369 and RFC 8058: mail programs show "Unsubscribe" and POST to it.
+            message["List-Unsubscribe"] = f"<{row['unsubscribe_url']}>"
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            # A URL has no space to fold at: with the 78-character default it would be
+            # written as an encoded word, which mail programs do not read as a URL.
+            message.policy = email.policy.SMTP.clone(max_line_length=998)
         message.set_content(unseal(self.settings, row["body_text"]))
         message.add_alternative(unseal(self.settings, row["body_html"]), subtype="html")
         return message
@@ -248,8 +266,8 @@ class OutboxSender:
                 (stamp(now + timedelta(seconds=self.lease)), found["id"]),
             )
             async with conn.execute(
-                "SELECT id, to_addr, subject, body_text, body_html, created_at, attempts"
-                " FROM outbox WHERE id = ?",
+                "SELECT id, to_addr, subject, body_text, body_html, created_at, attempts,"
+                " unsubscribe_url FROM outbox WHERE id = ?",
                 (found["id"],),
             ) as cursor:
                 return await cursor.fetchone()

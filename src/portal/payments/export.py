@@ -17,6 +17,9 @@ with a test-mode key), a batch is a test batch: every line says `TEST` and `port
 export` names the file `TEST-…`. With a real gateway, a batch takes live payments (and
 their reversals) only, so a sandbox payment left in the database from a trial never
 enters a real batch.
+
+The last column says where a payment came from: `one_time` (a resident's form),
+`autopay` or `scheduled` (made by the runner from a saved method).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ COLUMNS = [
     "type",
     "reason_code",
     "original_confirmation_number",
+    "origin",
     "mode",
 ]
 
@@ -105,16 +109,17 @@ def export_batch(
         rows = conn.execute(
             "SELECT p.export_batch, p.confirmation_number, sa.customer_number, sa.account_number,"
             " p.amount_cents, p.settled_at, p.method, p.brand, p.last4, p.gateway, p.gateway_ref,"
-            " 'payment', '', '', p.settled_at AS at, 0 AS kind, p.id"
+            " 'payment', '', '', coalesce(p.origin, 'one_time'), p.settled_at AS at, 0 AS kind,"
+            " p.id"
             " FROM payments p JOIN service_accounts sa ON sa.id = p.account_id"
             " WHERE p.export_batch = ?" + live_only + " UNION ALL"
             " SELECT r.export_batch, '', sa.customer_number, sa.account_number, -r.amount_cents,"
             " r.at, p.method, p.brand, p.last4, p.gateway, r.gateway_ref, 'reversal',"
-            " r.reason_code, p.confirmation_number, r.at, 1, r.id"
+            " r.reason_code, p.confirmation_number, coalesce(p.origin, 'one_time'), r.at, 1, r.id"
             " FROM payment_reversals r JOIN payments p ON p.id = r.payment_id"
             " JOIN service_accounts sa ON sa.id = p.account_id WHERE r.export_batch = ?"
             + live_only
-            + " ORDER BY at, kind, 17",
+            + " ORDER BY at, kind, 18",
             (name, *live, name, *live),
         ).fetchall()
         conn.execute("COMMIT")

@@ -3,6 +3,11 @@
     create_checkout(...) -> Checkout      a session on the processor for an amount and a
                                           reference; the resident is redirected to its URL
     retrieve(ref) -> GatewayResult        ask the processor how a session ended
+    create_setup_checkout(...)            the same hosted page in save mode: it keeps a
+                                          card or bank account and returns its token
+    retrieve_saved_method(ref)            the saved method's token, brand, last four, expiry
+    charge_saved(...)                     charge a saved method with nobody at the keyboard;
+                                          the same idempotency key never charges twice
     notifications                         the processor POSTs a signed event to
                                           /payments/webhook; verify_signature() checks it
 
@@ -28,6 +33,29 @@ SIGNATURE_TOLERANCE = 300  # seconds; older notifications are refused (replay wi
 class Checkout:
     ref: str
     url: str
+
+
+@dataclass(frozen=True)
+class SetupCheckout:
+    """A hosted page in save mode: it saves a card or bank account, charges nothing."""
+
+    ref: str
+    url: str
+    customer: str
+
+
+@dataclass(frozen=True)
+class SavedMethod:
+    """What the portal may keep of a saved method: the gateway's ids and what a receipt
+    shows."""
+
+    customer: str
+    token: str  # the gateway's id of the saved method (Stripe pm_…)
+    method: str  # "card" or "bank"
+    brand: str | None
+    last4: str | None
+    exp_month: int | None = None
+    exp_year: int | None = None
 
 
 class GatewayUnavailable(Exception):
@@ -90,6 +118,32 @@ class Gateway(Protocol):
     async def retrieve(self, ref: str) -> GatewayResult | None: ...
 
     def checkout_url(self, ref: str) -> str: ...
+
+    # Saved methods and charges with nobody at the keyboard (AutoPay, scheduled payments).
+
+    async def create_setup_checkout(
+        self,
+        *,
+        idempotency_key: str,
+        email: str,
+        reference: str,
+        method: str,
+        return_url: str,
+        customer: str | None = None,
+    ) -> SetupCheckout: ...
+
+    async def retrieve_saved_method(self, ref: str) -> SavedMethod | None: ...
+
+    async def charge_saved(
+        self,
+        *,
+        idempotency_key: str,
+        customer: str,
+        token: str,
+        method: str,
+        amount_cents: int,
+        reference: str,
+    ) -> GatewayResult: ...
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:

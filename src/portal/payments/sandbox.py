@@ -6,10 +6,18 @@ a notification signed by HMAC. Test numbers: card 4242 4242 4242 4242 approves,
 4000 0000 0000 0002 is declined; any bank account with a valid routing number approves.
 Card numbers and security codes are checked in memory and never stored or logged: the
 session keeps the brand and last four digits, as a processor shows a merchant.
+
+Save mode (like Stripe's setup mode): the same hosted page saves a card or bank account
+and gives the portal a token (sandbox_methods); charge_saved() charges a token once per
+idempotency key (sandbox_charges), so a retry with the same key gets the first answer.
+Card 4000 0000 0000 0341 saves, but every charge on it is declined.
+PORTAL_SANDBOX_CHARGE_DELAY makes a charge hold its answer that many seconds after the
+charge is made, so tests can kill or time out a runner while the "gateway" works.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -21,11 +29,19 @@ from typing import Any
 from portal.db import Database, utcnow
 from portal.forms import Form
 from portal.i18n import _
-from portal.payments.gateway import Checkout, GatewayResult, sign
+from portal.payments.gateway import (
+    Checkout,
+    GatewayResult,
+    SavedMethod,
+    SetupCheckout,
+    sign,
+)
 from portal.settings import Settings
 
 log = logging.getLogger("portal.sandbox")
 DECLINED_CARD = "4000000000000002"
+# Saved without trouble, but every later charge is declined (as Stripe's test card).
+DECLINES_LATER_CARD = "4000000000000341"
 Notify = Callable[[bytes, str], Awaitable[Any]]
 
 
@@ -117,6 +133,10 @@ class SandboxCardForm(Form):
     )
 
 
+class _AlreadyDone(Exception):
+    pass
+
+
 class SandboxGateway:
     name = "sandbox"
 
@@ -160,6 +180,122 @@ class SandboxGateway:
     def checkout_url(self, ref: str) -> str:
         return f"/sandbox-gateway/checkout/{ref}"
 
+    # --- save mode and charges on saved methods ----------------------------------------
+
+    async def create_setup_checkout(
+        self,
+        *,
+        idempotency_key: str,
+        email: str,
+        reference: str,
+        method: str,
+        return_url: str,
+        customer: str | None = None,
+    ) -> SetupCheckout:
+        customer = customer or "cus_test_" + secrets.token_urlsafe(12)
+        async with self.db.write() as conn:
+            await conn.execute(
+                "INSERT INTO sandbox_sessions (id, idempotency_key, reference, amount_cents, method,"
+                " return_url, status, created_at, mode) VALUES (?, ?, ?, 0, ?, ?, 'open', ?, 'setup')"
+                " ON CONFLICT (idempotency_key) DO NOTHING",
+                (
+                    "seti_test_" + secrets.token_urlsafe(18),
+                    idempotency_key,
+                    f"{reference}|{customer}",
+                    method,
+                    return_url,
+                    utcnow(),
+                ),
+            )
+            cursor = await conn.execute(
+                "SELECT id, reference FROM sandbox_sessions WHERE idempotency_key = ?",
+                (idempotency_key,),
+            )
+            row = await cursor.fetchone()
+        return SetupCheckout(
+            ref=row["id"],
+            url=self.checkout_url(row["id"]),
+            customer=row["reference"].split("|")[-1],
+        )
+
+    async def retrieve_saved_method(self, ref: str) -> SavedMethod | None:
+        session = await self.session(ref)
+        if session is None or session["mode"] != "setup" or not session["saved_token"]:
+            return None
+        row = await self.db.fetchone(
+            "SELECT * FROM sandbox_methods WHERE token = ?", (session["saved_token"],)
+        )
+        return SavedMethod(
+            customer=row["customer"],
+            token=row["token"],
+            method=row["method"],
+            brand=row["brand"],
+            last4=row["last4"],
+            exp_month=row["exp_month"],
+            exp_year=row["exp_year"],
+        )
+
+    async def charge_saved(
+        self,
+        *,
+        idempotency_key: str,
+        customer: str,
+        token: str,
+        method: str,
+        amount_cents: int,
+        reference: str,
+    ) -> GatewayResult:
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "SELECT declines FROM sandbox_methods WHERE token = ? AND customer = ?",
+                (token, customer),
+            )
+            saved = await cursor.fetchone()
+            status = "failed" if saved is None or saved["declines"] else "succeeded"
+            await conn.execute(
+                "INSERT INTO sandbox_charges (id, idempotency_key, token, amount_cents, status,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+                (
+                    "ch_test_" + secrets.token_urlsafe(18),
+                    idempotency_key,
+                    token,
+                    amount_cents,
+                    status,
+                    utcnow(),
+                ),
+            )
+            cursor = await conn.execute(
+                "SELECT * FROM sandbox_charges WHERE idempotency_key = ?", (idempotency_key,)
+            )
+            charge = await cursor.fetchone()
+        log.info("sandbox charge=%s status=%s", charge["id"], charge["status"])
+        if self.settings.sandbox_charge_delay:  # the answer is slow; the charge is made
+            await asyncio.sleep(self.settings.sandbox_charge_delay)
+        brand = await self.db.fetchval(
+            "SELECT brand FROM sandbox_methods WHERE token = ?", (token,)
+        )
+        last4 = await self.db.fetchval(
+            "SELECT last4 FROM sandbox_methods WHERE token = ?", (token,)
+        )
+        return GatewayResult(
+            ref=charge["id"],
+            status=charge["status"],
+            amount_cents=charge["amount_cents"],
+            method=method,
+            brand=brand,
+            last4=last4,
+            intent=charge["id"],
+            failure_code="card_declined" if charge["status"] == "failed" else None,
+        )
+
+    async def charges(self, token: str | None = None) -> int:
+        """How many charges the sandbox made (on one saved method): what tests count."""
+        if token is None:
+            return await self.db.fetchval("SELECT count(*) FROM sandbox_charges")
+        return await self.db.fetchval(
+            "SELECT count(*) FROM sandbox_charges WHERE token = ?", (token,)
+        )
+
     async def retrieve(self, ref: str) -> GatewayResult | None:
         row = await self.session(ref)
         if row is None:
@@ -174,12 +310,20 @@ class SandboxGateway:
         return await self.db.fetchone("SELECT * FROM sandbox_sessions WHERE id = ?", (ref,))
 
     async def complete(self, ref: str, form: dict[str, str]) -> tuple[str, dict[str, str]]:
+        try:
+            return await self._complete(ref, form)
+        except _AlreadyDone:  # another post of the same page finished it first
+            return "done", {}
+
+    async def _complete(self, ref: str, form: dict[str, str]) -> tuple[str, dict[str, str]]:
         """Process the hosted page's form: ('succeeded'|'failed'|'canceled'|'done', errors)."""
         session = await self.session(ref)
         if session is None:
             return "missing", {}
         if session["status"] != "open":
             return "done", {}
+        expiry: tuple[int | None, int | None] = (None, None)
+        declines_later = False
         if form.get("action") == "cancel":
             status, brand, last4 = "canceled", None, None
         elif session["method"] == "bank":
@@ -193,16 +337,37 @@ class SandboxGateway:
                 return "invalid", errors
             status = "failed" if digits == DECLINED_CARD else "succeeded"
             brand, last4 = card_brand(digits), digits[-4:]
+            month, _slash, year = form.get("expiry", "").replace(" ", "").partition("/")
+            expiry = (int(month), int(year) + (2000 if len(year) == 2 else 0))
+            declines_later = digits == DECLINES_LATER_CARD
+        token = None
         async with self.db.write() as conn:
+            if session["mode"] == "setup" and status == "succeeded":
+                token = "pm_test_" + secrets.token_urlsafe(18)
+                await conn.execute(
+                    "INSERT INTO sandbox_methods (token, customer, method, brand, last4, exp_month,"
+                    " exp_year, declines, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        token,
+                        session["reference"].split("|")[-1],
+                        session["method"],
+                        brand,
+                        last4,
+                        *expiry,
+                        int(declines_later),
+                        utcnow(),
+                    ),
+                )
             cursor = await conn.execute(
-                "UPDATE sandbox_sessions SET status = ?, brand = ?, last4 = ?, completed_at = ?"
-                " WHERE id = ? AND status = 'open'",
-                (status, brand, last4, utcnow(), ref),
+                "UPDATE sandbox_sessions SET status = ?, brand = ?, last4 = ?, completed_at = ?,"
+                " saved_token = ? WHERE id = ? AND status = 'open'",
+                (status, brand, last4, utcnow(), token, ref),
             )
             if cursor.rowcount != 1:
-                return "done", {}
+                raise _AlreadyDone()
         log.info("sandbox session=%s status=%s", ref, status)
-        await self._send_notification(ref)
+        if session["mode"] == "payment":
+            await self._send_notification(ref)
         return status, {}
 
     async def _send_notification(self, ref: str) -> None:

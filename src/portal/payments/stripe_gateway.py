@@ -19,7 +19,6 @@ Stripe's side or a timeout raises GatewayUnavailable; the resident is asked to t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import stripe
@@ -31,6 +30,8 @@ from portal.payments.gateway import (
     GatewayResult,
     GatewayUnavailable,
     Reversal,
+    SavedMethod,
+    SetupCheckout,
 )
 from portal.settings import Settings
 
@@ -54,26 +55,6 @@ UNAVAILABLE = (
     stripe.PermissionError,
     stripe.IdempotencyError,
 )
-
-
-@dataclass(frozen=True)
-class SetupCheckout:
-    ref: str
-    url: str
-    customer: str
-
-
-@dataclass(frozen=True)
-class SavedMethod:
-    """What the portal may keep of a saved method: Stripe's ids and what a receipt shows."""
-
-    customer: str
-    token: str  # the PaymentMethod id, pm_…
-    method: str  # "card" or "bank"
-    brand: str | None
-    last4: str | None
-    exp_month: int | None = None
-    exp_year: int | None = None
 
 
 def _obj(value: Any) -> dict:

@@ -1,0 +1,78 @@
+"""The runner: all time-driven work, once. `portal jobs run [--now ISO-8601]` calls
+run_once(); `portal serve` runs it every PORTAL_JOBS_EVERY_SECONDS (JobsLoop), so a
+single-server install needs no cron. "now" is a parameter all the way down, so tests
+move the clock instead of waiting.
+
+One round: release registrations never verified, ask the processor about pending
+payments (a real processor only: the sandbox settles at once), schedule AutoPay charges
+for new bills, send reminders, make the charges that are due, then send the email
+notices residents opted into (payment due, past due, possible leak).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+from datetime import UTC, datetime
+from typing import Any
+
+from portal.accounts.ownership import release_stale_registrations
+from portal.payments.reconciler import RECONCILE_AFTER_MINUTES
+from portal.payments.trail import reconcile
+
+log = logging.getLogger("portal.jobs")
+
+
+async def run_once(services: Any, now: datetime | None = None) -> dict[str, int]:
+    now = now or datetime.now(UTC)
+    counts: dict[str, int] = {}
+    async with services.db.write() as conn:
+        counts["released"] = await release_stale_registrations(conn, "runner", now=now)
+    if services.payments.gateway.name != "sandbox":
+        checked = await reconcile(services.payments, RECONCILE_AFTER_MINUTES, now)
+        counts["reconciled"] = checked["changed"]
+    counts["scheduled"] = await services.charger.schedule_bills(now)
+    counts["reminded"] = await services.charger.remind(now)
+    counts.update(await services.charger.charge_due(now))
+    counts["notices"] = await services.notices.send_due(now)
+    return counts
+
+
+def summary(counts: dict[str, int], now: datetime) -> str:
+    return f"jobs at {now.astimezone(UTC).isoformat(timespec='seconds')}: " + ", ".join(
+        f"{name} {count}" for name, count in counts.items()
+    )
+
+
+class JobsLoop:
+    """`portal serve`'s background runner (started and stopped with the app)."""
+
+    def __init__(self, services: Any, interval: float) -> None:
+        self.services = services
+        self.interval = interval
+        self._task: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                now = datetime.now(UTC)
+                counts = await run_once(self.services, now)
+                if any(counts.values()):
+                    log.info(summary(counts, now))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("jobs round failed; trying again next round")
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="portal-jobs")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,465 @@
+"""Saved payment methods and AutoPay over HTTP.
+
+URL map (one router, guarded by requires_resident, no-store; another resident's account
+or method answers 404; every POST is CSRF-checked, audited and counted against the
+money_actions budget):
+  GET  /profile/payment-methods                     list, rename, default, remove, add
+  POST /profile/payment-methods                     add: to the gateway's page in save mode
+  GET  /profile/payment-methods/return?ref=         back from it: keep the saved method
+  POST /profile/payment-methods/{method_id}/rename  a new nickname
+  POST /profile/payment-methods/{method_id}/default the method chosen first in forms
+  POST /profile/payment-methods/{method_id}/remove  refused while AutoPay/a schedule uses it
+  GET  /accounts/{account_id}/autopay               AutoPay for one account: terms, enrol,
+                                                    change, next charge, skip, cancel
+  POST /accounts/{account_id}/autopay               enrol or change
+  POST /accounts/{account_id}/autopay/cancel        stop AutoPay
+  POST /accounts/{account_id}/autopay/skip/{schedule_id}  skip one charge not yet started
+  GET  /accounts/{account_id}/scheduled             scheduled one-time payments: list, form
+  POST /accounts/{account_id}/scheduled             schedule one (amount, date, method)
+  POST /accounts/{account_id}/scheduled/{schedule_id}/cancel  cancel one not yet started
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from litestar import Router, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+
+from portal.autopay.methods import AddMethodForm, MethodsService, NicknameForm
+from portal.autopay.scheduled import MAX_DAYS_AHEAD, ScheduledService, ScheduleForm
+from portal.autopay.service import AutoPayService, EnrolForm, local_today
+from portal.billing.service import BillingService, amount_due
+from portal.db import is_row_id
+from portal.i18n import _
+from portal.payments import stripe_routes
+from portal.payments.gateway import GatewayUnavailable
+from portal.payments.service import new_key
+from portal.security.auth import requires_resident
+from portal.security.headers import NO_STORE
+from portal.security.throttle import Budget, enforce
+from portal.settings import Settings
+from portal.web import PortalRequest, client_address, render
+
+Methods = NamedDependency[MethodsService]
+AutoPay = NamedDependency[AutoPayService]
+Billing = NamedDependency[BillingService]
+MoneyActions = NamedDependency[Budget]
+Scheduled = NamedDependency[ScheduledService]
+
+NOTICES = {
+    "saved": ("success", lambda: _("Your payment method was saved.")),
+    "not_saved": ("info", lambda: _("Nothing was saved. You can add a payment method again.")),
+    "renamed": ("success", lambda: _("The nickname was changed.")),
+    "default": ("success", lambda: _("This is now your default payment method.")),
+    "removed": ("success", lambda: _("The payment method was removed.")),
+    "enrolled": ("success", lambda: _("AutoPay is on. We sent you an email with the terms.")),
+    "changed": ("success", lambda: _("Your AutoPay was changed. We sent you an email.")),
+    "canceled": ("success", lambda: _("AutoPay is off. Nothing more will be charged.")),
+    "skipped": ("success", lambda: _("This payment was skipped. Nothing will be charged for it.")),
+    "scheduled": ("success", lambda: _("Your payment is scheduled.")),
+    "scheduled_canceled": (
+        "success",
+        lambda: _("The scheduled payment was canceled. Nothing will be charged for it."),
+    ),
+    "too_late_scheduled": (
+        "warning",
+        lambda: _("This payment has already started or ended, so it could not be canceled."),
+    ),
+    "too_late": (
+        "warning",
+        lambda: _("This payment has already started or ended, so it could not be skipped."),
+    ),
+}
+
+
+def _alert(request: PortalRequest) -> dict | None:
+    found = NOTICES.get(request.query_params.get("notice", ""))
+    return {"kind": found[0], "title": found[1](), "body": None} if found else None
+
+
+async def _spend(request: PortalRequest, budget: Budget, methods: MethodsService) -> None:
+    await enforce(budget, methods.db, client_address(request), request.url.path)
+
+
+# --- saved payment methods ------------------------------------------------------------
+
+
+async def _methods_page(
+    request: PortalRequest,
+    methods: MethodsService,
+    *,
+    status_code: int = 200,
+    errors: dict | None = None,
+    values: dict | None = None,
+    alert: dict | None = None,
+) -> Template:
+    saved = await methods.list(request.user.user_id)
+    uses = {m["id"]: await methods.uses(m["id"]) for m in saved}
+    page = render(
+        request,
+        "pages/payment_methods.html",
+        status_code=status_code,
+        methods=saved,
+        uses=uses,
+        key=new_key(),
+        errors=errors or {},
+        values={"method": "card", **(values or {})},
+        alert=alert or _alert(request),
+        test_mode=methods.gateway.name == "sandbox",
+    )
+    # With Stripe the add form's redirect goes to Stripe's page: its CSP must allow it.
+    return stripe_routes.allow_checkout(page) if methods.gateway.name == "stripe" else page
+
+
+@get("/profile/payment-methods")
+async def methods_list(request: PortalRequest, methods: Methods) -> Template:
+    return await _methods_page(request, methods)
+
+
+@post("/profile/payment-methods")
+async def methods_add(
+    request: PortalRequest, methods: Methods, money_actions: MoneyActions
+) -> Template | Redirect:
+    await _spend(request, money_actions, methods)
+    form = await AddMethodForm.read(request)
+    result = await methods.start(request.user, form, client_address(request))
+    if result.outcome == "invalid":
+        return await _methods_page(
+            request, methods, status_code=422, errors=result.errors, values=form.values
+        )
+    if result.outcome == "unavailable":
+        return await _methods_page(
+            request,
+            methods,
+            status_code=503,
+            values=form.values,
+            errors={
+                "method": _(
+                    "The payment processor did not answer. Nothing was saved. Try again in a few minutes"
+                )
+            },
+        )
+    return Redirect(result.value, status_code=303)
+
+
+@get("/profile/payment-methods/return")
+async def methods_return(request: PortalRequest, methods: Methods) -> Redirect:
+    try:
+        result = await methods.finish(
+            request.user, request.query_params.get("ref", ""), client_address(request)
+        )
+    except GatewayUnavailable:
+        result = None
+    if result is None or result.outcome == "missing":
+        raise NotFoundException()
+    notice = "saved" if result.ok else "not_saved"
+    return Redirect(f"/profile/payment-methods?notice={notice}", status_code=303)
+
+
+def _method_id(value: int) -> int:
+    if not is_row_id(value):
+        raise NotFoundException()
+    return value
+
+
+@post("/profile/payment-methods/{method_id:int}/rename")
+async def methods_rename(
+    request: PortalRequest, method_id: FromPath[int], methods: Methods, money_actions: MoneyActions
+) -> Template | Redirect:
+    await _spend(request, money_actions, methods)
+    form = await NicknameForm.read(request)
+    result = await methods.rename(
+        request.user, _method_id(method_id), form, client_address(request)
+    )
+    if result.outcome == "missing":
+        raise NotFoundException()
+    if not result.ok:
+        return await _methods_page(request, methods, status_code=422, errors=result.errors)
+    return Redirect("/profile/payment-methods?notice=renamed", status_code=303)
+
+
+@post("/profile/payment-methods/{method_id:int}/default")
+async def methods_default(
+    request: PortalRequest, method_id: FromPath[int], methods: Methods, money_actions: MoneyActions
+) -> Redirect:
+    await _spend(request, money_actions, methods)
+    result = await methods.make_default(
+        request.user, _method_id(method_id), client_address(request)
+    )
+    if result.outcome == "missing":
+        raise NotFoundException()
+    return Redirect("/profile/payment-methods?notice=default", status_code=303)
+
+
+@post("/profile/payment-methods/{method_id:int}/remove")
+async def methods_remove(
+    request: PortalRequest, method_id: FromPath[int], methods: Methods, money_actions: MoneyActions
+) -> Template | Redirect:
+    await _spend(request, money_actions, methods)
+    result = await methods.remove(request.user, _method_id(method_id), client_address(request))
+    if result.outcome == "missing":
+        raise NotFoundException()
+    if result.outcome == "in_use":
+        return await _methods_page(
+            request,
+            methods,
+            status_code=409,
+            alert={
+                "kind": "warning",
+                "title": _("This payment method was not removed"),
+                "body": _(
+                    "AutoPay or a scheduled payment uses it. Choose another method for them first, then remove this one."
+                ),
+            },
+        )
+    return Redirect("/profile/payment-methods?notice=removed", status_code=303)
+
+
+# --- AutoPay --------------------------------------------------------------------------
+
+
+async def _own_account(request: PortalRequest, billing: BillingService, account_id: int):
+    account = await billing.own_account(
+        request.user, account_id, client_address(request), request.url.path
+    )
+    if account is None:
+        raise NotFoundException()
+    return account
+
+
+async def _autopay_page(
+    request: PortalRequest,
+    account,
+    autopay: AutoPayService,
+    methods: MethodsService,
+    billing: BillingService,
+    *,
+    status_code: int = 200,
+    errors: dict | None = None,
+    values: dict | None = None,
+) -> Template:
+    status = await autopay.status(account["id"])
+    saved = await methods.list(request.user.user_id)
+    if values is None:
+        chosen = status.enrolment["method_id"] if status.enrolment else None
+        chosen = chosen or next((m["id"] for m in saved if m["is_default"]), None)
+        max_cents = status.enrolment["max_cents"] if status.enrolment else None
+        values = {
+            "method_id": str(chosen or ""),
+            "max_amount": f"{max_cents / 100:.2f}" if max_cents else "",
+        }
+    return render(
+        request,
+        "pages/autopay.html",
+        status_code=status_code,
+        account=account,
+        status=status,
+        methods=saved,
+        errors=errors or {},
+        values=values,
+        alert=_alert(request),
+        due=await amount_due(billing.db, account["id"]),
+        days_before=autopay.settings.autopay_days_before,
+        reminder_days=autopay.settings.autopay_reminder_days,
+    )
+
+
+@get("/accounts/{account_id:int}/autopay")
+async def autopay_page(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    autopay: AutoPay,
+    methods: Methods,
+    billing: Billing,
+) -> Template:
+    account = await _own_account(request, billing, account_id)
+    return await _autopay_page(request, account, autopay, methods, billing)
+
+
+@post("/accounts/{account_id:int}/autopay")
+async def autopay_enrol(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    autopay: AutoPay,
+    methods: Methods,
+    billing: Billing,
+    money_actions: MoneyActions,
+) -> Template | Redirect:
+    account = await _own_account(request, billing, account_id)
+    await _spend(request, money_actions, methods)
+    form = await EnrolForm.read(request)
+    saved = await methods.list(request.user.user_id)
+    result = await autopay.enrol(request.user, account, form, saved, client_address(request))
+    if result.outcome == "invalid":
+        return await _autopay_page(
+            request,
+            account,
+            autopay,
+            methods,
+            billing,
+            status_code=422,
+            errors=result.errors,
+            values=form.values,
+        )
+    notice = "changed" if result.outcome == "changed" else "enrolled"
+    return Redirect(f"/accounts/{account_id}/autopay?notice={notice}", status_code=303)
+
+
+@post("/accounts/{account_id:int}/autopay/cancel")
+async def autopay_cancel(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    autopay: AutoPay,
+    methods: Methods,
+    billing: Billing,
+    money_actions: MoneyActions,
+) -> Redirect:
+    account = await _own_account(request, billing, account_id)
+    await _spend(request, money_actions, methods)
+    await autopay.cancel(request.user, account, client_address(request))
+    return Redirect(f"/accounts/{account_id}/autopay?notice=canceled", status_code=303)
+
+
+@post("/accounts/{account_id:int}/autopay/skip/{schedule_id:int}")
+async def autopay_skip(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    schedule_id: FromPath[int],
+    autopay: AutoPay,
+    methods: Methods,
+    billing: Billing,
+    money_actions: MoneyActions,
+) -> Redirect:
+    account = await _own_account(request, billing, account_id)
+    await _spend(request, money_actions, methods)
+    result = await autopay.skip(
+        request.user, account, _method_id(schedule_id), client_address(request)
+    )
+    notice = "skipped" if result.ok else "too_late"
+    return Redirect(f"/accounts/{account_id}/autopay?notice={notice}", status_code=303)
+
+
+# --- scheduled one-time payments ------------------------------------------------------
+
+
+async def _scheduled_page(
+    request: PortalRequest,
+    account,
+    scheduled: ScheduledService,
+    methods: MethodsService,
+    *,
+    status_code: int = 200,
+    errors: dict | None = None,
+    values: dict | None = None,
+) -> Template:
+    saved = await methods.list(request.user.user_id)
+    if values is None:
+        default = next((m["id"] for m in saved if m["is_default"]), "")
+        values = {"method_id": str(default)}
+    today = local_today(scheduled.settings)
+    return render(
+        request,
+        "pages/scheduled.html",
+        status_code=status_code,
+        account=account,
+        payments=await scheduled.list(account["id"]),
+        methods=saved,
+        due_date=await scheduled.due_date(account["id"]),
+        due=await amount_due(scheduled.db, account["id"]),
+        first_day=(today + timedelta(days=1)).isoformat(),
+        last_day=(today + timedelta(days=MAX_DAYS_AHEAD)).isoformat(),
+        key=values.get("idempotency_key") or new_key(),
+        errors=errors or {},
+        values=values,
+        alert=_alert(request),
+    )
+
+
+@get("/accounts/{account_id:int}/scheduled")
+async def scheduled_page(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    scheduled: Scheduled,
+    methods: Methods,
+    billing: Billing,
+) -> Template:
+    account = await _own_account(request, billing, account_id)
+    return await _scheduled_page(request, account, scheduled, methods)
+
+
+@post("/accounts/{account_id:int}/scheduled")
+async def scheduled_add(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    scheduled: Scheduled,
+    methods: Methods,
+    billing: Billing,
+    money_actions: MoneyActions,
+) -> Template | Redirect:
+    account = await _own_account(request, billing, account_id)
+    await _spend(request, money_actions, methods)
+    form = await ScheduleForm.read(request)
+    saved = await methods.list(request.user.user_id)
+    result = await scheduled.schedule(request.user, account, form, saved, client_address(request))
+    if not result.ok:
+        values = dict(form.values)
+        if "form" in result.errors:
+            values.pop("idempotency_key", None)
+        return await _scheduled_page(
+            request,
+            account,
+            scheduled,
+            methods,
+            status_code=422,
+            errors=result.errors,
+            values=values,
+        )
+    return Redirect(f"/accounts/{account_id}/scheduled?notice=scheduled", status_code=303)
+
+
+@post("/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel")
+async def scheduled_cancel(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    schedule_id: FromPath[int],
+    scheduled: Scheduled,
+    methods: Methods,
+    billing: Billing,
+    money_actions: MoneyActions,
+) -> Redirect:
+    account = await _own_account(request, billing, account_id)
+    await _spend(request, money_actions, methods)
+    result = await scheduled.cancel(
+        request.user, account, _method_id(schedule_id), client_address(request)
+    )
+    notice = "scheduled_canceled" if result.ok else "too_late_scheduled"
+    return Redirect(f"/accounts/{account_id}/scheduled?notice={notice}", status_code=303)
+
+
+def handlers(settings: Settings) -> list:
+    return [
+        Router(
+            path="/",
+            guards=[requires_resident],
+            cache_control=NO_STORE,
+            route_handlers=[
+                methods_list,
+                methods_add,
+                methods_return,
+                methods_rename,
+                methods_default,
+                methods_remove,
+                autopay_page,
+                autopay_enrol,
+                autopay_cancel,
+                autopay_skip,
+                scheduled_page,
+                scheduled_add,
+                scheduled_cancel,
+            ],
+        )
+    ]

@@ -1,0 +1,141 @@
+"""Scheduled one-time payments: an amount, a date up to 60 days ahead, a saved method.
+The runner charges them like AutoPay (autopay/charges.py); until it starts, the
+resident can cancel. A date after the bill's due date needs the resident's say-so."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from portal.accounts import audit
+from portal.autopay.service import local_today
+from portal.billing.money import parse_cents
+from portal.db import Database, utcnow
+from portal.forms import Form, Result
+from portal.i18n import _
+from portal.settings import Settings
+from portal.templating import long_date, money
+
+MAX_DAYS_AHEAD = 60
+
+
+class ScheduleForm(Form):
+    fields = ("amount", "run_on", "method_id", "idempotency_key")
+    checkboxes = ("late_ok",)
+
+
+class ScheduledService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    async def list(self, account_id: int) -> list[Any]:
+        return await self.db.fetchall(
+            "SELECT s.*, m.nickname, m.brand, m.last4 FROM schedules s"
+            " LEFT JOIN saved_methods m ON m.id = s.method_id"
+            " WHERE s.account_id = ? AND s.kind = 'scheduled' ORDER BY s.run_on DESC, s.id DESC",
+            (account_id,),
+        )
+
+    async def due_date(self, account_id: int) -> str | None:
+        return await self.db.fetchval(
+            "SELECT due_date FROM bills WHERE account_id = ? ORDER BY bill_date DESC, id DESC"
+            " LIMIT 1",
+            (account_id,),
+        )
+
+    async def check(self, form: ScheduleForm, account_id: int, methods: list[Any]):
+        errors = form.errors
+        raw = form.amount.replace("$", "").replace(",", "")
+        cents = parse_cents(raw) if raw and len(raw) <= 12 else None
+        if not raw:
+            errors["amount"] = _("Enter the amount you want to pay")
+        elif cents is None:
+            errors["amount"] = _("Enter the amount in dollars and cents, like 84.10")
+        elif cents < 100:
+            errors["amount"] = _("Enter an amount of at least $1.00")
+        elif cents > self.settings.payment_max_cents:
+            errors["amount"] = _(
+                "Enter an amount of %(max)s or less. For a larger payment, call %(phone)s",
+                max=money(self.settings.payment_max_cents),
+                phone=self.settings.support_phone,
+            )
+        today = local_today(self.settings)
+        run_on = None
+        try:
+            run_on = date.fromisoformat(form.run_on) if len(form.run_on) == 10 else None
+        except ValueError:
+            run_on = None
+        last = today + timedelta(days=MAX_DAYS_AHEAD)
+        if run_on is None:
+            errors["run_on"] = _(
+                "Enter the date to pay as year-month-day, like %(example)s",
+                example=(today + timedelta(days=7)).isoformat(),
+            )
+        elif not today < run_on <= last:
+            errors["run_on"] = _("Choose a date from tomorrow to %(last)s", last=long_date(last))
+        else:
+            due = await self.due_date(account_id)
+            if due and run_on.isoformat() > due and not form.late_ok:
+                errors["run_on"] = _(
+                    "This date is after your due date, %(due)s, so the payment may be late. Choose an earlier date, or tick Pay after the due date anyway",
+                    due=long_date(due),
+                )
+        method_id = next((m["id"] for m in methods if str(m["id"]) == form.method_id), None)
+        if method_id is None:
+            errors["method_id"] = _("Choose the saved payment method to charge")
+        if not 20 <= len(form.idempotency_key) <= 64:
+            errors["form"] = _("This form had expired. Check the details and continue again")
+        return cents, run_on, method_id
+
+    async def schedule(
+        self, user: Any, account: Any, form: ScheduleForm, methods: list[Any], client: str
+    ) -> Result:
+        cents, run_on, method_id = await self.check(form, account["id"], methods)
+        if form.errors:
+            return Result.invalid(form.errors)
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO schedules (kind, account_id, user_id, method_id, amount_cents, run_on,"
+                " status, form_key, created_at, updated_at)"
+                " VALUES ('scheduled', ?, ?, ?, ?, ?, 'scheduled', ?, ?, ?)"
+                " ON CONFLICT (form_key) DO NOTHING",
+                (
+                    account["id"],
+                    user.user_id,
+                    method_id,
+                    cents,
+                    run_on.isoformat(),
+                    form.idempotency_key,
+                    utcnow(),
+                    utcnow(),
+                ),
+            )
+            if cursor.rowcount == 1:
+                await audit.record(
+                    conn,
+                    "payment_scheduled",
+                    username=user.username,
+                    client=client,
+                    detail=f"account={account['account_number']} amount={cents} on={run_on}",
+                )
+        return Result()
+
+    async def cancel(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
+        """Cancel a scheduled payment the runner has not started ('too_late' after)."""
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "UPDATE schedules SET status = 'canceled', updated_at = ? WHERE id = ?"
+                " AND account_id = ? AND kind = 'scheduled' AND status = 'scheduled'",
+                (utcnow(), schedule_id, account["id"]),
+            )
+            if cursor.rowcount == 0:
+                return Result("too_late")
+            await audit.record(
+                conn,
+                "scheduled_payment_canceled",
+                username=user.username,
+                client=client,
+                detail=f"account={account['account_number']} schedule={schedule_id}",
+            )
+        return Result()

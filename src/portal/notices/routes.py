@@ -1,0 +1,93 @@
+"""Email notices over HTTP.
+
+URL map:
+  GET  /profile/notices          (signed in, no-store) which notices to get by email
+  POST /profile/notices          save the choice
+  GET  /notices/unsubscribe?u=&k=&t=   the signed link from a notice: a page with one
+                                 button (mail scanners open links; a GET changes nothing)
+  POST /notices/unsubscribe?u=&k=&t=   stop that kind of notice. No CSRF token: the
+                                 signed link is the proof, and mail programs POST here
+                                 for List-Unsubscribe-Post (RFC 8058) without cookies
+"""
+
+from __future__ import annotations
+
+from litestar import Router, get, post
+from litestar.di import NamedDependency
+from litestar.response import Redirect, Template
+
+from portal.i18n import _
+from portal.notices.service import NoticesForm, NoticesService
+from portal.security.auth import requires_resident
+from portal.security.headers import NO_STORE
+from portal.settings import Settings
+from portal.web import PortalRequest, client_address, render
+
+Notices = NamedDependency[NoticesService]
+
+
+@get("/profile/notices")
+async def notices_page(request: PortalRequest, notices: Notices) -> Template:
+    saved = request.query_params.get("notice") == "saved"
+    return render(
+        request,
+        "pages/notices.html",
+        chosen=await notices.chosen(request.user.user_id),
+        alert={"kind": "success", "title": _("Your email notices were saved."), "body": None}
+        if saved
+        else None,
+    )
+
+
+@post("/profile/notices")
+async def notices_save(request: PortalRequest, notices: Notices) -> Redirect:
+    form = await NoticesForm.read(request)
+    await notices.save(request.user, form, client_address(request))
+    return Redirect("/profile/notices?notice=saved", status_code=303)
+
+
+def _link(request: PortalRequest, notices: NoticesService) -> tuple[int | None, str]:
+    q = request.query_params
+    kind = q.get("k", "")
+    return notices.check_link(q.get("u", ""), kind, q.get("t", "")), kind
+
+
+@get("/notices/unsubscribe", cache_control=NO_STORE)
+async def unsubscribe_page(request: PortalRequest, notices: Notices) -> Template:
+    user_id, kind = _link(request, notices)
+    return render(
+        request,
+        "pages/unsubscribe.html",
+        status_code=200 if user_id else 400,
+        kind=kind if user_id else None,
+        done=False,
+        action=f"/notices/unsubscribe?{request.url.query}",
+    )
+
+
+@post("/notices/unsubscribe", exclude_from_csrf=True, cache_control=NO_STORE)
+async def unsubscribe(request: PortalRequest, notices: Notices) -> Template:
+    user_id, kind = _link(request, notices)
+    if user_id:
+        await notices.unsubscribe(user_id, kind, client_address(request))
+    return render(
+        request,
+        "pages/unsubscribe.html",
+        status_code=200 if user_id else 400,
+        kind=kind if user_id else None,
+        done=True,
+        action="",
+    )
+
+
+def handlers(settings: Settings) -> list:
+    return [
+        unsubscribe_page,
+        unsubscribe,
+        Router(
+            path="/",
+            guards=[requires_resident],
+            cache_control=NO_STORE,
+            route_handlers=[notices_page, notices_save],
+        ),
+    ]
