@@ -581,8 +581,8 @@ async def test_the_export_shows_an_autopay_charge_with_its_origin(maria, setting
     )
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.splitlines()
-    assert header.endswith(",origin")
-    assert row.endswith(",autopay") and ",84.10," in row and ",4242," in row
+    assert header.endswith(",origin,mode")
+    assert row.endswith(",autopay,TEST") and ",84.10," in row and ",4242," in row
 
 
 # --- scheduled one-time payments ---------------------------------------------------------
@@ -725,7 +725,9 @@ async def test_portal_serve_runs_the_jobs_in_the_background(settings, db_path):
     async with AsyncTestClient(app=create_app(replace(settings, jobs_every_seconds=1))) as c:
         resident = await sign_up_and_in(c, db_path, "maria1")
         resident.db = db_path
-        resident.account_id = one(db_path, "SELECT id FROM service_accounts LIMIT 1")
+        resident.account_id = one(
+            db_path, "SELECT id FROM service_accounts WHERE account_number = '0067890'"
+        )
         await enrol(resident, await add_method(resident))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

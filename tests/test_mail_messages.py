@@ -53,6 +53,15 @@ SAMPLE = {
         "settled_at": "2026-11-20T18:00:00.000000Z",
     },
     "account_ending": ACCOUNT_NUMBER[-4:],
+    # AutoPay, scheduled payments and notices
+    "method": {"brand": "Visa", "last4": "4242"},
+    "max_cents": 10000,
+    "changed": False,
+    "retry_on": "2026-02-22",
+    "kind": "autopay",
+    "schedule": {"run_on": "2026-02-21", "kind": "autopay"},
+    "leak": {"times": 2.5},
+    "unsubscribe": "http://portal.test/notices/unsubscribe?token=" + "u" * 40,
 }
 REASON = {"en": "You get this email because", "es": "Recibe este correo"}
 ABOUT = {"en": "About your water service at", "es": "Sobre su servicio de agua en"}
