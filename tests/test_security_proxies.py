@@ -78,3 +78,17 @@ def test_only_internal_addresses_count(production):
     assert all(is_internal(a) for a in ["10.0.0.2", "192.168.1.1", "172.16.0.9", "::1", "fe80::1"])
     watch.observe("10.0.0.2")
     assert "10.0.0.2" in watch.problem()
+
+
+def test_readiness_reports_the_untrusted_proxy(production, security_log):
+    """/readyz fails, naming PORTAL_TRUSTED_PROXIES, once requests came through a proxy
+    the portal does not trust (item 7: behind it everyone looks like one client)."""
+    server = LiveServer(production).start()
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            client.get("/")  # from 127.0.0.1: looks like a proxy on the same machine
+            ready = client.get("/readyz")
+    finally:
+        server.stop()
+    assert ready.status_code == 503
+    assert "PORTAL_TRUSTED_PROXIES" in ready.text and "FAIL" in ready.text

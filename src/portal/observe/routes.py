@@ -24,6 +24,7 @@ from litestar.response import Response
 
 from portal import db as portal_db
 from portal.observe import metrics
+from portal.security.proxies import proxy_problem
 from portal.settings import Settings
 from portal.web import client_address
 
@@ -89,6 +90,9 @@ async def readyz(request: Request) -> Response:
         )
     else:
         report(True, f"outbox {backlog} waiting (no SMTP host: development mailbox)")
+    problem = proxy_problem(request.app.state)
+    if problem:  # behind an untrusted proxy every resident looks like one client
+        report(False, problem)
     return _text(lines, 200 if ready else 503)
 
 
