@@ -192,6 +192,32 @@ def test_export_on_a_terminal_shows_progress_and_through_a_pipe_one_line(databas
     assert quiet.stderr == "" and quiet.stdout == done.stdout
 
 
+def test_restore_on_a_terminal_shows_pages_and_through_a_pipe_says_what_it_did(database, tmp_path):
+    backup = tmp_path / "copy.sqlite3"
+    assert piped(database, "db", "backup", str(backup)).returncode == 0
+    target = tmp_path / "restored" / "portal.sqlite3"
+    code, out = OnTerminal(target, "db", "restore", str(backup)).finish()
+    assert code == 0, out
+    assert "restoring the database" in out and "pages" in out and "\x1b[" in out
+    assert accounts(target) == accounts(database)
+    again = piped(target, "db", "restore", str(backup), "--force")
+    assert again.returncode == 0 and again.stderr == "" and "\x1b[" not in again.stdout
+    assert again.stdout.startswith(f"{target}: restored from {backup}")
+    quiet = piped(target, "db", "restore", str(backup), "--force", "--quiet")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+
+
+def test_jobs_run_on_a_terminal_shows_its_steps_and_through_a_pipe_one_line(database):
+    code, out = OnTerminal(database, "jobs", "run").finish()
+    assert code == 0, out
+    assert "running the jobs" in out and "6/6" in out and "\x1b[" in out
+    done = piped(database, "jobs", "run", "--now", "2026-12-01T09:00:00Z")
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.count("\n") == 1 and done.stdout.startswith("jobs at 2026-12-01T09:00:00")
+    quiet = piped(database, "jobs", "run", "--quiet")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+
+
 # --- Ctrl-C ------------------------------------------------------------------------------
 
 

@@ -258,12 +258,15 @@ def cmd_db_restore(args: argparse.Namespace) -> int:
         kept = backups.set_aside(live, f"before-restore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
     live.parent.mkdir(parents=True, exist_ok=True)
     try:
-        size = backups.restore(source, live)
+        with meter_for(args.quiet) as meter:
+            size = backups.restore(source, live, meter)
     except (sqlite3.Error, OSError) as exc:
         print(f"portal: restore failed: {' '.join(str(exc).split())}", file=sys.stderr)
         if kept:
             print(f"portal: the previous database is still at {kept}", file=sys.stderr)
         return 1
+    if args.quiet:
+        return 0
     print(f"{live}: restored from {source} ({verdict.detail}); {size:,} bytes")
     if kept:
         print(f"The previous database is kept as {kept}")
@@ -495,19 +498,21 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
         return 2
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
 
-    async def run() -> dict[str, int]:
+    async def run(meter: Meter) -> dict[str, int]:
         services = Services.build(settings, make_environment(settings))
         await services.db.open()
         try:
-            return await run_once(services, now)
+            return await run_once(services, now, meter)
         finally:
             close = getattr(services.payments.gateway, "close", None)
             if close is not None:
                 await close()
             await services.db.close()
 
-    counts = asyncio.run(run())
-    print(summary(counts, now))
+    with meter_for(args.quiet) as meter:
+        counts = asyncio.run(run(meter))
+    if not args.quiet:
+        print(summary(counts, now))
     return 1 if counts.get("unavailable") else 0
 
 
@@ -543,7 +548,9 @@ def parser() -> argparse.ArgumentParser:
     verify = db_sub.add_parser("verify-backup", help="check that FILE is a whole portal database")
     verify.add_argument("file")
     verify.set_defaults(func=cmd_db_verify_backup)
-    restore = db_sub.add_parser("restore", help="put a backup in place (portal stopped)")
+    restore = db_sub.add_parser(
+        "restore", help="put a backup in place (portal stopped)", parents=[quiet]
+    )
     restore.add_argument("file")
     restore.add_argument("--force", action="store_true", help="replace an existing database")
     restore.set_defaults(func=cmd_db_restore)
@@ -588,7 +595,9 @@ def parser() -> argparse.ArgumentParser:
     staff.set_defaults(func=cmd_staff)
     jobs = sub.add_parser("jobs", help="time-driven work: AutoPay, reminders, clean-up")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
-    run = jobs_sub.add_parser("run", help="do all due work once and print a summary")
+    run = jobs_sub.add_parser(
+        "run", help="do all due work once and print a summary", parents=[quiet]
+    )
     run.add_argument("--now", help="pretend it is this moment (ISO-8601, UTC if no offset)")
     run.set_defaults(func=cmd_jobs_run)
     return top

@@ -20,22 +20,37 @@ from typing import Any
 from portal.accounts.ownership import release_stale_registrations
 from portal.payments.reconciler import RECONCILE_AFTER_MINUTES
 from portal.payments.trail import reconcile
+from portal.progress import Meter
 
 log = logging.getLogger("portal.jobs")
 
 
-async def run_once(services: Any, now: datetime | None = None) -> dict[str, int]:
+STEPS = 6
+
+
+async def run_once(
+    services: Any, now: datetime | None = None, meter: Meter | None = None
+) -> dict[str, int]:
+    """All due work, once. `meter` shows the steps done (portal.progress)."""
     now = now or datetime.now(UTC)
+    meter = meter or Meter()
+    meter.stage("running the jobs", total=STEPS, unit="steps")
     counts: dict[str, int] = {}
     async with services.db.write() as conn:
         counts["released"] = await release_stale_registrations(conn, "runner", now=now)
+    meter.update(1)
     if services.payments.gateway.name != "sandbox":
         checked = await reconcile(services.payments, RECONCILE_AFTER_MINUTES, now)
         counts["reconciled"] = checked["changed"]
+    meter.update(2)
     counts["scheduled"] = await services.charger.schedule_bills(now)
+    meter.update(3)
     counts["reminded"] = await services.charger.remind(now)
+    meter.update(4)
     counts.update(await services.charger.charge_due(now))
+    meter.update(5)
     counts["notices"] = await services.notices.send_due(now)
+    meter.update(STEPS)
     return counts
 
 

@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from portal import db as portal_db
+from portal.progress import Meter
 
 DAILY_NAME = re.compile(r"^portal-(\d{4}-\d{2}-\d{2})\.sqlite3$")
 
@@ -96,17 +97,24 @@ def set_aside(live: Path, suffix: str) -> Path:
     return kept
 
 
-def restore(backup: Path, live: Path) -> int:
+def restore(backup: Path, live: Path, meter: Meter | None = None) -> int:
     """Copy `backup` into place as `live` (which must not exist now); returns its size.
-    Written as `<live>.partial`, checked, then renamed: never a half database."""
+    Written as `<live>.partial`, checked, then renamed: never a half database. `meter`
+    shows the pages copied (portal.progress)."""
+    meter = meter or Meter()
     partial = Path(f"{live}.partial")
     for extra in ("", "-journal", "-wal", "-shm"):
         Path(f"{partial}{extra}").unlink(missing_ok=True)
     source = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
     try:
         target = sqlite3.connect(partial)
+        meter.stage("restoring the database", unit="pages")
         try:
-            source.backup(target)
+            source.backup(
+                target,
+                pages=1024,
+                progress=lambda _status, left, total: meter.update(total - left, total),
+            )
         finally:
             target.close()
     finally:
