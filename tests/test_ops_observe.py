@@ -3,6 +3,7 @@ log and on the error page, the demo login, and PORTAL_TEMPLATES_DIR."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -237,3 +238,26 @@ def test_operations_settings_are_checked(tmp_path):
     ):
         with pytest.raises(SettingsError, match=message):
             Settings.from_env({name: value})
+
+
+async def test_readiness_tells_when_the_jobs_runner_stops_finishing_rounds(settings):
+    """AutoPay, reminders and clean-up run in the background: /readyz says when the last
+    round is late (two intervals and a minute)."""
+    app = create_app(replace(settings, jobs_every_seconds=1))
+    async with AsyncTestClient(app=app) as client:
+        deadline = time.monotonic() + 15
+        while app.state.jobs.last_round is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert "ok    jobs runner" in ready.text
+        # Let the runner finish the round it is sleeping towards, then sleep for hours;
+        # then pretend its last round ended long ago (moving its clock, not mocking it).
+        jobs = app.state.jobs
+        jobs.interval, before = 10_000, jobs.last_round
+        while jobs.last_round == before and time.monotonic() < deadline + 15:
+            await asyncio.sleep(0.05)
+        jobs.last_round = time.monotonic() - 30_000
+        late = await client.get("/readyz")
+    assert late.status_code == 503
+    assert "FAIL  jobs runner last finished a round" in late.text

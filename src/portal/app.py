@@ -80,7 +80,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     ]
     app = Litestar(
         route_handlers=route_handlers,
-        state=State({"services": services, "reconciler": reconciler, "proxy_watch": proxy_watch}),
+        state=State(
+            {
+                "services": services,
+                "reconciler": reconciler,
+                "jobs": jobs,
+                "proxy_watch": proxy_watch,
+            }
+        ),
         dependencies=services.dependencies(),
         on_startup=[start],
         on_shutdown=[stop],

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
 from portal.accounts.ownership import release_stale_registrations
+from portal.observe import metrics
 from portal.payments.reconciler import RECONCILE_AFTER_MINUTES
 from portal.payments.trail import reconcile
 from portal.progress import Meter
@@ -67,6 +69,8 @@ class JobsLoop:
         self.services = services
         self.interval = interval
         self._task: asyncio.Task | None = None
+        self.started: float | None = None  # time.monotonic() of start()
+        self.last_round: float | None = None  # of the last round that finished
 
     async def run(self) -> None:
         while True:
@@ -74,15 +78,32 @@ class JobsLoop:
             try:
                 now = datetime.now(UTC)
                 counts = await run_once(self.services, now)
+                self.last_round = time.monotonic()
+                metrics.record_background_run("jobs")
                 if any(counts.values()):
                     log.info(summary(counts, now))
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.record_background_run("jobs", ok=False)
                 log.exception("jobs round failed; trying again next round")
+
+    def problem(self) -> str | None:
+        """For /readyz: why the runner looks stuck (no round finished in two intervals
+        and a minute), or None."""
+        if self.started is None:
+            return None
+        late = 2 * self.interval + 60
+        since = time.monotonic() - (self.last_round or self.started)
+        if since <= late:
+            return None
+        if self.last_round is None:
+            return f"jobs runner has finished no round in {since:.0f} s since start"
+        return f"jobs runner last finished a round {since:.0f} s ago"
 
     async def start(self) -> None:
         if self._task is None:
+            self.started = time.monotonic()
             self._task = asyncio.create_task(self.run(), name="portal-jobs")
 
     async def stop(self) -> None:

@@ -90,6 +90,10 @@ async def readyz(request: Request) -> Response:
         )
     else:
         report(True, f"outbox {backlog} waiting (no SMTP host: development mailbox)")
+    jobs = getattr(request.app.state, "jobs", None)
+    if jobs is not None:
+        late = jobs.problem()
+        report(late is None, late or "jobs runner (AutoPay, reminders, clean-up) on time")
     problem = proxy_problem(request.app.state)
     if problem:  # behind an untrusted proxy every resident looks like one client
         report(False, problem)
