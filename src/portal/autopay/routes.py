@@ -160,7 +160,8 @@ async def methods_return(request: PortalRequest, methods: Methods) -> Redirect:
     return Redirect(f"/profile/payment-methods?notice={notice}", status_code=303)
 
 
-def _method_id(value: int) -> int:
+def _row_id(value: int) -> int:
+    """A saved method's or schedule's id from the path, or 404 for one SQLite cannot hold."""
     if not is_row_id(value):
         raise NotFoundException()
     return value
@@ -172,9 +173,7 @@ async def methods_rename(
 ) -> Template | Redirect:
     await _spend(request, money_actions, methods)
     form = await NicknameForm.read(request)
-    result = await methods.rename(
-        request.user, _method_id(method_id), form, client_address(request)
-    )
+    result = await methods.rename(request.user, _row_id(method_id), form, client_address(request))
     if result.outcome == "missing":
         raise NotFoundException()
     if not result.ok:
@@ -187,9 +186,7 @@ async def methods_default(
     request: PortalRequest, method_id: FromPath[int], methods: Methods, money_actions: MoneyActions
 ) -> Redirect:
     await _spend(request, money_actions, methods)
-    result = await methods.make_default(
-        request.user, _method_id(method_id), client_address(request)
-    )
+    result = await methods.make_default(request.user, _row_id(method_id), client_address(request))
     if result.outcome == "missing":
         raise NotFoundException()
     return Redirect("/profile/payment-methods?notice=default", status_code=303)
@@ -200,7 +197,7 @@ async def methods_remove(
     request: PortalRequest, method_id: FromPath[int], methods: Methods, money_actions: MoneyActions
 ) -> Template | Redirect:
     await _spend(request, money_actions, methods)
-    result = await methods.remove(request.user, _method_id(method_id), client_address(request))
+    result = await methods.remove(request.user, _row_id(method_id), client_address(request))
     if result.outcome == "missing":
         raise NotFoundException()
     if result.outcome == "in_use":
@@ -337,7 +334,7 @@ async def autopay_skip(
     account = await _own_account(request, billing, account_id)
     await _spend(request, money_actions, methods)
     result = await autopay.skip(
-        request.user, account, _method_id(schedule_id), client_address(request)
+        request.user, account, _row_id(schedule_id), client_address(request)
     )
     notice = "skipped" if result.ok else "too_late"
     return Redirect(f"/accounts/{account_id}/autopay?notice={notice}", status_code=303)
@@ -434,7 +431,7 @@ async def scheduled_cancel(
     account = await _own_account(request, billing, account_id)
     await _spend(request, money_actions, methods)
     result = await scheduled.cancel(
-        request.user, account, _method_id(schedule_id), client_address(request)
+        request.user, account, _row_id(schedule_id), client_address(request)
     )
     notice = "scheduled_canceled" if result.ok else "too_late_scheduled"
     return Redirect(f"/accounts/{account_id}/scheduled?notice={notice}", status_code=303)

@@ -9,12 +9,12 @@ from typing import Any
 
 from portal.accounts import audit
 from portal.autopay.service import local_today
-from portal.billing.money import parse_cents
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
 from portal.i18n import _
+from portal.payments.service import payment_amount
 from portal.settings import Settings
-from portal.templating import long_date, money
+from portal.templating import long_date
 
 MAX_DAYS_AHEAD = 60
 
@@ -46,20 +46,9 @@ class ScheduledService:
 
     async def check(self, form: ScheduleForm, account_id: int, methods: list[Any]):
         errors = form.errors
-        raw = form.amount.replace("$", "").replace(",", "")
-        cents = parse_cents(raw) if raw and len(raw) <= 12 else None
-        if not raw:
-            errors["amount"] = _("Enter the amount you want to pay")
-        elif cents is None:
-            errors["amount"] = _("Enter the amount in dollars and cents, like 84.10")
-        elif cents < 100:
-            errors["amount"] = _("Enter an amount of at least $1.00")
-        elif cents > self.settings.payment_max_cents:
-            errors["amount"] = _(
-                "Enter an amount of %(max)s or less. For a larger payment, call %(phone)s",
-                max=money(self.settings.payment_max_cents),
-                phone=self.settings.support_phone,
-            )
+        cents, problem = payment_amount(form.amount, self.settings)
+        if problem:
+            errors["amount"] = problem
         today = local_today(self.settings)
         run_on = None
         try:

@@ -74,6 +74,27 @@ def _text(value: Any, optional: bool = False) -> Any:
     return value
 
 
+def payment_amount(text: str, settings: Settings) -> tuple[int | None, str | None]:
+    """A payment amount as typed ("$1,084.10"): (cents, None), or (None, what to fix).
+    Every form that moves money (Pay My Bill, a scheduled payment, a phone payment) uses
+    this one rule."""
+    raw = text.replace("$", "").replace(",", "")
+    cents = parse_cents(raw) if raw and len(raw) <= 12 else None
+    if not raw:
+        return None, _("Enter the amount you want to pay")
+    if cents is None:
+        return None, _("Enter the amount in dollars and cents, like 84.10")
+    if cents < 100:
+        return None, _("Enter an amount of at least $1.00")
+    if cents > settings.payment_max_cents:
+        return None, _(
+            "Enter an amount of %(max)s or less. For a larger payment, call %(phone)s",
+            max=money(settings.payment_max_cents),
+            phone=settings.support_phone,
+        )
+    return cents, None
+
+
 class PaymentForm(Form):
     fields = ("account_token", "amount", "method", "receipt_email", "idempotency_key")
 
@@ -139,20 +160,9 @@ class PaymentsService:
     def check_form(self, form: PaymentForm) -> int | None:
         """Fill form.errors; the amount in cents when it is one."""
         errors = form.errors
-        raw = form.amount.replace("$", "").replace(",", "")
-        cents = parse_cents(raw) if raw else None
-        if not raw:
-            errors["amount"] = _("Enter the amount you want to pay")
-        elif cents is None:
-            errors["amount"] = _("Enter the amount in dollars and cents, like 84.10")
-        elif cents < 100:
-            errors["amount"] = _("Enter an amount of at least $1.00")
-        elif cents > self.settings.payment_max_cents:
-            errors["amount"] = _(
-                "Enter an amount of %(max)s or less. For a larger payment, call %(phone)s",
-                max=money(self.settings.payment_max_cents),
-                phone=self.settings.support_phone,
-            )
+        cents, problem = payment_amount(form.amount, self.settings)
+        if problem:
+            errors["amount"] = problem
         if form.method not in METHODS:
             errors["method"] = _("Choose how you want to pay: card or bank account")
         if form.receipt_email and normalize_email(form.receipt_email) is None:
