@@ -39,9 +39,13 @@ def is_row_id(value: int) -> bool:
     return 0 < value <= 2**63 - 1
 
 
+def utc_text(moment: datetime) -> str:
+    """An aware moment as ISO-8601 UTC text, the only form time takes in the database."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def utcnow() -> str:
-    """UTC timestamp as ISO-8601 text, the only form time takes in the database."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_text(datetime.now(UTC))
 
 
 def connect_sync(path: Path | str) -> sqlite3.Connection:
