@@ -16,7 +16,7 @@ from typing import Any
 import aiosqlite
 
 from portal.accounts import audit
-from portal.accounts.links import issue_link
+from portal.accounts.links import EMAIL_CHANGE, VERIFY, issue_link
 from portal.accounts.signin import ACCOUNT_FAILURES_MAX, forget_failures
 from portal.accounts.validation import confirm_email_problem, email_problem, normalize_email
 from portal.billing.numbers import number_key
@@ -34,7 +34,6 @@ SEARCH_LIMIT = 50
 REASON_MAX = 500
 NOTE_MAX = 2000
 VERIFY_FOR = timedelta(days=7)  # as a registration's own link
-EMAIL_CHANGE_FOR = timedelta(hours=24)  # as My Profile's
 
 
 class ReasonForm(Form):
@@ -301,18 +300,13 @@ class ConsoleService:
                     conn,
                     self.mailer,
                     self.settings,
+                    VERIFY,
                     user_id=login["id"],
-                    purpose="verify",
-                    lifetime=VERIFY_FOR,
-                    to=login["email"],
-                    template="verify_email",
-                    path="/verify",
-                    query={"username": login["username"]},
-                    code_param="verificationcode",
-                    context={},
-                    audit_event="verification_resent_by_staff",
                     username=login["username"],
+                    to=login["email"],
+                    audit_event="verification_resent_by_staff",
                     client=client,
+                    lifetime=VERIFY_FOR,
                 )
             await self._record(
                 conn, staff, client, "resend_verification", form.reason, user_id=user_id
@@ -360,17 +354,12 @@ class ConsoleService:
                     conn,
                     self.mailer,
                     self.settings,
+                    EMAIL_CHANGE,
                     user_id=login["id"],
-                    purpose="email",
-                    lifetime=EMAIL_CHANGE_FOR,
-                    to=address,
-                    template="confirm_email_change",
-                    path="/profile/email/confirm",
-                    context={},
-                    audit_event="email_change_requested_by_staff",
                     username=login["username"],
+                    to=address,
+                    audit_event="email_change_requested_by_staff",
                     client=client,
-                    data=address,
                 )
             await self._record(
                 conn,
