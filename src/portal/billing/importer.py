@@ -126,35 +126,38 @@ class _Row:
             self.reasons.append(f"{name} {raw!r} is not a number")
         return key or ""
 
-    def date(self, name: str, required: bool = True) -> str | None:
+    def _parsed(self, name: str, required: bool, parse: Callable[[str], Any], expected: str) -> Any:
+        """The field as `parse` reads it; None when it is empty or `parse` returns None
+        (the reason then says the value is not `expected`)."""
         raw = self.text(name, required)
         if not raw:
             return None
-        try:
-            if not _ISO_DATE.fullmatch(raw):
-                raise ValueError
-            return date.fromisoformat(raw).isoformat()
-        except ValueError:
-            self.reasons.append(f"{name} {raw!r} is not a date like 2026-01-31")
-            return None
+        value = parse(raw)
+        if value is None:
+            self.reasons.append(f"{name} {raw!r} is not {expected}")
+        return value
+
+    def date(self, name: str, required: bool = True) -> str | None:
+        return self._parsed(name, required, _iso_date, "a date like 2026-01-31")
 
     def cents(self, name: str, required: bool = True) -> int | None:
-        raw = self.text(name, required)
-        if not raw:
-            return None
-        cents = parse_cents(raw)
-        if cents is None:
-            self.reasons.append(f"{name} {raw!r} is not an amount like 123.45")
-        return cents
+        return self._parsed(name, required, parse_cents, "an amount like 123.45")
 
     def quantity(self, name: str, required: bool = True) -> float | None:
-        raw = self.text(name, required)
-        if not raw:
-            return None
-        if not _NUMBER.fullmatch(raw):
-            self.reasons.append(f"{name} {raw!r} is not a non-negative number")
-            return None
-        return float(raw)
+        return self._parsed(name, required, _quantity, "a non-negative number")
+
+
+def _iso_date(raw: str) -> str | None:
+    if not _ISO_DATE.fullmatch(raw):
+        return None
+    try:
+        return date.fromisoformat(raw).isoformat()
+    except ValueError:
+        return None
+
+
+def _quantity(raw: str) -> float | None:
+    return float(raw) if _NUMBER.fullmatch(raw) else None
 
 
 def _read(stream: io.TextIOBase, kind: str) -> Iterator[tuple[int, dict[str, str] | RowError]]:
