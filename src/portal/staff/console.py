@@ -19,6 +19,8 @@ from portal.accounts import audit
 from portal.accounts.links import issue_link
 from portal.accounts.signin import ACCOUNT_FAILURES_MAX, forget_failures
 from portal.accounts.validation import confirm_email_problem, email_problem, normalize_email
+from portal.autopay.scheduled import ScheduledService
+from portal.autopay.service import AutoPayService
 from portal.billing.numbers import number_key
 from portal.billing.service import BillingService, amount_due
 from portal.db import Database, is_row_id, utcnow
@@ -82,12 +84,16 @@ class ConsoleService:
         mailer: Any,
         billing: BillingService,
         payments: PaymentsService,
+        autopay: AutoPayService,
+        scheduled: ScheduledService,
     ) -> None:
         self.db = db
         self.settings = settings
         self.mailer = mailer
         self.billing = billing
         self.payments = payments
+        self.autopay = autopay
+        self.scheduled = scheduled
 
     # --- search ------------------------------------------------------------------------
 
@@ -206,8 +212,29 @@ class ConsoleService:
                 " WHERE account_id = ? ORDER BY id DESC LIMIT 50",
                 (account_id,),
             ),
+            "methods": await self.saved_methods(user_id) if user_id else [],
+            "autopay": await self.autopay.status(account_id),
+            "scheduled": await self.scheduled.list(account_id),
             "login": await self.login_view(user_id) if user_id else None,
         }
+
+    async def saved_methods(self, user_id: int) -> list[Any]:
+        """A login's saved payment methods as a receipt names them: never the token."""
+        return await self.db.fetchall(
+            "SELECT id, method, brand, last4, exp_month, exp_year, nickname, is_default"
+            " FROM saved_methods WHERE user_id = ? AND removed_at IS NULL"
+            " ORDER BY is_default DESC, id",
+            (user_id,),
+        )
+
+    async def schedule(self, account_id: int, schedule_id: int) -> Any:
+        """One of this account's scheduled one-time payments (None for another's)."""
+        if not is_row_id(schedule_id):
+            return None
+        return await self.db.fetchone(
+            "SELECT id FROM schedules WHERE id = ? AND account_id = ? AND kind = 'scheduled'",
+            (schedule_id, account_id),
+        )
 
     async def login_view(self, user_id: int) -> LoginView | None:
         if not is_row_id(user_id):
@@ -437,6 +464,107 @@ class ConsoleService:
                 conn, staff, client, "note", form.note[:REASON_MAX], account_id=account_id
             )
         return Result()
+
+    async def cancel_autopay(
+        self, staff: StaffMember, account_id: int, form: ReasonForm, client: str
+    ) -> Result:
+        """Turn AutoPay off for the resident ('not_enrolled' when it was off): the same
+        stop as their own, told to them by email."""
+        problem = reason_problem(form.reason)
+        if problem:
+            return Result.invalid({"reason": problem})
+        account = await self.account(account_id)
+        async with self.db.write() as conn:
+            enrolment = await self.autopay.stop_in(conn, account_id)
+            if enrolment is None:
+                return Result("not_enrolled")
+            await self._canceled(
+                conn, staff, client, form.reason, account, enrolment["user_id"], "autopay", {}
+            )
+        return Result()
+
+    async def cancel_scheduled(
+        self,
+        staff: StaffMember,
+        account_id: int,
+        form: ReasonForm,
+        client: str,
+        *,
+        schedule_id: int,
+    ) -> Result:
+        """Cancel a scheduled payment the runner has not started ('too_late' after): the
+        same cancel as the resident's own, told to them by email."""
+        problem = reason_problem(form.reason)
+        if problem:
+            return Result.invalid({"reason": problem})
+        account = await self.account(account_id)
+        async with self.db.write() as conn:
+            row = await self.scheduled.cancel_in(conn, account_id, schedule_id)
+            if row is None:
+                return Result("too_late")
+            await self._canceled(
+                conn,
+                staff,
+                client,
+                form.reason,
+                account,
+                row["user_id"],
+                "scheduled",
+                {"amount_cents": row["amount_cents"], "schedule": {"run_on": row["run_on"]}},
+                schedule_id=schedule_id,
+            )
+        return Result()
+
+    async def _canceled(
+        self,
+        conn: aiosqlite.Connection,
+        staff: StaffMember,
+        client: str,
+        reason: str,
+        account: Any,
+        user_id: int,
+        kind: str,
+        context: dict,
+        schedule_id: int | None = None,
+    ) -> None:
+        """After a cancel, in its transaction: the resident's audit row, the staff action
+        and the email to the login that set the payment up."""
+        cursor = await conn.execute(
+            "SELECT username, email, locale FROM users WHERE id = ?", (user_id,)
+        )
+        login = await cursor.fetchone()
+        what = "autopay" if kind == "autopay" else "scheduled_payment"
+        on = f" schedule={schedule_id}" if schedule_id else ""
+        await audit.record(
+            conn,
+            f"{what}_canceled_by_staff",
+            username=login["username"],
+            client=client,
+            detail=f"account={account['account_number']}{on}",
+        )
+        await self._record(
+            conn,
+            staff,
+            client,
+            f"cancel_{what}",
+            reason,
+            account_id=account["id"],
+            user_id=user_id,
+            detail=on.strip() or None,
+        )
+        await self.mailer.enqueue(
+            conn,
+            to=login["email"],
+            template="canceled_by_staff",
+            context={
+                "username": login["username"],
+                "service_address": account["service_address"],
+                "kind": kind,
+                "link": f"{self.settings.base_url}/accounts/{account['id']}/{kind}",
+                **context,
+            },
+            locale=login["locale"],
+        )
 
     async def take_payment(
         self, staff: StaffMember, account_id: int, form: StaffPaymentForm, client: str

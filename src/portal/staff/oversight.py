@@ -22,6 +22,8 @@ ACTIONS = (
     "release_account",
     "note",
     "phone_payment",
+    "cancel_autopay",
+    "cancel_scheduled_payment",
 )
 PAGE_LIMIT = 200
 CSV_LIMIT = 100_000
