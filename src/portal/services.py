@@ -97,7 +97,7 @@ class Services:
             notices=NoticesService(db, settings, mailer),
             charger=Charger(db, settings, mailer, payments),
             money_actions=Budget("money_actions", per_network=30, overall=3000, window=600),
-            console_money=Budget("console_money", per_network=60, overall=600, window=600),
+            console_money=Budget("console_money", per_network=30, overall=600, window=600),
         )
 
     def dependencies(self) -> dict[str, Provide]:
