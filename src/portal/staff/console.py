@@ -76,24 +76,15 @@ class LoginView:
     trail: list[Any]
 
 
+@dataclass
 class ConsoleService:
-    def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        mailer: Any,
-        billing: BillingService,
-        payments: PaymentsService,
-        autopay: AutoPayService,
-        scheduled: ScheduledService,
-    ) -> None:
-        self.db = db
-        self.settings = settings
-        self.mailer = mailer
-        self.billing = billing
-        self.payments = payments
-        self.autopay = autopay
-        self.scheduled = scheduled
+    db: Database
+    settings: Settings
+    mailer: Any
+    billing: BillingService
+    payments: PaymentsService
+    autopay: AutoPayService
+    scheduled: ScheduledService
 
     # --- search ------------------------------------------------------------------------
 
@@ -212,20 +203,17 @@ class ConsoleService:
                 " WHERE account_id = ? ORDER BY id DESC LIMIT 50",
                 (account_id,),
             ),
-            "methods": await self.saved_methods(user_id) if user_id else [],
+            # The login's saved methods as a receipt names them: never the processor's token.
+            "methods": await self.db.fetchall(
+                "SELECT id, method, brand, last4, exp_month, exp_year, nickname, is_default"
+                " FROM saved_methods WHERE user_id = ? AND removed_at IS NULL"
+                " ORDER BY is_default DESC, id",
+                (user_id,),
+            ),
             "autopay": await self.autopay.status(account_id),
             "scheduled": await self.scheduled.list(account_id),
             "login": await self.login_view(user_id) if user_id else None,
         }
-
-    async def saved_methods(self, user_id: int) -> list[Any]:
-        """A login's saved payment methods as a receipt names them: never the token."""
-        return await self.db.fetchall(
-            "SELECT id, method, brand, last4, exp_month, exp_year, nickname, is_default"
-            " FROM saved_methods WHERE user_id = ? AND removed_at IS NULL"
-            " ORDER BY is_default DESC, id",
-            (user_id,),
-        )
 
     async def schedule(self, account_id: int, schedule_id: int) -> Any:
         """One of this account's scheduled one-time payments (None for another's)."""
@@ -283,7 +271,15 @@ class ConsoleService:
         account_id: int | None = None,
         user_id: int | None = None,
         detail: str | None = None,
+        resident: tuple[str, str, str | None] | None = None,
     ) -> None:
+        """The staff action, its audit row under the staff member's name and, with
+        `resident` (event, username, detail), the row the resident's own trail shows."""
+        if resident:
+            event, username, resident_detail = resident
+            await audit.record(
+                conn, event, username=username, client=client, detail=resident_detail
+            )
         await conn.execute(
             "INSERT INTO staff_actions (at, staff_id, staff_username, action, account_id, user_id,"
             " reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -311,36 +307,53 @@ class ConsoleService:
             return None
         return await self.db.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
 
+    async def _mail_link(
+        self, conn: aiosqlite.Connection, login: Any, client: str, **link: Any
+    ) -> None:
+        """An emailed one-time link for the login, in the language the resident chose."""
+        with _locale(login["locale"]):
+            await issue_link(
+                conn,
+                self.mailer,
+                self.settings,
+                user_id=login["id"],
+                context={},
+                username=login["username"],
+                client=client,
+                **link,
+            )
+
+    async def _login_for(self, user_id: int, form: ReasonForm) -> tuple[Any, Result | None]:
+        """The login an action is for, and the answer when there is none ('missing') or
+        the reason is missing ('invalid')."""
+        login = await self._login(user_id)
+        if login is None:
+            return None, Result("missing")
+        problem = reason_problem(form.reason)
+        return login, Result.invalid({"reason": problem}) if problem else None
+
     async def resend_verification(
         self, staff: StaffMember, user_id: int, form: ReasonForm, client: str
     ) -> Result:
-        login = await self._login(user_id)
-        if login is None:
-            return Result("missing")
-        problem = reason_problem(form.reason)
-        if problem:
-            return Result.invalid({"reason": problem})
+        login, refused = await self._login_for(user_id, form)
+        if refused:
+            return refused
         if login["verified_at"]:
             return Result.invalid({"reason": _("This login is already verified")})
         async with self.db.write() as conn:
-            with _locale(login["locale"]):
-                await issue_link(
-                    conn,
-                    self.mailer,
-                    self.settings,
-                    user_id=login["id"],
-                    purpose="verify",
-                    lifetime=VERIFY_FOR,
-                    to=login["email"],
-                    template="verify_email",
-                    path="/verify",
-                    query={"username": login["username"]},
-                    code_param="verificationcode",
-                    context={},
-                    audit_event="verification_resent_by_staff",
-                    username=login["username"],
-                    client=client,
-                )
+            await self._mail_link(
+                conn,
+                login,
+                client,
+                purpose="verify",
+                lifetime=VERIFY_FOR,
+                to=login["email"],
+                template="verify_email",
+                path="/verify",
+                query={"username": login["username"]},
+                code_param="verificationcode",
+                audit_event="verification_resent_by_staff",
+            )
             await self._record(
                 conn, staff, client, "resend_verification", form.reason, user_id=user_id
             )
@@ -349,17 +362,21 @@ class ConsoleService:
     async def unlock(
         self, staff: StaffMember, user_id: int, form: ReasonForm, client: str
     ) -> Result:
-        login = await self._login(user_id)
-        if login is None:
-            return Result("missing")
-        problem = reason_problem(form.reason)
-        if problem:
-            return Result.invalid({"reason": problem})
+        login, refused = await self._login_for(user_id, form)
+        if refused:
+            return refused
         async with self.db.write() as conn:
             # The same release as a password reset: the failures against the name end.
             await forget_failures(conn, user_id, login["username_key"])
-            await audit.record(conn, "unlocked_by_staff", username=login["username"], client=client)
-            await self._record(conn, staff, client, "unlock", form.reason, user_id=user_id)
+            await self._record(
+                conn,
+                staff,
+                client,
+                "unlock",
+                form.reason,
+                user_id=user_id,
+                resident=("unlocked_by_staff", login["username"], None),
+            )
         return Result()
 
     async def change_email(
@@ -382,23 +399,18 @@ class ConsoleService:
             return Result.invalid(errors)
         address = normalize_email(form.new_email) or form.new_email
         async with self.db.write() as conn:
-            with _locale(login["locale"]):
-                await issue_link(
-                    conn,
-                    self.mailer,
-                    self.settings,
-                    user_id=login["id"],
-                    purpose="email",
-                    lifetime=EMAIL_CHANGE_FOR,
-                    to=address,
-                    template="confirm_email_change",
-                    path="/profile/email/confirm",
-                    context={},
-                    audit_event="email_change_requested_by_staff",
-                    username=login["username"],
-                    client=client,
-                    data=address,
-                )
+            await self._mail_link(
+                conn,
+                login,
+                client,
+                purpose="email",
+                lifetime=EMAIL_CHANGE_FOR,
+                to=address,
+                template="confirm_email_change",
+                path="/profile/email/confirm",
+                audit_event="email_change_requested_by_staff",
+                data=address,
+            )
             await self._record(
                 conn,
                 staff,
@@ -428,13 +440,6 @@ class ConsoleService:
             if row is None:
                 return Result("missing")
             await conn.execute("DELETE FROM user_accounts WHERE account_id = ?", (account_id,))
-            await audit.record(
-                conn,
-                "account_released_by_staff",
-                username=row["username"],
-                client=client,
-                detail=f"account={account_id}",
-            )
             await self._record(
                 conn,
                 staff,
@@ -443,6 +448,7 @@ class ConsoleService:
                 form.reason,
                 account_id=account_id,
                 user_id=row["user_id"],
+                resident=("account_released_by_staff", row["username"], f"account={account_id}"),
             )
         return Result()
 
@@ -535,13 +541,6 @@ class ConsoleService:
         login = await cursor.fetchone()
         what = "autopay" if kind == "autopay" else "scheduled_payment"
         on = f" schedule={schedule_id}" if schedule_id else ""
-        await audit.record(
-            conn,
-            f"{what}_canceled_by_staff",
-            username=login["username"],
-            client=client,
-            detail=f"account={account['account_number']}{on}",
-        )
         await self._record(
             conn,
             staff,
@@ -551,18 +550,23 @@ class ConsoleService:
             account_id=account["id"],
             user_id=user_id,
             detail=on.strip() or None,
+            resident=(
+                f"{what}_canceled_by_staff",
+                login["username"],
+                f"account={account['account_number']}{on}",
+            ),
+        )
+        context.update(
+            username=login["username"],
+            service_address=account["service_address"],
+            kind=kind,
+            link=f"{self.settings.base_url}/accounts/{account['id']}/{kind}",
         )
         await self.mailer.enqueue(
             conn,
             to=login["email"],
             template="canceled_by_staff",
-            context={
-                "username": login["username"],
-                "service_address": account["service_address"],
-                "kind": kind,
-                "link": f"{self.settings.base_url}/accounts/{account['id']}/{kind}",
-                **context,
-            },
+            context=context,
             locale=login["locale"],
         )
 
