@@ -472,12 +472,12 @@ async def test_release_takes_the_account_from_the_login(staff, settings):
 async def test_note_is_added_and_shown(staff, settings):
     await staff_client(staff, settings)
     account_id = maria_account(settings)
-    empty = await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note": "  "})
+    empty = await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note_text": "  "})
     assert empty.status_code == 422 and "Enter the note" in empty.text
     done = await post_form(
         staff,
         f"/staff/accounts/{account_id}/notes",
-        {"note": "Called about <b>leak</b>"},
+        {"note_text": "Called about <b>leak</b>"},
         follow_redirects=False,
     )
     assert done.status_code == 303
@@ -684,7 +684,7 @@ async def test_supervisor_sees_team_and_filters_and_exports_staff_actions(staff,
     await staff_client(staff, settings, username="sam", role="supervisor")
     account_id = maria_account(settings)
     for note in ("first", "=HYPERLINK(1)"):
-        await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note": note})
+        await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note_text": note})
     team = await staff.get("/staff/team")
     assert team.status_code == 200 and "sam" in team.text
     page = await staff.get(
@@ -780,7 +780,7 @@ async def test_unknown_or_huge_ids_are_404_never_500(staff, settings, number):
     ):
         assert (await staff.get(path)).status_code == 404, path
     posts = {
-        f"/staff/accounts/{number}/notes": {"note": "x"},
+        f"/staff/accounts/{number}/notes": {"note_text": "x"},
         f"/staff/accounts/{number}/release": {"release_reason": "x"},
         f"/staff/accounts/{number}/pay": {"amount": "5", "method": "card", "reason": "x"},
         f"/staff/logins/{number}/unlock": {"unlock_reason": "x"},

@@ -48,7 +48,7 @@ class StaffEmailForm(Form):
 
 
 class NoteForm(Form):
-    fields = ("note",)
+    fields = ("text",)
 
 
 class StaffPaymentForm(PaymentForm):
@@ -455,19 +455,19 @@ class ConsoleService:
     async def add_note(
         self, staff: StaffMember, account_id: int, form: NoteForm, client: str
     ) -> Result:
-        if not form.note:
-            return Result.invalid({"note": _("Enter the note")})
-        if len(form.note) > NOTE_MAX:
+        if not form.text:
+            return Result.invalid({"text": _("Enter the note")})
+        if len(form.text) > NOTE_MAX:
             return Result.invalid(
-                {"note": _("Keep the note to %(max)s characters or fewer", max=NOTE_MAX)}
+                {"text": _("Keep the note to %(max)s characters or fewer", max=NOTE_MAX)}
             )
         async with self.db.write() as conn:
             await conn.execute(
                 "INSERT INTO account_notes (account_id, staff_id, at, body) VALUES (?, ?, ?, ?)",
-                (account_id, staff.staff_id, utcnow(), form.note),
+                (account_id, staff.staff_id, utcnow(), form.text),
             )
             await self._record(
-                conn, staff, client, "note", form.note[:REASON_MAX], account_id=account_id
+                conn, staff, client, "note", form.text[:REASON_MAX], account_id=account_id
             )
         return Result()
 

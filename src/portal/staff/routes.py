@@ -70,26 +70,27 @@ ConsoleMoney = NamedDependency[Budget]
 # --- sign-in and enrolment (open) ------------------------------------------------------
 
 
+# ?notice= on the sign-in page: its kind, title and text.
+_SIGN_IN_NOTICES = {
+    "signed-out": ("success", lambda: _("You have signed out"), lambda: None),
+    "session-ended": (
+        "info",
+        lambda: _("Sign in to continue"),
+        lambda: _("Your staff session ended after 15 minutes without activity, or 8 hours in all."),
+    ),
+    "enrolled": (
+        "success",
+        lambda: _("You are enrolled"),
+        lambda: _("Sign in with your username, password and a code from your authenticator app."),
+    ),
+}
+
+
 def _sign_in_notice(notice: str) -> dict | None:
-    if notice == "signed-out":
-        return {"kind": "success", "title": _("You have signed out"), "body": None}
-    if notice == "session-ended":
-        return {
-            "kind": "info",
-            "title": _("Sign in to continue"),
-            "body": _(
-                "Your staff session ended after 15 minutes without activity, or 8 hours in all."
-            ),
-        }
-    if notice == "enrolled":
-        return {
-            "kind": "success",
-            "title": _("You are enrolled"),
-            "body": _(
-                "Sign in with your username, password and a code from your authenticator app."
-            ),
-        }
-    return None
+    if notice not in _SIGN_IN_NOTICES:
+        return None
+    kind, title, body = _SIGN_IN_NOTICES[notice]
+    return {"kind": kind, "title": title(), "body": body()}
 
 
 @get("/staff", cache_control=NO_STORE)
@@ -255,27 +256,6 @@ async def account(request: PortalRequest, account_id: FromPath[int], console: Co
     return await _account_page(request, console, account_id)
 
 
-@post("/staff/accounts/{account_id:int}/notes")
-async def add_note(
-    request: PortalRequest, account_id: FromPath[int], console: Console
-) -> Template | Redirect:
-    if await console.account(account_id) is None:
-        raise NotFoundException()
-    form = await NoteForm.read(request)
-    result = await console.add_note(request.user, account_id, form, client_address(request))
-    if not result.ok:
-        return await _account_page(
-            request,
-            console,
-            account_id,
-            422,
-            errors=result.errors,
-            values=form.values,
-            form_name="note",
-        )
-    return Redirect(f"/staff/accounts/{account_id}?done=note#notes", status_code=303)
-
-
 async def _account_action(
     request: PortalRequest,
     console: ConsoleService,
@@ -283,12 +263,14 @@ async def _account_action(
     name: str,
     action,
     done: str,
+    form_class=ReasonForm,
 ) -> Template | Redirect:
-    """An action on the account with a reason box named `{name}_reason`: 422 without a
-    reason, 409 with the alert when it was already done or too late."""
+    """An action on the account with its inputs named `{name}_{field}` (a reason box, or
+    the note): 422 with the errors, 409 with the alert when it was already done or too
+    late; `done` is the ?done= notice (and the #part to show)."""
     if await console.account(account_id) is None:
         raise NotFoundException()
-    form = await _read_prefixed(ReasonForm, request, name)
+    form = await _read_prefixed(form_class, request, name)
     result = await action(request.user, account_id, form, client_address(request))
     if result.outcome == "invalid":
         return await _account_page(
@@ -303,6 +285,15 @@ async def _account_action(
         alert = {"kind": "warning", "title": _REFUSED[result.outcome](), "body": None}
         return await _account_page(request, console, account_id, 409, alert=alert)
     return Redirect(f"/staff/accounts/{account_id}?done={done}", status_code=303)
+
+
+@post("/staff/accounts/{account_id:int}/notes")
+async def add_note(
+    request: PortalRequest, account_id: FromPath[int], console: Console
+) -> Template | Redirect:
+    return await _account_action(
+        request, console, account_id, "note", console.add_note, "note#notes", NoteForm
+    )
 
 
 @post("/staff/accounts/{account_id:int}/release")
