@@ -284,9 +284,9 @@ NOT_PAGES: dict[str, str] = {
     "/staff/sign-out": "POST only: redirects to the staff sign-in",
     "/staff/accounts/{account_id:int}/notes": "POST only: redirects to the account page",
     "/staff/accounts/{account_id:int}/release": "POST only: redirects to the account page",
-    "/staff/logins/{user_id:int}/resend-verification": "POST only: redirects to the account page",
-    "/staff/logins/{user_id:int}/unlock": "POST only: redirects to the account page",
-    "/staff/logins/{user_id:int}/email": "POST only: redirects to the account page",
+    "/staff/logins/{user_id:int}/{action:str}": "POST only (resend-verification, unlock, email): redirects to the account page",
+    "/staff/accounts/{account_id:int}/autopay/cancel": "POST only: redirects to the account page",
+    "/staff/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel": "POST only: redirects to the account page",
     # POST only: each answers with a redirect, a fragment, JSON, or a page state of a
     # form the browser tests of its feature check.
     "/register/check/{name:str}": "POST only: one field's inline alert (htmx fragment)",

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+import aiosqlite
+
 from portal.accounts import audit
 from portal.autopay.service import local_today
 from portal.db import Database, utcnow
@@ -110,15 +112,22 @@ class ScheduledService:
                 )
         return Result()
 
+    async def cancel_in(self, conn: aiosqlite.Connection, account_id: int, schedule_id: int) -> Any:
+        """Cancel a scheduled payment the runner has not started, in the caller's
+        transaction (the resident's own cancel and Customer Services'). Returns the row
+        (user_id, method_id, amount_cents, run_on), or None when it has started or ended."""
+        cursor = await conn.execute(
+            "UPDATE schedules SET status = 'canceled', updated_at = ? WHERE id = ?"
+            " AND account_id = ? AND kind = 'scheduled' AND status = 'scheduled'"
+            " RETURNING user_id, method_id, amount_cents, run_on",
+            (utcnow(), schedule_id, account_id),
+        )
+        return next(iter(await cursor.fetchall()), None)  # all: the statement ends
+
     async def cancel(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
         """Cancel a scheduled payment the runner has not started ('too_late' after)."""
         async with self.db.write() as conn:
-            cursor = await conn.execute(
-                "UPDATE schedules SET status = 'canceled', updated_at = ? WHERE id = ?"
-                " AND account_id = ? AND kind = 'scheduled' AND status = 'scheduled'",
-                (utcnow(), schedule_id, account["id"]),
-            )
-            if cursor.rowcount == 0:
+            if await self.cancel_in(conn, account["id"], schedule_id) is None:
                 return Result("too_late")
             await audit.record(
                 conn,

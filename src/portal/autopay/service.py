@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiosqlite
+
 from portal.accounts import audit
 from portal.billing.money import parse_cents
 from portal.db import Database, utcnow
@@ -132,19 +134,27 @@ class AutoPayService:
             )
         return Result("changed" if changed else "ok")
 
-    async def cancel(self, user: Any, account: Any, client: str) -> Result:
-        """Stop AutoPay: no charge that has not started will happen."""
-        async with self.db.write() as conn:
-            cursor = await conn.execute(
-                "DELETE FROM autopay WHERE account_id = ?", (account["id"],)
-            )
-            if cursor.rowcount == 0:
-                return Result("not_enrolled")
+    async def stop_in(self, conn: aiosqlite.Connection, account_id: int) -> Any:
+        """Stop AutoPay in the caller's transaction (the resident's own cancel and
+        Customer Services'): no charge that has not started will happen. Returns the
+        enrolment that ended (user_id, method_id), or None when AutoPay was off."""
+        cursor = await conn.execute(
+            "DELETE FROM autopay WHERE account_id = ? RETURNING user_id, method_id", (account_id,)
+        )
+        enrolment = next(iter(await cursor.fetchall()), None)  # all: the statement ends
+        if enrolment is not None:
             await conn.execute(
                 "UPDATE schedules SET status = 'canceled', updated_at = ? WHERE account_id = ?"
                 " AND kind = 'autopay' AND status = 'scheduled'",
-                (utcnow(), account["id"]),
+                (utcnow(), account_id),
             )
+        return enrolment
+
+    async def cancel(self, user: Any, account: Any, client: str) -> Result:
+        """Stop AutoPay: no charge that has not started will happen."""
+        async with self.db.write() as conn:
+            if await self.stop_in(conn, account["id"]) is None:
+                return Result("not_enrolled")
             await audit.record(
                 conn,
                 "autopay_canceled",
