@@ -16,6 +16,7 @@ from portal.accounts.registration import RegistrationService
 from portal.accounts.signin import SignInService
 from portal.autopay.charges import Charger
 from portal.autopay.methods import MethodsService
+from portal.autopay.saved_pay import SavedPayService
 from portal.autopay.scheduled import ScheduledService
 from portal.autopay.service import AutoPayService
 from portal.billing.service import BillingService
@@ -54,6 +55,7 @@ class Services:
     methods: MethodsService
     autopay: AutoPayService
     scheduled: ScheduledService
+    saved_pay: SavedPayService
     notices: NoticesService
     charger: Charger
     money_actions: Budget  # a resident's AutoPay, scheduled-payment and saved-method posts
@@ -91,6 +93,7 @@ class Services:
             methods=MethodsService(db, settings, processor),
             autopay=AutoPayService(db, settings, mailer),
             scheduled=ScheduledService(db, settings),
+            saved_pay=SavedPayService(db, settings, payments),
             notices=NoticesService(db, settings, mailer),
             charger=Charger(db, settings, mailer, payments),
             money_actions=Budget("money_actions", per_network=30, overall=3000, window=600),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,48 @@ CHARGE_TIMEOUT = 60.0  # seconds; a slower gateway answer is treated as unavaila
 
 def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def ask_gateway(
+    payments: PaymentsService, payment: Any, method: Any, timeout: float = CHARGE_TIMEOUT
+) -> GatewayResult | None:
+    """Charge a saved method for a payment row already committed as pending, with the
+    row's own key as the gateway's idempotency key. None when the gateway did not answer
+    in time: nothing is known, and asking again with the same key is safe."""
+    try:
+        return await asyncio.wait_for(
+            payments.gateway.charge_saved(
+                idempotency_key=payment["idempotency_key"],
+                customer=method["customer"],
+                token=method["token"],
+                method=method["method"],
+                amount_cents=payment["amount_cents"],
+                reference=f"payment-{payment['id']}",
+            ),
+            timeout,
+        )
+    except (GatewayUnavailable, TimeoutError):
+        log.warning("charge for payment %s: no answer from the gateway", payment["id"])
+        async with payments.db.write() as conn:
+            await payments._event(
+                conn, payment["id"], "pending", "no answer from the gateway; will ask again"
+            )
+        return None
+
+
+async def settle_charge(
+    payments: PaymentsService, conn, payment: Any, result: GatewayResult, source: str
+) -> Any:
+    """Settle a saved-method charge from the gateway's answer (in the caller's write):
+    the payment row as it is now."""
+    await conn.execute(
+        "UPDATE payments SET gateway_ref = ? WHERE id = ? AND gateway_ref IS NULL",
+        (result.ref or f"none-{payment['idempotency_key']}", payment["id"]),
+    )
+    cursor = await conn.execute("SELECT gateway_ref FROM payments WHERE id = ?", (payment["id"],))
+    ref = (await cursor.fetchone())[0]
+    settled, _changed = await payments.settle_in(conn, replace(result, ref=ref), source)
+    return settled
 
 
 class Charger:
@@ -200,27 +243,15 @@ class Charger:
         if isinstance(started, str):
             return started
         payment, method = started
-        try:
-            result = await asyncio.wait_for(
-                self.gateway.charge_saved(
-                    idempotency_key=payment["idempotency_key"],
-                    customer=method["customer"],
-                    token=method["token"],
-                    method=method["method"],
-                    amount_cents=payment["amount_cents"],
-                    reference=f"payment-{payment['id']}",
-                ),
-                self.timeout,
-            )
-        except (GatewayUnavailable, TimeoutError):
-            # Nothing known: the lease lapses and the next run asks with the same key.
-            log.warning("charge for payment %s: no answer from the gateway", payment["id"])
-            async with self.db.write() as conn:
-                await self.payments._event(
-                    conn, payment["id"], "pending", "no answer from the gateway; will ask again"
-                )
+        result = await ask_gateway(self.payments, payment, method, self.timeout)
+        if result is None:
             return "unavailable"
-        return await self._finish(schedule_id, payment, result, now)
+        async with self.db.write() as conn:
+            settled = await settle_charge(self.payments, conn, payment, result, "runner")
+            schedule = await (
+                await conn.execute("SELECT * FROM schedules WHERE id = ?", (schedule_id,))
+            ).fetchone()
+            return await self._after(conn, schedule, settled, now)
 
     async def _start(self, schedule_id: int, now: datetime) -> str | tuple[Any, Any]:
         """Claim the schedule and write its payment row (pending) before any gateway call."""
@@ -332,40 +363,6 @@ class Charger:
                 ),
             )
         return payment, method
-
-    async def _finish(
-        self, schedule_id: int, payment: Any, result: GatewayResult, now: datetime
-    ) -> str:
-        async with self.db.write() as conn:
-            await conn.execute(
-                "UPDATE payments SET gateway_ref = ? WHERE id = ? AND gateway_ref IS NULL",
-                (result.ref or f"none-{payment['idempotency_key']}", payment["id"]),
-            )
-            ref = (
-                await (
-                    await conn.execute(
-                        "SELECT gateway_ref FROM payments WHERE id = ?", (payment["id"],)
-                    )
-                ).fetchone()
-            )[0]
-            settled, _changed = await self.payments.settle_in(
-                conn,
-                GatewayResult(
-                    ref=ref,
-                    status=result.status,
-                    amount_cents=result.amount_cents,
-                    method=result.method,
-                    brand=result.brand,
-                    last4=result.last4,
-                    intent=result.intent,
-                    failure_code=result.failure_code,
-                ),
-                "runner",
-            )
-            schedule = await (
-                await conn.execute("SELECT * FROM schedules WHERE id = ?", (schedule_id,))
-            ).fetchone()
-            return await self._after(conn, schedule, settled, now)
 
     async def _after(self, conn, schedule: Any, payment: Any, now: datetime) -> str:
         """Move the schedule on from its payment's settled state (in the caller's write)."""

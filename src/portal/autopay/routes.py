@@ -17,6 +17,9 @@ money_actions budget):
   GET  /accounts/{account_id}/scheduled             scheduled one-time payments: list, form
   POST /accounts/{account_id}/scheduled             schedule one (amount, date, method)
   POST /accounts/{account_id}/scheduled/{schedule_id}/cancel  cancel one not yet started
+  GET  /accounts/{account_id}/pay-saved             pay now from a saved method: amount, method
+  POST /accounts/{account_id}/pay-saved             the confirm step (or the form again, to change)
+  POST /accounts/{account_id}/pay-saved/confirm     pay (idempotent) -> the receipt page
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from portal.autopay.methods import AddMethodForm, MethodsService, NicknameForm
+from portal.autopay.saved_pay import SavedPayForm, SavedPayService
 from portal.autopay.scheduled import MAX_DAYS_AHEAD, ScheduledService, ScheduleForm
 from portal.autopay.service import AutoPayService, EnrolForm, local_today
 from portal.billing.service import BillingService, amount_due
@@ -37,7 +41,7 @@ from portal.db import is_row_id
 from portal.i18n import _
 from portal.payments import stripe_routes
 from portal.payments.gateway import GatewayUnavailable
-from portal.payments.service import new_key
+from portal.payments.service import new_key, payment_amount
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
 from portal.security.throttle import Budget, enforce
@@ -49,6 +53,7 @@ AutoPay = NamedDependency[AutoPayService]
 Billing = NamedDependency[BillingService]
 MoneyActions = NamedDependency[Budget]
 Scheduled = NamedDependency[ScheduledService]
+SavedPay = NamedDependency[SavedPayService]
 
 NOTICES = {
     "saved": ("success", lambda: _("Your payment method was saved.")),
@@ -437,6 +442,111 @@ async def scheduled_cancel(
     return Redirect(f"/accounts/{account_id}/scheduled?notice={notice}", status_code=303)
 
 
+# --- paying now from a saved method ----------------------------------------------------
+
+
+async def _pay_saved_page(
+    request: PortalRequest,
+    account,
+    methods: MethodsService,
+    *,
+    step: str = "form",
+    status_code: int = 200,
+    errors: dict | None = None,
+    values: dict | None = None,
+) -> Template:
+    saved = await methods.list(request.user.user_id)
+    due = await amount_due(methods.db, account["id"])
+    values = dict(values or {})
+    if not values:
+        default = next((m["id"] for m in saved if m["is_default"]), "")
+        values = {"method_id": str(default), "amount": f"{due / 100:.2f}" if due else ""}
+    values.setdefault("idempotency_key", new_key())
+    return render(
+        request,
+        "pages/pay_saved.html",
+        status_code=status_code,
+        step=step,
+        account=account,
+        methods=saved,
+        chosen=next((m for m in saved if str(m["id"]) == values.get("method_id")), None),
+        cents=payment_amount(values.get("amount", ""), methods.settings)[0],
+        due=due,
+        errors=errors or {},
+        values=values,
+    )
+
+
+@get("/accounts/{account_id:int}/pay-saved")
+async def pay_saved_form(
+    request: PortalRequest, account_id: FromPath[int], methods: Methods, billing: Billing
+) -> Template:
+    account = await _own_account(request, billing, account_id)
+    return await _pay_saved_page(request, account, methods)
+
+
+@post("/accounts/{account_id:int}/pay-saved")
+async def pay_saved_review(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    saved_pay: SavedPay,
+    methods: Methods,
+    billing: Billing,
+    money_actions: MoneyActions,
+) -> Template:
+    """The confirm step for a valid form; the form again (422) with what to fix, or
+    unchanged when the resident chose to change it."""
+    account = await _own_account(request, billing, account_id)
+    await _spend(request, money_actions, methods)
+    form = await SavedPayForm.read(request)
+    saved_pay.check(form, await methods.list(request.user.user_id))
+    if form.change:
+        return await _pay_saved_page(request, account, methods, values=form.values)
+    if form.errors:
+        return await _pay_saved_page(
+            request, account, methods, status_code=422, errors=form.errors, values=form.values
+        )
+    return await _pay_saved_page(request, account, methods, step="confirm", values=form.values)
+
+
+@post("/accounts/{account_id:int}/pay-saved/confirm")
+async def pay_saved_confirm(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    saved_pay: SavedPay,
+    methods: Methods,
+    billing: Billing,
+    money_actions: MoneyActions,
+) -> Template | Redirect:
+    account = await _own_account(request, billing, account_id)
+    await _spend(request, money_actions, methods)
+    form = await SavedPayForm.read(request)
+    saved = await methods.list(request.user.user_id)
+    result = await saved_pay.pay(request.user, account, form, saved, client_address(request))
+    if result.outcome == "invalid":
+        values = dict(form.values)
+        if "form" in result.errors:
+            values.pop("idempotency_key", None)  # a fresh key for a fresh form
+        return await _pay_saved_page(
+            request, account, methods, status_code=422, errors=result.errors, values=values
+        )
+    if result.outcome == "unavailable":
+        return await _pay_saved_page(
+            request,
+            account,
+            methods,
+            step="confirm",
+            status_code=503,
+            values=form.values,
+            errors={
+                "form": _(
+                    "The payment processor did not answer, so we do not know yet if it charged you. Press Pay again: the same payment cannot be charged twice"
+                )
+            },
+        )
+    return Redirect(result.value, status_code=303)
+
+
 def handlers(settings: Settings) -> list:
     return [
         Router(
@@ -457,6 +567,9 @@ def handlers(settings: Settings) -> list:
                 scheduled_page,
                 scheduled_add,
                 scheduled_cancel,
+                pay_saved_form,
+                pay_saved_review,
+                pay_saved_confirm,
             ],
         )
     ]

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from portal.accounts import audit
+from portal.autopay.methods import chosen_method
 from portal.autopay.service import local_today
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
@@ -70,9 +71,8 @@ class ScheduledService:
                     "This date is after your due date, %(due)s, so the payment may be late. Choose an earlier date, or tick Pay after the due date anyway",
                     due=long_date(due),
                 )
-        method_id = next((m["id"] for m in methods if str(m["id"]) == form.method_id), None)
-        if method_id is None:
-            errors["method_id"] = _("Choose the saved payment method to charge")
+        method = chosen_method(form, methods)
+        method_id = method["id"] if method else None
         if not 20 <= len(form.idempotency_key) <= 64:
             errors["form"] = _("This form had expired. Check the details and continue again")
         return cents, run_on, method_id

@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from portal.accounts import audit
+from portal.autopay.methods import chosen_method
 from portal.billing.money import parse_cents
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
@@ -70,12 +71,8 @@ class AutoPayService:
         return {account_id: await self.status(account_id) for account_id in account_ids}
 
     def check(self, form: EnrolForm, methods: list[Any]) -> tuple[int | None, int | None]:
-        method_id = None
-        for method in methods:
-            if str(method["id"]) == form.method_id:
-                method_id = method["id"]
-        if method_id is None:
-            form.errors["method_id"] = _("Choose the saved payment method to charge")
+        method = chosen_method(form, methods)
+        method_id = method["id"] if method else None
         max_cents = None
         raw = form.max_amount.replace("$", "").replace(",", "")
         if raw:
