@@ -17,6 +17,7 @@ money_actions budget):
   GET  /accounts/{account_id}/scheduled             scheduled one-time payments: list, form
   POST /accounts/{account_id}/scheduled             schedule one (amount, date, method)
   POST /accounts/{account_id}/scheduled/{schedule_id}/cancel  cancel one not yet started
+  POST /accounts/{account_id}/scheduled/{schedule_id}/dismiss hide a failed one's notice
   GET  /accounts/{account_id}/pay-saved             pay now from a saved method: amount, method
   POST /accounts/{account_id}/pay-saved             the confirm step (or the form again, to change)
   POST /accounts/{account_id}/pay-saved/confirm     pay (idempotent) -> the receipt page
@@ -442,6 +443,26 @@ async def scheduled_cancel(
     return Redirect(f"/accounts/{account_id}/scheduled?notice={notice}", status_code=303)
 
 
+@post("/accounts/{account_id:int}/scheduled/{schedule_id:int}/dismiss")
+async def scheduled_dismiss(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    schedule_id: FromPath[int],
+    scheduled: Scheduled,
+    methods: Methods,
+    billing: Billing,
+    money_actions: MoneyActions,
+) -> Redirect:
+    account = await _own_account(request, billing, account_id)
+    await _spend(request, money_actions, methods)
+    result = await scheduled.dismiss(
+        request.user, account, _row_id(schedule_id), client_address(request)
+    )
+    if result.outcome == "missing":
+        raise NotFoundException()
+    return Redirect("/account?notice=dismissed", status_code=303)
+
+
 # --- paying now from a saved method ----------------------------------------------------
 
 
@@ -567,6 +588,7 @@ def handlers(settings: Settings) -> list:
                 scheduled_page,
                 scheduled_add,
                 scheduled_cancel,
+                scheduled_dismiss,
                 pay_saved_form,
                 pay_saved_review,
                 pay_saved_confirm,

@@ -38,6 +38,25 @@ class ScheduledService:
             (account_id,),
         )
 
+    async def failed(self, account_id: int) -> Any:
+        """The latest scheduled payment whose charge failed (for good, or once with its
+        retry still to come) while the resident has not acted: no payment since, no new
+        scheduled payment, notice not dismissed. None if there is none."""
+        return await self.db.fetchone(
+            "SELECT s.*, m.nickname, m.brand, m.last4 FROM schedules s"
+            " LEFT JOIN saved_methods m ON m.id = s.method_id"
+            " WHERE s.account_id = :account AND s.kind = 'scheduled' AND s.dismissed_at IS NULL"
+            " AND (s.status = 'failed' OR (s.status = 'scheduled' AND s.attempt > 1))"
+            " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.account_id = :account"
+            "  AND p.status = 'succeeded'"
+            "  AND p.id > (SELECT max(f.id) FROM payments f WHERE f.schedule_id = s.id))"
+            " AND NOT EXISTS (SELECT 1 FROM schedules n WHERE n.account_id = :account"
+            "  AND n.kind = 'scheduled' AND n.id > s.id"
+            "  AND n.status IN ('scheduled', 'charging', 'succeeded'))"
+            " ORDER BY s.id DESC LIMIT 1",
+            {"account": account_id},
+        )
+
     async def due_date(self, account_id: int) -> str | None:
         return await self.db.fetchval(
             "SELECT due_date FROM bills WHERE account_id = ? ORDER BY bill_date DESC, id DESC"
@@ -108,6 +127,26 @@ class ScheduledService:
                     client=client,
                     detail=f"account={account['account_number']} amount={cents} on={run_on}",
                 )
+        return Result()
+
+    async def dismiss(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
+        """Hide a failed scheduled payment's notice from the dashboard ('missing' if it is
+        not a failed one of this account)."""
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "UPDATE schedules SET dismissed_at = ? WHERE id = ? AND account_id = ?"
+                " AND kind = 'scheduled' AND status = 'failed' AND dismissed_at IS NULL",
+                (utcnow(), schedule_id, account["id"]),
+            )
+            if cursor.rowcount == 0:
+                return Result("missing")
+            await audit.record(
+                conn,
+                "scheduled_failure_dismissed",
+                username=user.username,
+                client=client,
+                detail=f"account={account['account_number']} schedule={schedule_id}",
+            )
         return Result()
 
     async def cancel(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
