@@ -7,12 +7,15 @@ until the resident acts, and a card that expires within 30 days (also by email, 
 from __future__ import annotations
 
 import asyncio
+import calendar
 import re
+import sqlite3
+from datetime import date, timedelta
 
-from test_autopay import _day, add_method, at, jobs, one, schedule
+from test_autopay import _day, add_method, at, db_path, jobs, maria, one, schedule  # noqa: F401
 from test_pay_saved import confirm, start
 
-from resident_steps import query
+from resident_steps import outbox, query
 
 DECLINES = "4000 0000 0000 0341"  # saved, then declined when charged
 
@@ -67,3 +70,47 @@ async def test_a_failed_scheduled_payment_stays_on_the_card_until_the_resident_a
     # Dismissing it again (or another account's) is not found.
     again = await maria.post(f"/accounts/{maria.account_id}/scheduled/{schedule_id}/dismiss", {})
     assert again.status_code == 404
+
+
+# --- a saved card that expires soon --------------------------------------------------------
+
+
+async def test_a_card_expiring_within_30_days_is_flagged_and_emailed_once(maria, settings, db_path):
+    today = date.today()
+    last_day = date(today.year, today.month, calendar.monthrange(today.year, today.month)[1])
+    expiry = f"{today.month:02d}/{today.year}"
+    card = await add_method(maria, card="5555 5555 5555 4444", expiry=f"{expiry[:3]}{expiry[-2:]}")
+    await add_method(maria, nickname="Later card")  # expires 04/30: not flagged
+    page = (await maria.get("/account")).text
+    assert f"Mastercard ending 4444 expires {expiry}" in page
+    assert 'href="/profile/payment-methods"' in page and "Visa ending 4242 expires" not in page
+    assert "AutoPay uses this card" not in page
+    # AutoPay with it, and a scheduled payment: the flag says so.
+    response = await maria.post(
+        f"/accounts/{maria.account_id}/autopay",
+        {"method_id": str(card), "terms": "yes"},
+    )
+    assert response.status_code == 303
+    await schedule(maria, card, "25.00", _day(1), late_ok="yes")
+    page = (await maria.get("/account")).text
+    assert "AutoPay uses this card for 123 Euclid Ave" in page
+    assert "A scheduled payment on " in page
+    # The runner: nothing 31 days before the end of the month; then once, in Spanish.
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE users SET locale = 'es'")
+    conn.commit()
+    conn.close()
+    early = await asyncio.to_thread(jobs, settings, at((last_day - timedelta(days=31)).isoformat()))
+    assert "cards_expiring 0" in early.stdout, early.stdout
+    for day in (last_day - timedelta(days=29), last_day, last_day + timedelta(days=40)):
+        result = await asyncio.to_thread(jobs, settings, at(day.isoformat()))
+        assert result.returncode == 0, result.stderr
+    mails = [m for m in outbox(db_path) if "4444" in m["subject"]]
+    assert len(mails) == 1, [m["subject"] for m in mails]
+    [mail] = mails
+    assert mail["subject"].startswith(f"Su Mastercard terminada en 4444 vence el {expiry}")
+    assert "El pago automático usa esta tarjeta" in mail["body_text"]
+    assert "/profile/payment-methods" in mail["body_text"]
+    assert (
+        one(db_path, "SELECT expiry_notice_for FROM saved_methods WHERE id = ?", (card,)) == expiry
+    )

@@ -15,6 +15,7 @@ from portal.accounts.recovery import RecoveryService
 from portal.accounts.registration import RegistrationService
 from portal.accounts.signin import SignInService
 from portal.autopay.charges import Charger
+from portal.autopay.expiry import ExpiryService
 from portal.autopay.methods import MethodsService
 from portal.autopay.saved_pay import SavedPayService
 from portal.autopay.scheduled import ScheduledService
@@ -56,6 +57,7 @@ class Services:
     autopay: AutoPayService
     scheduled: ScheduledService
     saved_pay: SavedPayService
+    expiry: ExpiryService
     notices: NoticesService
     charger: Charger
     money_actions: Budget  # a resident's AutoPay, scheduled-payment and saved-method posts
@@ -94,6 +96,7 @@ class Services:
             autopay=AutoPayService(db, settings, mailer),
             scheduled=ScheduledService(db, settings),
             saved_pay=SavedPayService(db, settings, payments),
+            expiry=ExpiryService(db, settings, mailer),
             notices=NoticesService(db, settings, mailer),
             charger=Charger(db, settings, mailer, payments),
             money_actions=Budget("money_actions", per_network=30, overall=3000, window=600),

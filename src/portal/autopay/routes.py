@@ -561,7 +561,7 @@ async def pay_saved_confirm(
             values=form.values,
             errors={
                 "form": _(
-                    "The payment processor did not answer, so we do not know yet if it charged you. Press Pay again: the same payment cannot be charged twice"
+                    "The payment processor did not answer, so we do not know yet if it charged you. Press Pay now again: the same payment cannot be charged twice"
                 )
             },
         )

@@ -27,6 +27,7 @@ from litestar.response import Redirect, Template
 
 from portal.accounts.linking import ClaimForm, LinkingService
 from portal.accounts.profile import ProfileService
+from portal.autopay.expiry import ExpiryService
 from portal.autopay.scheduled import ScheduledService
 from portal.autopay.service import AutoPayService
 from portal.billing.chart import usage_chart_svg
@@ -46,6 +47,7 @@ Profiles = NamedDependency[ProfileService]
 SiteSettings = NamedDependency[Settings]
 AutoPay = NamedDependency[AutoPayService]
 Scheduled = NamedDependency[ScheduledService]
+Expiry = NamedDependency[ExpiryService]
 
 
 async def _own_account(request: PortalRequest, billing: BillingService, account_id: int):
@@ -65,6 +67,7 @@ async def dashboard(
     profiles: Profiles,
     autopay: AutoPay,
     scheduled: Scheduled,
+    expiry: Expiry,
 ) -> Template:
     summaries = await billing.dashboard(request.user.user_id)
     profile = await profiles.profile(request.user.user_id)
@@ -81,6 +84,7 @@ async def dashboard(
         profile=profile,
         alert=alert,
         today=billing.today(),
+        card_flags=await expiry.flags(request.user.user_id),
         autopay=await autopay.statuses([s.account["id"] for s in summaries]),
         failed_scheduled={
             s.account["id"]: await scheduled.failed(s.account["id"]) for s in summaries
