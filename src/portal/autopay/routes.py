@@ -2,7 +2,8 @@
 
 URL map (one router, guarded by requires_resident, no-store; another resident's account
 or method answers 404; every POST is CSRF-checked, audited and counted against the
-money_actions budget):
+money_actions budget by the spends_money guard; the account in the path comes from the
+`account` dependency):
   GET  /profile/payment-methods                     list, rename, default, remove, add
   POST /profile/payment-methods                     add: to the gateway's page in save mode
   GET  /profile/payment-methods/return?ref=         back from it: keep the saved method
@@ -26,10 +27,13 @@ money_actions budget):
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from litestar import Router, get, post
-from litestar.di import NamedDependency
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
+from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
@@ -45,14 +49,14 @@ from portal.payments.gateway import GatewayUnavailable
 from portal.payments.service import new_key, payment_amount
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
-from portal.security.throttle import Budget, enforce
+from portal.security.throttle import enforce
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
 
 Methods = NamedDependency[MethodsService]
 AutoPay = NamedDependency[AutoPayService]
 Billing = NamedDependency[BillingService]
-MoneyActions = NamedDependency[Budget]
+OwnAccount = NamedDependency[Any]
 Scheduled = NamedDependency[ScheduledService]
 SavedPay = NamedDependency[SavedPayService]
 
@@ -87,8 +91,12 @@ def _alert(request: PortalRequest) -> dict | None:
     return {"kind": found[0], "title": found[1](), "body": None} if found else None
 
 
-async def _spend(request: PortalRequest, budget: Budget, methods: MethodsService) -> None:
-    await enforce(budget, methods.db, client_address(request), request.url.path)
+async def spends_money(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    """Guard of every POST here: counted against the money_actions budget (429 past it)."""
+    services = connection.app.state.services
+    await enforce(
+        services.money_actions, services.db, client_address(connection), connection.url.path
+    )
 
 
 # --- saved payment methods ------------------------------------------------------------
@@ -126,11 +134,8 @@ async def methods_list(request: PortalRequest, methods: Methods) -> Template:
     return await _methods_page(request, methods)
 
 
-@post("/profile/payment-methods")
-async def methods_add(
-    request: PortalRequest, methods: Methods, money_actions: MoneyActions
-) -> Template | Redirect:
-    await _spend(request, money_actions, methods)
+@post("/profile/payment-methods", guards=[spends_money])
+async def methods_add(request: PortalRequest, methods: Methods) -> Template | Redirect:
     form = await AddMethodForm.read(request)
     result = await methods.start(request.user, form, client_address(request))
     if result.outcome == "invalid":
@@ -173,11 +178,10 @@ def _row_id(value: int) -> int:
     return value
 
 
-@post("/profile/payment-methods/{method_id:int}/rename")
+@post("/profile/payment-methods/{method_id:int}/rename", guards=[spends_money])
 async def methods_rename(
-    request: PortalRequest, method_id: FromPath[int], methods: Methods, money_actions: MoneyActions
+    request: PortalRequest, method_id: FromPath[int], methods: Methods
 ) -> Template | Redirect:
-    await _spend(request, money_actions, methods)
     form = await NicknameForm.read(request)
     result = await methods.rename(request.user, _row_id(method_id), form, client_address(request))
     if result.outcome == "missing":
@@ -187,22 +191,20 @@ async def methods_rename(
     return Redirect("/profile/payment-methods?notice=renamed", status_code=303)
 
 
-@post("/profile/payment-methods/{method_id:int}/default")
+@post("/profile/payment-methods/{method_id:int}/default", guards=[spends_money])
 async def methods_default(
-    request: PortalRequest, method_id: FromPath[int], methods: Methods, money_actions: MoneyActions
+    request: PortalRequest, method_id: FromPath[int], methods: Methods
 ) -> Redirect:
-    await _spend(request, money_actions, methods)
     result = await methods.make_default(request.user, _row_id(method_id), client_address(request))
     if result.outcome == "missing":
         raise NotFoundException()
     return Redirect("/profile/payment-methods?notice=default", status_code=303)
 
 
-@post("/profile/payment-methods/{method_id:int}/remove")
+@post("/profile/payment-methods/{method_id:int}/remove", guards=[spends_money])
 async def methods_remove(
-    request: PortalRequest, method_id: FromPath[int], methods: Methods, money_actions: MoneyActions
+    request: PortalRequest, method_id: FromPath[int], methods: Methods
 ) -> Template | Redirect:
-    await _spend(request, money_actions, methods)
     result = await methods.remove(request.user, _row_id(method_id), client_address(request))
     if result.outcome == "missing":
         raise NotFoundException()
@@ -225,7 +227,9 @@ async def methods_remove(
 # --- AutoPay --------------------------------------------------------------------------
 
 
-async def _own_account(request: PortalRequest, billing: BillingService, account_id: int):
+async def own_account(request: PortalRequest, account_id: FromPath[int], billing: Billing) -> Any:
+    """Dependency `account`: the resident's own account named in the path, or 404 (and an
+    audit row) for anybody else's."""
     account = await billing.own_account(
         request.user, account_id, client_address(request), request.url.path
     )
@@ -239,7 +243,6 @@ async def _autopay_page(
     account,
     autopay: AutoPayService,
     methods: MethodsService,
-    billing: BillingService,
     *,
     status_code: int = 200,
     errors: dict | None = None,
@@ -265,7 +268,7 @@ async def _autopay_page(
         errors=errors or {},
         values=values,
         alert=_alert(request),
-        due=await amount_due(billing.db, account["id"]),
+        due=await amount_due(methods.db, account["id"]),
         days_before=autopay.settings.autopay_days_before,
         reminder_days=autopay.settings.autopay_reminder_days,
     )
@@ -274,26 +277,20 @@ async def _autopay_page(
 @get("/accounts/{account_id:int}/autopay")
 async def autopay_page(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     autopay: AutoPay,
     methods: Methods,
-    billing: Billing,
 ) -> Template:
-    account = await _own_account(request, billing, account_id)
-    return await _autopay_page(request, account, autopay, methods, billing)
+    return await _autopay_page(request, account, autopay, methods)
 
 
-@post("/accounts/{account_id:int}/autopay")
+@post("/accounts/{account_id:int}/autopay", guards=[spends_money])
 async def autopay_enrol(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     autopay: AutoPay,
     methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
 ) -> Template | Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
     form = await EnrolForm.read(request)
     saved = await methods.list(request.user.user_id)
     result = await autopay.enrol(request.user, account, form, saved, client_address(request))
@@ -303,47 +300,36 @@ async def autopay_enrol(
             account,
             autopay,
             methods,
-            billing,
             status_code=422,
             errors=result.errors,
             values=form.values,
         )
     notice = "changed" if result.outcome == "changed" else "enrolled"
-    return Redirect(f"/accounts/{account_id}/autopay?notice={notice}", status_code=303)
+    return Redirect(f"/accounts/{account['id']}/autopay?notice={notice}", status_code=303)
 
 
-@post("/accounts/{account_id:int}/autopay/cancel")
+@post("/accounts/{account_id:int}/autopay/cancel", guards=[spends_money])
 async def autopay_cancel(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     autopay: AutoPay,
-    methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
 ) -> Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
     await autopay.cancel(request.user, account, client_address(request))
-    return Redirect(f"/accounts/{account_id}/autopay?notice=canceled", status_code=303)
+    return Redirect(f"/accounts/{account['id']}/autopay?notice=canceled", status_code=303)
 
 
-@post("/accounts/{account_id:int}/autopay/skip/{schedule_id:int}")
+@post("/accounts/{account_id:int}/autopay/skip/{schedule_id:int}", guards=[spends_money])
 async def autopay_skip(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     schedule_id: FromPath[int],
     autopay: AutoPay,
-    methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
 ) -> Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
     result = await autopay.skip(
         request.user, account, _row_id(schedule_id), client_address(request)
     )
     notice = "skipped" if result.ok else "too_late"
-    return Redirect(f"/accounts/{account_id}/autopay?notice={notice}", status_code=303)
+    return Redirect(f"/accounts/{account['id']}/autopay?notice={notice}", status_code=303)
 
 
 # --- scheduled one-time payments ------------------------------------------------------
@@ -385,26 +371,20 @@ async def _scheduled_page(
 @get("/accounts/{account_id:int}/scheduled")
 async def scheduled_page(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     scheduled: Scheduled,
     methods: Methods,
-    billing: Billing,
 ) -> Template:
-    account = await _own_account(request, billing, account_id)
     return await _scheduled_page(request, account, scheduled, methods)
 
 
-@post("/accounts/{account_id:int}/scheduled")
+@post("/accounts/{account_id:int}/scheduled", guards=[spends_money])
 async def scheduled_add(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     scheduled: Scheduled,
     methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
 ) -> Template | Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
     form = await ScheduleForm.read(request)
     saved = await methods.list(request.user.user_id)
     result = await scheduled.schedule(request.user, account, form, saved, client_address(request))
@@ -421,40 +401,30 @@ async def scheduled_add(
             errors=result.errors,
             values=values,
         )
-    return Redirect(f"/accounts/{account_id}/scheduled?notice=scheduled", status_code=303)
+    return Redirect(f"/accounts/{account['id']}/scheduled?notice=scheduled", status_code=303)
 
 
-@post("/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel")
+@post("/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel", guards=[spends_money])
 async def scheduled_cancel(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     schedule_id: FromPath[int],
     scheduled: Scheduled,
-    methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
 ) -> Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
     result = await scheduled.cancel(
         request.user, account, _row_id(schedule_id), client_address(request)
     )
     notice = "scheduled_canceled" if result.ok else "too_late_scheduled"
-    return Redirect(f"/accounts/{account_id}/scheduled?notice={notice}", status_code=303)
+    return Redirect(f"/accounts/{account['id']}/scheduled?notice={notice}", status_code=303)
 
 
-@post("/accounts/{account_id:int}/scheduled/{schedule_id:int}/dismiss")
+@post("/accounts/{account_id:int}/scheduled/{schedule_id:int}/dismiss", guards=[spends_money])
 async def scheduled_dismiss(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     schedule_id: FromPath[int],
     scheduled: Scheduled,
-    methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
 ) -> Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
     result = await scheduled.dismiss(
         request.user, account, _row_id(schedule_id), client_address(request)
     )
@@ -499,26 +469,19 @@ async def _pay_saved_page(
 
 
 @get("/accounts/{account_id:int}/pay-saved")
-async def pay_saved_form(
-    request: PortalRequest, account_id: FromPath[int], methods: Methods, billing: Billing
-) -> Template:
-    account = await _own_account(request, billing, account_id)
+async def pay_saved_form(request: PortalRequest, account: OwnAccount, methods: Methods) -> Template:
     return await _pay_saved_page(request, account, methods)
 
 
-@post("/accounts/{account_id:int}/pay-saved")
+@post("/accounts/{account_id:int}/pay-saved", guards=[spends_money])
 async def pay_saved_review(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     saved_pay: SavedPay,
     methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
 ) -> Template:
     """The confirm step for a valid form; the form again (422) with what to fix, or
     unchanged when the resident chose to change it."""
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
     form = await SavedPayForm.read(request)
     saved_pay.check(form, await methods.list(request.user.user_id))
     if form.change:
@@ -530,17 +493,13 @@ async def pay_saved_review(
     return await _pay_saved_page(request, account, methods, step="confirm", values=form.values)
 
 
-@post("/accounts/{account_id:int}/pay-saved/confirm")
+@post("/accounts/{account_id:int}/pay-saved/confirm", guards=[spends_money])
 async def pay_saved_confirm(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     saved_pay: SavedPay,
     methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
 ) -> Template | Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
     form = await SavedPayForm.read(request)
     saved = await methods.list(request.user.user_id)
     result = await saved_pay.pay(request.user, account, form, saved, client_address(request))
@@ -573,6 +532,7 @@ def handlers(settings: Settings) -> list:
         Router(
             path="/",
             guards=[requires_resident],
+            dependencies={"account": Provide(own_account)},
             cache_control=NO_STORE,
             route_handlers=[
                 methods_list,
