@@ -39,6 +39,11 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+async def runner_audit(conn, event: str, user: Any, detail: str) -> None:
+    """An audit row for what the runner did on a resident's behalf."""
+    await audit.record(conn, event, username=user["username"], client="runner", detail=detail)
+
+
 async def ask_gateway(
     payments: PaymentsService, payment: Any, method: Any, timeout: float = CHARGE_TIMEOUT
 ) -> GatewayResult | None:
@@ -181,7 +186,7 @@ class Charger:
                     user,
                     account,
                     "autopay_reminder",
-                    page="scheduled" if schedule["kind"] == "scheduled" else "autopay",
+                    kind=schedule["kind"],
                     schedule=dict(schedule),
                     method=dict(method),
                     amount_cents=amount,
@@ -295,12 +300,8 @@ class Charger:
                             amount_cents=amount,
                             max_cents=method["max_cents"],
                         )
-                    await audit.record(
-                        conn,
-                        f"autopay_{stop}",
-                        username=user["username"],
-                        client="runner",
-                        detail=f"schedule={schedule_id} amount={amount}",
+                    await runner_audit(
+                        conn, f"autopay_{stop}", user, f"schedule={schedule_id} amount={amount}"
                     )
                     return "not_charged"
                 await conn.execute(
@@ -332,12 +333,11 @@ class Charger:
                 await self.payments._event(
                     conn, payment["id"], "pending", f"{schedule['kind']} charge started"
                 )
-                await audit.record(
+                await runner_audit(
                     conn,
                     f"{schedule['kind']}_charge_started",
-                    username=user["username"],
-                    client="runner",
-                    detail=f"payment={payment['id']} amount={amount}",
+                    user,
+                    f"payment={payment['id']} amount={amount}",
                 )
             elif payment["status"] != "pending":  # settled, but the schedule was not moved
                 return await self._after(conn, schedule, payment, now)
@@ -396,24 +396,22 @@ class Charger:
             user,
             account,
             "autopay_failed",
-            page="scheduled" if schedule["kind"] == "scheduled" else "autopay",
             kind=schedule["kind"],
             amount_cents=payment["amount_cents"],
             retry_on=next_day.isoformat() if retry else None,
             method={"brand": payment["brand"], "last4": payment["last4"]},
         )
-        await audit.record(
-            conn,
-            "autopay_declined",
-            username=user["username"],
-            client="runner",
-            detail=f"payment={payment['id']} attempt={schedule['attempt']}",
+        await runner_audit(
+            conn, "autopay_declined", user, f"payment={payment['id']} attempt={schedule['attempt']}"
         )
         return "declined"
 
     async def _mail(
-        self, conn, user: Any, account: Any, template: str, page: str = "autopay", **context: Any
+        self, conn, user: Any, account: Any, template: str, kind: str = "autopay", **context: Any
     ) -> None:
+        """An email about one of the account's schedules; its link goes to the AutoPay page,
+        or to the scheduled payments page for a scheduled one (kind)."""
+        page = "scheduled" if kind == "scheduled" else "autopay"
         await self.mailer.enqueue(
             conn,
             to=user["email"],
@@ -423,6 +421,7 @@ class Charger:
                 "service_address": account["service_address"],
                 "account_number": account["account_number"],
                 "link": f"{self.settings.base_url}/accounts/{account['id']}/{page}",
+                "kind": kind,
                 **context,
             },
             locale=user["locale"],

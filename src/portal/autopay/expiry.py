@@ -8,7 +8,7 @@ import calendar
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from portal.accounts import audit
+from portal.autopay.charges import runner_audit
 from portal.autopay.service import local_today
 from portal.db import Database
 from portal.settings import Settings
@@ -117,12 +117,11 @@ class ExpiryService:
                     },
                     locale=user["locale"],
                 )
-                await audit.record(
+                await runner_audit(
                     conn,
                     "card_expiring_emailed",
-                    username=user["username"],
-                    client="runner",
-                    detail=f"card ending {method['last4']} expires {flag['expiry']}",
+                    user,
+                    f"card ending {method['last4']} expires {flag['expiry']}",
                 )
             sent += 1
         return sent

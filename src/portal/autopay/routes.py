@@ -428,7 +428,7 @@ async def scheduled_dismiss(
     result = await scheduled.dismiss(
         request.user, account, _row_id(schedule_id), client_address(request)
     )
-    if result.outcome == "missing":
+    if not result.ok:
         raise NotFoundException()
     return Redirect("/account?notice=dismissed", status_code=303)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from portal.accounts import audit
 from portal.autopay.methods import chosen_method
-from portal.autopay.service import local_today
+from portal.autopay.service import local_today, move_schedule
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
 from portal.i18n import _
@@ -130,40 +130,10 @@ class ScheduledService:
         return Result()
 
     async def dismiss(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
-        """Hide a failed scheduled payment's notice from the dashboard ('missing' if it is
-        not a failed one of this account)."""
-        async with self.db.write() as conn:
-            cursor = await conn.execute(
-                "UPDATE schedules SET dismissed_at = ? WHERE id = ? AND account_id = ?"
-                " AND kind = 'scheduled' AND status = 'failed' AND dismissed_at IS NULL",
-                (utcnow(), schedule_id, account["id"]),
-            )
-            if cursor.rowcount == 0:
-                return Result("missing")
-            await audit.record(
-                conn,
-                "scheduled_failure_dismissed",
-                username=user.username,
-                client=client,
-                detail=f"account={account['account_number']} schedule={schedule_id}",
-            )
-        return Result()
+        """Hide a failed scheduled payment's notice from the dashboard ('too_late' if it is
+        not a failed one of this account, or was dismissed already)."""
+        return await move_schedule(self.db, "dismiss", user, account, schedule_id, client)
 
     async def cancel(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
         """Cancel a scheduled payment the runner has not started ('too_late' after)."""
-        async with self.db.write() as conn:
-            cursor = await conn.execute(
-                "UPDATE schedules SET status = 'canceled', updated_at = ? WHERE id = ?"
-                " AND account_id = ? AND kind = 'scheduled' AND status = 'scheduled'",
-                (utcnow(), schedule_id, account["id"]),
-            )
-            if cursor.rowcount == 0:
-                return Result("too_late")
-            await audit.record(
-                conn,
-                "scheduled_payment_canceled",
-                username=user.username,
-                client=client,
-                detail=f"account={account['account_number']} schedule={schedule_id}",
-            )
-        return Result()
+        return await move_schedule(self.db, "cancel", user, account, schedule_id, client)

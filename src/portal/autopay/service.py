@@ -153,19 +153,52 @@ class AutoPayService:
 
     async def skip(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
         """Skip one AutoPay charge that has not started ('too_late' once it has)."""
-        async with self.db.write() as conn:
-            cursor = await conn.execute(
-                "UPDATE schedules SET status = 'skipped', updated_at = ? WHERE id = ?"
-                " AND account_id = ? AND kind = 'autopay' AND status = 'scheduled'",
-                (utcnow(), schedule_id, account["id"]),
-            )
-            if cursor.rowcount == 0:
-                return Result("too_late")
-            await audit.record(
-                conn,
-                "autopay_skipped",
-                username=user.username,
-                client=client,
-                detail=f"account={account['account_number']} schedule={schedule_id}",
-            )
-        return Result()
+        return await move_schedule(self.db, "skip", user, account, schedule_id, client)
+
+
+# What a resident may do to one of an account's schedules, and only while it is in the
+# state named: (kind, SET clause, state, audit event). Fixed SQL, values as parameters.
+MOVES = {
+    "skip": (
+        "autopay",
+        "status = 'skipped', updated_at = :now",
+        "status = 'scheduled'",
+        "autopay_skipped",
+    ),
+    "cancel": (
+        "scheduled",
+        "status = 'canceled', updated_at = :now",
+        "status = 'scheduled'",
+        "scheduled_payment_canceled",
+    ),
+    "dismiss": (
+        "scheduled",
+        "dismissed_at = :now",
+        "status = 'failed' AND dismissed_at IS NULL",
+        "scheduled_failure_dismissed",
+    ),
+}
+
+
+async def move_schedule(
+    db: Database, move: str, user: Any, account: Any, schedule_id: int, client: str
+) -> Result:
+    """Skip, cancel or dismiss one schedule of the resident's account, audited; outcome
+    'too_late' when it is not (or no longer) in the state that allows it."""
+    kind, change, state, event = MOVES[move]
+    async with db.write() as conn:
+        cursor = await conn.execute(
+            f"UPDATE schedules SET {change} WHERE id = :id AND account_id = :account"
+            f" AND kind = :kind AND {state}",
+            {"now": utcnow(), "id": schedule_id, "account": account["id"], "kind": kind},
+        )
+        if cursor.rowcount == 0:
+            return Result("too_late")
+        await audit.record(
+            conn,
+            event,
+            username=user.username,
+            client=client,
+            detail=f"account={account['account_number']} schedule={schedule_id}",
+        )
+    return Result()
