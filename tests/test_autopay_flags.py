@@ -70,6 +70,9 @@ async def test_a_failed_scheduled_payment_stays_on_the_card_until_the_resident_a
     # Dismissing it again (or another account's) is not found.
     again = await maria.post(f"/accounts/{maria.account_id}/scheduled/{schedule_id}/dismiss", {})
     assert again.status_code == 404
+    # A move that does not belong to the page it is posted to is not found either.
+    for path in (f"scheduled/{schedule_id}/skip", f"autopay/cancel/{schedule_id}"):
+        assert (await maria.post(f"/accounts/{maria.account_id}/{path}", {})).status_code == 404
 
 
 # --- a saved card that expires soon --------------------------------------------------------

@@ -310,9 +310,8 @@ NOT_PAGES: dict[str, str] = {
     "/profile/payment-methods/{method_id:int}/default": "POST only: redirects to the list",
     "/profile/payment-methods/{method_id:int}/remove": "POST only: redirects, or re-renders the list with the reason",
     "/accounts/{account_id:int}/autopay/cancel": "POST only: redirects to the AutoPay page",
-    "/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel": "POST only: redirects to the scheduled payments page",
-    "/accounts/{account_id:int}/autopay/skip/{schedule_id:int}": "POST only: redirects to the AutoPay page",
-    "/accounts/{account_id:int}/scheduled/{schedule_id:int}/dismiss": "POST only: redirects to My Account",
+    "/accounts/{account_id:int}/scheduled/{schedule_id:int}/{move:str}": "POST only (cancel, dismiss): redirects to the scheduled payments page or My Account",
+    "/accounts/{account_id:int}/autopay/{move:str}/{schedule_id:int}": "POST only (skip): redirects to the AutoPay page",
     "/accounts/{account_id:int}/pay-saved/confirm": "POST only: redirects to the receipt (the browser walk in test_autopay_browser checks its error states)",
 }
 

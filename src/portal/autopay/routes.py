@@ -40,7 +40,7 @@ from litestar.response import Redirect, Template
 from portal.autopay.methods import AddMethodForm, MethodsService, NicknameForm
 from portal.autopay.saved_pay import SavedPayForm, SavedPayService
 from portal.autopay.scheduled import MAX_DAYS_AHEAD, ScheduledService, ScheduleForm
-from portal.autopay.service import AutoPayService, EnrolForm, local_today
+from portal.autopay.service import AutoPayService, EnrolForm, local_today, move_schedule
 from portal.billing.service import BillingService, amount_due
 from portal.db import is_row_id
 from portal.i18n import _
@@ -318,20 +318,6 @@ async def autopay_cancel(
     return Redirect(f"/accounts/{account['id']}/autopay?notice=canceled", status_code=303)
 
 
-@post("/accounts/{account_id:int}/autopay/skip/{schedule_id:int}", guards=[spends_money])
-async def autopay_skip(
-    request: PortalRequest,
-    account: OwnAccount,
-    schedule_id: FromPath[int],
-    autopay: AutoPay,
-) -> Redirect:
-    result = await autopay.skip(
-        request.user, account, _row_id(schedule_id), client_address(request)
-    )
-    notice = "skipped" if result.ok else "too_late"
-    return Redirect(f"/accounts/{account['id']}/autopay?notice={notice}", status_code=303)
-
-
 # --- scheduled one-time payments ------------------------------------------------------
 
 
@@ -404,33 +390,49 @@ async def scheduled_add(
     return Redirect(f"/accounts/{account['id']}/scheduled?notice=scheduled", status_code=303)
 
 
-@post("/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel", guards=[spends_money])
-async def scheduled_cancel(
-    request: PortalRequest,
-    account: OwnAccount,
-    schedule_id: FromPath[int],
-    scheduled: Scheduled,
-) -> Redirect:
-    result = await scheduled.cancel(
-        request.user, account, _row_id(schedule_id), client_address(request)
-    )
-    notice = "scheduled_canceled" if result.ok else "too_late_scheduled"
-    return Redirect(f"/accounts/{account['id']}/scheduled?notice={notice}", status_code=303)
+# --- skip, cancel, dismiss: one schedule moved while its state allows it ---------------
+
+# The move, the page it belongs to, and where the resident lands after it or when it was
+# too late (None: 404).
+MOVED = {
+    "skip": ("autopay", "autopay?notice=skipped", "autopay?notice=too_late"),
+    "cancel": (
+        "scheduled",
+        "scheduled?notice=scheduled_canceled",
+        "scheduled?notice=too_late_scheduled",
+    ),
+    "dismiss": ("scheduled", "/account?notice=dismissed", None),
+}
 
 
-@post("/accounts/{account_id:int}/scheduled/{schedule_id:int}/dismiss", guards=[spends_money])
-async def scheduled_dismiss(
-    request: PortalRequest,
-    account: OwnAccount,
-    schedule_id: FromPath[int],
-    scheduled: Scheduled,
+@post(
+    [
+        "/accounts/{account_id:int}/autopay/{move:str}/{schedule_id:int}",
+        "/accounts/{account_id:int}/scheduled/{schedule_id:int}/{move:str}",
+    ],
+    guards=[spends_money],
+)
+async def schedule_move(
+    request: PortalRequest, account: OwnAccount, schedule_id: FromPath[int], move: FromPath[str]
 ) -> Redirect:
-    result = await scheduled.dismiss(
-        request.user, account, _row_id(schedule_id), client_address(request)
-    )
-    if not result.ok:
+    page, done, too_late = MOVED.get(move, (None, None, None))
+    if page is None or request.url.path.split("/")[3] != page:
         raise NotFoundException()
-    return Redirect("/account?notice=dismissed", status_code=303)
+    result = await move_schedule(
+        request.app.state.services.db,
+        move,
+        request.user,
+        account,
+        _row_id(schedule_id),
+        client_address(request),
+    )
+    target = done if result.ok else too_late
+    if target is None:
+        raise NotFoundException()
+    return Redirect(
+        target if target.startswith("/") else f"/accounts/{account['id']}/{target}",
+        status_code=303,
+    )
 
 
 # --- paying now from a saved method ----------------------------------------------------
@@ -510,7 +512,10 @@ async def pay_saved_confirm(
         return await _pay_saved_page(
             request, account, methods, status_code=422, errors=result.errors, values=values
         )
-    if result.outcome == "unavailable":
+    if result.outcome == "unavailable":  # nothing known yet: Pay again sends the same key
+        problem = _(
+            "The payment processor did not answer, so we do not know yet if it charged you. Press Pay now again: the same payment cannot be charged twice"
+        )
         return await _pay_saved_page(
             request,
             account,
@@ -518,11 +523,7 @@ async def pay_saved_confirm(
             step="confirm",
             status_code=503,
             values=form.values,
-            errors={
-                "form": _(
-                    "The payment processor did not answer, so we do not know yet if it charged you. Press Pay now again: the same payment cannot be charged twice"
-                )
-            },
+            errors={"form": problem},
         )
     return Redirect(result.value, status_code=303)
 
@@ -544,11 +545,9 @@ def handlers(settings: Settings) -> list:
                 autopay_page,
                 autopay_enrol,
                 autopay_cancel,
-                autopay_skip,
                 scheduled_page,
                 scheduled_add,
-                scheduled_cancel,
-                scheduled_dismiss,
+                schedule_move,
                 pay_saved_form,
                 pay_saved_review,
                 pay_saved_confirm,

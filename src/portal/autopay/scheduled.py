@@ -9,7 +9,7 @@ from typing import Any
 
 from portal.accounts import audit
 from portal.autopay.methods import chosen_method
-from portal.autopay.service import local_today, move_schedule
+from portal.autopay.service import local_today
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
 from portal.i18n import _
@@ -128,12 +128,3 @@ class ScheduledService:
                     detail=f"account={account['account_number']} amount={cents} on={run_on}",
                 )
         return Result()
-
-    async def dismiss(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
-        """Hide a failed scheduled payment's notice from the dashboard ('too_late' if it is
-        not a failed one of this account, or was dismissed already)."""
-        return await move_schedule(self.db, "dismiss", user, account, schedule_id, client)
-
-    async def cancel(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
-        """Cancel a scheduled payment the runner has not started ('too_late' after)."""
-        return await move_schedule(self.db, "cancel", user, account, schedule_id, client)

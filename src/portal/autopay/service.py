@@ -151,10 +151,6 @@ class AutoPayService:
             )
         return Result()
 
-    async def skip(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
-        """Skip one AutoPay charge that has not started ('too_late' once it has)."""
-        return await move_schedule(self.db, "skip", user, account, schedule_id, client)
-
 
 # What a resident may do to one of an account's schedules, and only while it is in the
 # state named: (kind, SET clause, state, audit event). Fixed SQL, values as parameters.
