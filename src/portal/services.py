@@ -15,7 +15,9 @@ from portal.accounts.recovery import RecoveryService
 from portal.accounts.registration import RegistrationService
 from portal.accounts.signin import SignInService
 from portal.autopay.charges import Charger
+from portal.autopay.expiry import ExpiryService
 from portal.autopay.methods import MethodsService
+from portal.autopay.saved_pay import SavedPayService
 from portal.autopay.scheduled import ScheduledService
 from portal.autopay.service import AutoPayService
 from portal.billing.service import BillingService
@@ -54,6 +56,8 @@ class Services:
     methods: MethodsService
     autopay: AutoPayService
     scheduled: ScheduledService
+    saved_pay: SavedPayService
+    expiry: ExpiryService
     notices: NoticesService
     charger: Charger
     money_actions: Budget  # a resident's AutoPay, scheduled-payment and saved-method posts
@@ -94,6 +98,8 @@ class Services:
             methods=MethodsService(db, settings, processor),
             autopay=autopay,
             scheduled=scheduled,
+            saved_pay=SavedPayService(db, settings, payments),
+            expiry=ExpiryService(db, settings, mailer),
             notices=NoticesService(db, settings, mailer),
             charger=Charger(db, settings, mailer, payments),
             money_actions=Budget("money_actions", per_network=30, overall=3000, window=600),

@@ -6,7 +6,8 @@ move the clock instead of waiting.
 One round: release registrations never verified, ask the processor about pending
 payments (a real processor only: the sandbox settles at once), schedule AutoPay charges
 for new bills, send reminders, make the charges that are due, then send the email
-notices residents opted into (payment due, past due, possible leak).
+notices residents opted into (payment due, past due, possible leak) and the
+expiring-card emails.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ async def run_once(
     counts.update(await services.charger.charge_due(now))
     meter.update(5)
     counts["notices"] = await services.notices.send_due(now)
+    counts["cards_expiring"] = await services.expiry.send_due(now)
     meter.update(STEPS)
     return counts
 
