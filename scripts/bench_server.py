@@ -324,9 +324,7 @@ def main() -> int:
             loaded = wrk(base + "/", args.duration, probe, "", gzip)
             achieved = (len(counts) - started) / args.duration
             stop.set()
-            print(
-                f"\n### Landing page while sign-ins hash passwords (wrk, {probe} connections)\n"
-            )
+            print(f"\n### Landing page while sign-ins hash passwords (wrk, {probe} connections)\n")
             print("| Condition | req/s | p50 ms | p99 ms |")
             print("| --- | ---: | ---: | ---: |")
             print(

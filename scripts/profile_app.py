@@ -75,6 +75,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "profile.sqlite3"
         os.environ["PORTAL_DATABASE"] = str(db)
+        os.environ.setdefault("PORTAL_TEMPLATES_RELOAD", "0")  # as in production
         subprocess.run([str(BIN / "portal"), "demo"], check=True, capture_output=True)
         from bench_server import prepare_resident
 
