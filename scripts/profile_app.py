@@ -91,12 +91,7 @@ def main() -> int:
         app = create_app()
         headers = [(b"cookie", f"portal_session={session_id}".encode())] if args.signed_in else []
 
-        async def run() -> None:
-            async with app.lifespan() if hasattr(app, "lifespan") else _null():
-                pass
-
         async def go() -> None:
-            await app._call_lifespan_handlers(app.on_startup) if False else None
             for handler in app.on_startup:
                 await handler()
             base = await drive(bare, "/", args.n, [])
