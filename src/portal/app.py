@@ -33,6 +33,7 @@ from portal.security.refusals import flush_refusals
 from portal.services import Services
 from portal.settings import Settings
 from portal.staff import routes as staff
+from portal.shared_pages import SharedPages
 from portal.static_files import StaticFiles
 from portal.templating import STATIC_DIR, make_environment
 from portal.web import PortalRequest
@@ -115,8 +116,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     # Outside Litestar's routing, inside its before_send hooks (security headers): the
-    # request id and log line for everything; /static/ from memory (static_files.py).
+    # request id and log line for everything; /static/ from memory (static_files.py);
+    # signed-out pages rendered once per language (shared_pages.py).
     app.asgi_handler = observe_logs.RequestLog(
-        StaticFiles(app.asgi_handler, STATIC_DIR, settings.reload_templates)
+        StaticFiles(
+            SharedPages(app.asgi_handler, settings), STATIC_DIR, settings.reload_templates
+        )
     )
     return app
