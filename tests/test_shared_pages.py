@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 from portal.app import create_app
 from portal.settings import Settings
 from portal.shared_pages import SHARED, Gzipped
+
 from resident_steps import post_form
 from sample_data import GOOD_PASSWORD, add_resident, load_billing
 
@@ -25,7 +26,7 @@ def tokens_out(html: str) -> str:
 
 
 def test_the_spliced_gzip_is_a_valid_gzip_of_the_page_with_the_token():
-    segments = [b"<p>" + b"a" * 5000 + b"</p>", b"<input value=\"", b"\"> the end " * 300, b""]
+    segments = [b"<p>" + b"a" * 5000 + b"</p>", b'<input value="', b'"> the end ' * 300, b""]
     token = b"f" * 128
     packed = Gzipped(segments).with_token(token)
     assert gzip.decompress(packed) == token.join(segments)  # checks the CRC and the size
@@ -105,6 +106,11 @@ async def test_production_cookie_is_the_host_prefixed_one(tmp_path):
         normal = await c.get("/", headers={"cookie": "other=1"})
         c.cookies.clear()
         shared = await c.get("/")
-    shape = [TOKEN.sub("T", normal.headers["set-cookie"]), TOKEN.sub("T", shared.headers["set-cookie"])]
+    shape = [
+        TOKEN.sub("T", normal.headers["set-cookie"]),
+        TOKEN.sub("T", shared.headers["set-cookie"]),
+    ]
     assert shape[0] == shape[1] and shape[0].startswith("__Host-portal_csrf=T; Path=/; Secure")
-    assert shared.headers["strict-transport-security"] == normal.headers["strict-transport-security"]
+    assert (
+        shared.headers["strict-transport-security"] == normal.headers["strict-transport-security"]
+    )

@@ -32,8 +32,8 @@ from portal.security.proxies import ProxyWatch
 from portal.security.refusals import flush_refusals
 from portal.services import Services
 from portal.settings import Settings
-from portal.staff import routes as staff
 from portal.shared_pages import SharedPages
+from portal.staff import routes as staff
 from portal.static_files import StaticFiles
 from portal.templating import STATIC_DIR, make_environment
 from portal.web import PortalRequest
@@ -119,8 +119,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # request id and log line for everything; /static/ from memory (static_files.py);
     # signed-out pages rendered once per language (shared_pages.py).
     app.asgi_handler = observe_logs.RequestLog(
-        StaticFiles(
-            SharedPages(app.asgi_handler, settings), STATIC_DIR, settings.reload_templates
-        )
+        StaticFiles(SharedPages(app.asgi_handler, settings), STATIC_DIR, settings.reload_templates)
     )
     return app

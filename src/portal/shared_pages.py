@@ -200,7 +200,9 @@ class SharedPages:
         headers = list(stored.headers)
         if token is None:
             token = generate_csrf_token(secret=self.secret).encode()
-            headers.append((b"set-cookie", self.cookie_format.replace("TOKENVALUE", token.decode()).encode()))
+            headers.append(
+                (b"set-cookie", self.cookie_format.replace("TOKENVALUE", token.decode()).encode())
+            )
         accepts = b""
         for name, value in scope["headers"]:
             if name == b"accept-encoding":

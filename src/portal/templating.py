@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_eval_context, select_autoescape
+from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
 from portal import i18n
@@ -21,23 +22,41 @@ from portal.i18n import format_locale
 from portal.settings import PROJECT_ROOT, Settings
 
 
+# Babel parses the locale and the pattern on every call; a bill history formats ~100
+# amounts and dates. The same values recur (bill dates, amounts), so each formatted text
+# is kept per language: values are small and the caches bounded.
+@lru_cache(maxsize=8192)
+def _money(cents: int, locale: str) -> str:
+    return format_currency(Decimal(cents) / 100, "USD", locale=locale)
+
+
+@lru_cache(maxsize=8192)
+def _number(value: float, locale: str) -> str:
+    return format_decimal(value, locale=locale)
+
+
+@lru_cache(maxsize=8192)
+def _long_date(day: date, locale: str) -> str:
+    return format_date(day, format="long", locale=locale)
+
+
 def money(cents: int | None) -> str:
     if cents is None:
         return ""
-    return format_currency(Decimal(cents) / 100, "USD", locale=format_locale())
+    return _money(cents, format_locale())
 
 
 def number(value: float | None) -> str:
     if value is None:
         return ""
-    return format_decimal(value, locale=format_locale())
+    return _number(value, format_locale())
 
 
 def long_date(value: str | date | None) -> str:
     if not value:
         return ""
     day = date.fromisoformat(value) if isinstance(value, str) else value
-    return format_date(day, format="long", locale=format_locale())
+    return _long_date(day, format_locale())
 
 
 def tel(phone: str | None) -> Markup:
@@ -136,23 +155,27 @@ class InlineStyle:
 
 def install_gettext(env: Environment) -> None:
     """`_`, `gettext` and `ngettext` for templates, as Jinja's newstyle gettext behaves
-    (the translation is markup, `%(name)s` values are escaped), without its three nested
-    context calls per text: a page says `_()` thirty times. Translations are memoized
-    per language and text."""
+    (with autoescape the translation is markup and `%(name)s` values are escaped; in a
+    plain-text email neither), without its three nested context calls per text: a page
+    says `_()` thirty times. Translations are memoized per language and text."""
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
     done: dict[tuple[str, str], Markup] = {}
 
-    def gettext(message: str, **variables: object) -> Markup:
+    @pass_eval_context
+    def gettext(eval_ctx: EvalContext, message: str, **variables: object) -> str:
         locale = i18n.current_locale.get()
         text = done.get((locale, message))
         if text is None:
             text = Markup(i18n.translations(locale).gettext(message))
             done[(locale, message)] = text
-        return text % variables
+        return text % variables if eval_ctx.autoescape else str(text) % variables
 
-    def ngettext(singular: str, plural: str, n: int, **variables: object) -> Markup:
+    @pass_eval_context
+    def ngettext(
+        eval_ctx: EvalContext, singular: str, plural: str, n: int, **variables: object
+    ) -> str:
         text = i18n.translations(i18n.current_locale.get()).ngettext(singular, plural, n)
-        return Markup(text) % {"num": n, **variables}
+        return (Markup(text) if eval_ctx.autoescape else text) % {"num": n, **variables}
 
     env.globals.update(_=gettext, gettext=gettext, ngettext=ngettext)
 

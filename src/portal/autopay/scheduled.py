@@ -35,6 +35,7 @@ class ScheduledService:
             " LEFT JOIN saved_methods m ON m.id = s.method_id"
             " WHERE s.account_id = ? AND s.kind = 'scheduled' ORDER BY s.run_on DESC, s.id DESC",
             (account_id,),
+            bounded=True,
         )
 
     async def due_date(self, account_id: int) -> str | None:
