@@ -77,7 +77,8 @@ def prepare_resident(db: Path) -> tuple[str, str]:
     )
     conn.execute(
         "INSERT INTO user_accounts (account_id, user_id, linked_at) SELECT id, ?, ? FROM service_accounts"
-        " WHERE status = 'active' ORDER BY id LIMIT 1",
+        " WHERE status = 'active' AND id NOT IN (SELECT account_id FROM user_accounts)"
+        " ORDER BY id LIMIT 1",
         (cur.lastrowid, now),
     )
     session_id = secrets.token_urlsafe(32)
@@ -323,9 +324,7 @@ def main() -> int:
             loaded = wrk(base + "/", args.duration, probe, "", gzip)
             achieved = (len(counts) - started) / args.duration
             stop.set()
-            print(
-                f"\n### Landing page while sign-ins hash passwords (wrk, {probe} connections)\n"
-            )
+            print(f"\n### Landing page while sign-ins hash passwords (wrk, {probe} connections)\n")
             print("| Condition | req/s | p50 ms | p99 ms |")
             print("| --- | ---: | ---: | ---: |")
             print(

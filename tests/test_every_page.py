@@ -271,7 +271,6 @@ PAGES: list[Page] = [
 # Routes that are not pages a resident reads, each with the reason.
 NOT_PAGES: dict[str, str] = {
     "/language": "redirects back to the page it came from (the switch itself is tested below)",
-    "/static/{file_path:path}": "CSS, JavaScript and images, not pages",
     "/accounts/{account_id:int}/bills/{bill_id:int}/pdf": "PDF download (tested for real text elsewhere)",
     "/accounts/{account_id:int}/usage.csv": "CSV download",
     "/dev/mailbox/{message_id:int}/html": "a raw email's HTML part under a sandbox CSP, shown as a mail program would",

@@ -56,6 +56,7 @@ class MethodsService:
             "SELECT * FROM saved_methods WHERE user_id = ? AND removed_at IS NULL"
             " ORDER BY is_default DESC, id",
             (user_id,),
+            bounded=True,
         )
 
     async def get(self, user_id: int, method_id: int) -> Any:

@@ -38,6 +38,7 @@ class ScheduledService:
             " LEFT JOIN saved_methods m ON m.id = s.method_id"
             " WHERE s.account_id = ? AND s.kind = 'scheduled' ORDER BY s.run_on DESC, s.id DESC",
             (account_id,),
+            bounded=True,
         )
 
     async def failed(self, account_id: int) -> Any:
