@@ -26,13 +26,22 @@ sys.path.insert(0, str(ROOT / "scripts"))
 BIN = Path(sys.executable).parent
 
 
-async def drive(app, path: str, n: int, headers: list[tuple[bytes, bytes]]) -> float:
+async def drive(
+    app, path: str, n: int, headers: list[tuple[bytes, bytes]], form: bytes = b""
+) -> float:
     path_only, _, query = path.partition("?")
+    if form:  # an htmx POST with its CSRF token, as the per-field check sends
+        headers = [
+            *headers,
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"hx-request", b"true"),
+            (b"content-length", str(len(form)).encode()),
+        ]
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": "POST" if form else "GET",
         "scheme": "http",
         "path": path_only,
         "raw_path": path_only.encode(),
@@ -46,7 +55,7 @@ async def drive(app, path: str, n: int, headers: list[tuple[bytes, bytes]]) -> f
     status = []
 
     async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": form, "more_body": False}
 
     async def send(message):
         if message["type"] == "http.response.start":
@@ -71,6 +80,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--signed-in", action="store_true")
+    parser.add_argument("--form", default="", help="POST this urlencoded body (with a CSRF token)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "profile.sqlite3"
@@ -79,7 +89,7 @@ def main() -> int:
         subprocess.run([str(BIN / "portal"), "demo"], check=True, capture_output=True)
         from bench_server import prepare_resident
 
-        _, session_id = prepare_resident(db)
+        _, session_id, _ = prepare_resident(db)
         import logging
 
         from bare_app import app as bare
@@ -89,7 +99,16 @@ def main() -> int:
 
         logging.config.dictConfig(uvicorn_log_config("text"))
         app = create_app()
-        headers = [(b"cookie", f"portal_session={session_id}".encode())] if args.signed_in else []
+        cookies = [f"portal_session={session_id}"] if args.signed_in else []
+        form = args.form.encode()
+        if form:
+            from litestar.middleware.csrf import generate_csrf_token
+
+            token = generate_csrf_token(secret=app.state.services.settings.secret_key)
+            cookies.append(f"portal_csrf={token}")
+        headers = [(b"cookie", "; ".join(cookies).encode())] if cookies else []
+        if form:
+            headers.append((b"x-csrftoken", token.encode()))
 
         async def go() -> None:
             for handler in app.on_startup:
@@ -97,12 +116,12 @@ def main() -> int:
             base = await drive(bare, "/", args.n, [])
             print(f"bare route: {base:7.1f} us/request (CPU)")
             for path in args.paths:
-                us = await drive(app, path, args.n, headers)
+                us = await drive(app, path, args.n, headers, form)
                 print(f"{path}: {us:7.1f} us/request (CPU), {us / base:5.1f}x the bare route")
                 if args.profile:
                     prof = cProfile.Profile()
                     prof.enable()
-                    await drive(app, path, args.n, headers)
+                    await drive(app, path, args.n, headers, form)
                     prof.disable()
                     pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
                     pstats.Stats(prof).sort_stats("tottime").print_stats(30)

@@ -107,7 +107,7 @@ def _connect_quick(path: Path) -> sqlite3.Connection:
     a short busy wait, since waiting here would hold up every request."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0.25)
     conn.row_factory = sqlite3.Row
-    for pragma in (*PRAGMAS[:1], "PRAGMA busy_timeout=250", "PRAGMA query_only=ON"):
+    for pragma in (*PRAGMAS, "PRAGMA busy_timeout=250", "PRAGMA query_only=ON"):
         conn.execute(pragma)
     return conn
 

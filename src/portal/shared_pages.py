@@ -1,18 +1,20 @@
 """Signed-out pages that every visitor in a language sees alike, rendered once.
 
 The landing page, registration, Pay My Bill, the login and "forgot" forms and the
-information pages differ between two signed-out visitors only by their CSRF token. So
-the first visitor's request renders the page as usual (through every middleware, the
-handler and the template) with a placeholder token, and later visitors get that page
-with their own token written in: no routing, no template, and gzip done once, not per
-request (`Gzipped` below splices the token into the stored compressed page).
+information pages differ between two signed-out visitors only by their CSRF token (and
+whether it is their first page: then site.css is inlined, see templating.InlineStyle).
+So one visitor's request renders the page as usual (through every middleware, the
+handler and the template), the page is kept with their token cut out, and later
+visitors get it with their own token written in: no routing, no template, and gzip
+done once, not per request (`Gzipped` below splices the token into the stored
+compressed page).
 
 A request takes this path only when it could not see anything else: a GET of one of
 SHARED with no query string, no htmx headers, and no cookie but the CSRF token and the
 language (a session, a remembered device, anything else: the normal path). The stored
-page is keyed by path and language. It is never used in development (PORTAL_TEMPLATES_
-RELOAD on), where a designer's edit must show at once. A page answered with anything
-but 200, or with a cookie of its own, is not stored.
+page is keyed by path, language and first visit or not. It is never used in development
+(PORTAL_TEMPLATES_RELOAD on), where a designer's edit must show at once. A page
+answered with anything but 200, or with a cookie besides the CSRF token, is not stored.
 
 What a visitor receives is what the normal path sends: the same headers (security
 headers and Cache-Control come from app.py's before_send hooks, around this), and a
@@ -22,7 +24,6 @@ new token cookie when they had none, named and flagged as security/cookies.py do
 from __future__ import annotations
 
 import re
-import secrets
 import struct
 import zlib
 from dataclasses import dataclass
@@ -92,8 +93,7 @@ class SharedPages:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.enabled = not settings.reload_templates
-        self.placeholder = ("shared-page-token-" + secrets.token_hex(16)).encode()
-        self.stored: dict[tuple[str, str], Stored] = {}
+        self.stored: dict[tuple[str, str, bool], Stored] = {}
         self.secret = settings.secret_key
         production = settings.production
         self.csrf_name = cookies.wire_name(cookies.CSRF, production).encode()
@@ -149,31 +149,30 @@ class SharedPages:
             await self.app(scope, receive, send)
             return
         token, language = visitor
-        key = (scope["path"], language)
+        key = (scope["path"], language, token is None)
         stored = self.stored.get(key)
+        new_cookie = token is None
         if stored is None:
-            stored = await self._render(scope, receive, language)
-            if stored is None:  # not a shareable answer: the normal path, as if never tried
+            rendered = await self._render(scope, receive, token)
+            if rendered is None:  # not a shareable answer: the normal path, as if never tried
                 await self.app(scope, receive, send)
                 return
+            stored, token = rendered
             self.stored[key] = stored
+        if token is None:
+            token = generate_csrf_token(secret=self.secret).encode()
         scope["path_template"] = scope["path"]  # the log line's and the metrics' route
-        await self._send(scope, send, stored, token)
+        await self._send(scope, send, stored, token, new_cookie)
 
-    async def _render(self, scope: Scope, receive: Receive, language: str) -> Stored | None:
-        """Render the page through the whole app, with the placeholder as the token."""
-        cookie = b"%s=%s; %s=%s" % (
-            self.csrf_name,
-            self.placeholder,
-            self.language_name,
-            language.encode(),
-        )
-        headers = [
-            (name, value)
-            for name, value in scope["headers"]
-            if name not in (b"cookie", b"accept-encoding")
-        ]
-        inner = {**scope, "headers": [*headers, (b"cookie", cookie)]}
+    async def _render(
+        self, scope: Scope, receive: Receive, token: bytes | None
+    ) -> tuple[Stored, bytes] | None:
+        """Render the page through the whole app, uncompressed; cut the token out of it
+        (the visitor's, or the one the CSRF middleware made for a first visit)."""
+        inner = {
+            **scope,
+            "headers": [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"],
+        }
         started: list[Message] = []
         body: list[bytes] = []
 
@@ -186,23 +185,29 @@ class SharedPages:
         await self.app(inner, receive, capture)
         if not started or started[0]["status"] != 200:
             return None
-        kept = []
+        kept, made = [], None
         for name, value in started[0].get("headers", []):
             lowered = name.lower()
             if lowered == b"set-cookie":
-                return None
-            if lowered not in (b"content-length", b"content-encoding"):
+                cookie_name, _, rest = value.partition(b"=")
+                made = rest.split(b";", 1)[0]
+                if cookie_name != self.csrf_name or token or not TOKEN.fullmatch(made):
+                    return None  # another cookie, or one we did not expect
+            elif lowered not in (b"content-length", b"content-encoding"):
                 kept.append((lowered, value))
-        segments = b"".join(body).split(self.placeholder)
-        return Stored(200, kept, segments, Gzipped(segments))
-
-    async def _send(self, scope: Scope, send: Send, stored: Stored, token: bytes | None) -> None:
-        headers = list(stored.headers)
+        token = token or made
         if token is None:
-            token = generate_csrf_token(secret=self.secret).encode()
-            headers.append(
-                (b"set-cookie", self.cookie_format.replace("TOKENVALUE", token.decode()).encode())
-            )
+            return None
+        segments = b"".join(body).split(token)
+        return Stored(200, kept, segments, Gzipped(segments)), token
+
+    async def _send(
+        self, scope: Scope, send: Send, stored: Stored, token: bytes, new_cookie: bool
+    ) -> None:
+        headers = list(stored.headers)
+        if new_cookie:
+            cookie = self.cookie_format.replace("TOKENVALUE", token.decode())
+            headers.append((b"set-cookie", cookie.encode()))
         accepts = b""
         for name, value in scope["headers"]:
             if name == b"accept-encoding":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from contextvars import ContextVar
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -120,12 +121,18 @@ def _data_uri(path: Path, modified_ns: int) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
+# A first visit: the request carries no CSRF cookie yet (every page sets one). Set per
+# request by the authentication middleware (security/auth.py).
+first_visit: ContextVar[bool] = ContextVar("first_visit", default=False)
+
+
 class InlineStyle:
-    """static/css/site.css, written into a <style> element of every page instead of a
-    <link>: a phone's first visit then paints after one round trip, not two (on slow 4G
-    each one is half a second). The Content-Security-Policy allows exactly this text by
-    its hash (security/headers.py), so no other inline style can run. With `reload`
-    (development) an edit to the file shows on the next page."""
+    """static/css/site.css, written into a <style> element on a first visit instead of a
+    <link>: a phone's first page then paints after one round trip, not two (on slow 4G
+    each one is half a second). Later pages link the file, which the browser then keeps.
+    The Content-Security-Policy allows exactly this text by its hash (security/
+    headers.py), so no other inline style can run. With `reload` (development) an edit
+    to the file shows on the next page."""
 
     FILE = "css/site.css"
 
@@ -199,6 +206,7 @@ def make_environment(settings: Settings) -> Environment:
             STATIC_DIR / file_path, (STATIC_DIR / file_path).stat().st_mtime_ns if reload else 0
         ),
         inline_style=InlineStyle(reload),
+        first_visit=first_visit.get,
         current_locale=i18n.current_locale.get,
         dev_mailbox=settings.dev_mailbox,
     )
