@@ -65,6 +65,18 @@ def start(cmd: list[str], env: dict, url: str, log: Path | None = None) -> subpr
     return proc
 
 
+def server_stack() -> str:
+    """uvicorn picks httptools and uvloop when installed (uvicorn[standard]), else the
+    pure-Python h11 parser and asyncio's loop; both servers here run the same."""
+    import importlib.util
+
+    import uvicorn
+
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"uvicorn {uvicorn.__version__}, {http}, {loop} loop, one worker"
+
+
 def prepare_resident(db: Path) -> tuple[str, str, int]:
     """A verified resident linked to one demo account; returns (username, session id,
     account id)."""
@@ -329,6 +341,7 @@ def main() -> int:
             ]
             baseline = wrk(bare + "/", args.duration, args.connections)
             print(f"\n### Server, {args.connections} connections, {args.duration} s each (wrk)\n")
+            print(f"Both servers: {server_stack()}\n")
             print("| Request | req/s | p50 ms | p99 ms | ratio to bare route (req/s) | errors |")
             print("| --- | ---: | ---: | ---: | ---: | ---: |")
             print(
