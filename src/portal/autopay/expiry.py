@@ -34,11 +34,13 @@ class ExpiryService:
     async def _expiring(self, user_id: int | None, today: date) -> list[dict]:
         """Each saved card (of one resident, or everyone's) that expires within WARN_DAYS
         or has expired, with what uses it."""
-        rows = await self.db.fetchall(
-            "SELECT * FROM saved_methods WHERE removed_at IS NULL AND method = 'card'"
-            " AND (? IS NULL OR user_id = ?) ORDER BY user_id, id",
-            (user_id, user_id),
-        )
+        cards = "SELECT * FROM saved_methods WHERE removed_at IS NULL AND method = 'card'"
+        if user_id is None:  # the runner: every card, off the event loop
+            rows = await self.db.fetchall(cards + " ORDER BY user_id, id")
+        else:  # one resident's dashboard: their few cards, by the user_id index
+            rows = await self.db.fetchall(
+                cards + " AND user_id = ? ORDER BY id", (user_id,), bounded=True
+            )
         found = []
         for method in rows:
             last_day = expires_on(method)
@@ -62,12 +64,14 @@ class ExpiryService:
             " JOIN service_accounts sa ON sa.id = a.account_id WHERE a.method_id = ?"
             " ORDER BY sa.service_address",
             (method_id,),
+            bounded=True,
         )
         scheduled = await self.db.fetchall(
             "SELECT s.run_on, s.amount_cents, sa.service_address FROM schedules s"
             " JOIN service_accounts sa ON sa.id = s.account_id WHERE s.method_id = ?"
             " AND s.kind = 'scheduled' AND s.status IN ('scheduled', 'charging') ORDER BY s.run_on",
             (method_id,),
+            bounded=True,
         )
         return {
             "autopay": [row["service_address"] for row in autopay],
