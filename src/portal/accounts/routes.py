@@ -24,7 +24,6 @@ from urllib.parse import urlencode
 
 from litestar import Router, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -35,31 +34,30 @@ from portal.accounts.profile import DeliveryForm, EmailForm, PasswordForm, Profi
 from portal.accounts.recovery import (
     ForgotPasswordForm,
     ForgotUsernameForm,
-    RecoveryService,
     ResetForm,
 )
 from portal.accounts.registration import (
     REGISTRATION_FIELDS,
     Registration,
-    RegistrationService,
     UsernameForm,
 )
-from portal.accounts.signin import DEVICE_COOKIE, LoginForm, SignInService, device_cookie
+from portal.accounts.signin import DEVICE_COOKIE, LoginForm, device_cookie
 from portal.i18n import _
 from portal.security.auth import requires_resident
 from portal.security.cookies import issue_csrf_cookie
 from portal.security.headers import NO_STORE
-from portal.security.throttle import Budget, Throttled, enforce
+from portal.security.throttle import Throttled, enforce
+from portal.services import (
+    Checks,
+    Lookups,
+    Profiles,
+    Recovery,
+    Registrations,
+    SignIns,
+    SiteSettings,
+)
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, local_path, render
-
-Registrations = NamedDependency[RegistrationService]
-SignIns = NamedDependency[SignInService]
-Recovery = NamedDependency[RecoveryService]
-Profiles = NamedDependency[ProfileService]
-SiteSettings = NamedDependency[Settings]
-Lookups = NamedDependency[Budget]
-Checks = NamedDependency[Budget]
 
 # Per-field checks that may look the bill's numbers up spend the look-up budget.
 LOOKUP_FIELDS = {"account_number", "bill_amount"}

@@ -38,10 +38,10 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from portal.autopay.methods import AddMethodForm, MethodsService, NicknameForm
-from portal.autopay.saved_pay import SavedPayForm, SavedPayService
+from portal.autopay.saved_pay import SavedPayForm
 from portal.autopay.scheduled import MAX_DAYS_AHEAD, ScheduledService, ScheduleForm
 from portal.autopay.service import AutoPayService, EnrolForm, local_today, move_schedule
-from portal.billing.service import BillingService, amount_due
+from portal.billing.service import amount_due
 from portal.db import is_row_id
 from portal.i18n import _
 from portal.payments import stripe_routes
@@ -50,15 +50,11 @@ from portal.payments.service import new_key, payment_amount
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
 from portal.security.throttle import enforce
+from portal.services import AutoPay, Billing, Methods, SavedPay, Scheduled
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
 
-Methods = NamedDependency[MethodsService]
-AutoPay = NamedDependency[AutoPayService]
-Billing = NamedDependency[BillingService]
 OwnAccount = NamedDependency[Any]
-Scheduled = NamedDependency[ScheduledService]
-SavedPay = NamedDependency[SavedPayService]
 
 NOTICES = {
     "saved": ("success", lambda: _("Your payment method was saved.")),

@@ -36,7 +36,6 @@ from __future__ import annotations
 from functools import partial
 
 from litestar import Response, Router, get, post
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -46,7 +45,8 @@ from portal.payments.service import new_key
 from portal.security.auth import requires_staff, requires_supervisor
 from portal.security.cookies import issue_csrf_cookie
 from portal.security.headers import NO_STORE
-from portal.security.throttle import Budget, enforce
+from portal.security.throttle import enforce
+from portal.services import Console, ConsoleMoney, Oversight, SiteSettings, StaffAuth
 from portal.settings import Settings
 from portal.staff import sessions, totp
 from portal.staff.accounts import EnrolForm, StaffAuthService, StaffSignInForm
@@ -57,15 +57,8 @@ from portal.staff.console import (
     StaffEmailForm,
     StaffPaymentForm,
 )
-from portal.staff.oversight import ACTIONS, AuditFilterForm, OversightService
+from portal.staff.oversight import ACTIONS, AuditFilterForm
 from portal.web import PortalRequest, client_address, render
-
-StaffAuth = NamedDependency[StaffAuthService]
-Console = NamedDependency[ConsoleService]
-Oversight = NamedDependency[OversightService]
-SiteSettings = NamedDependency[Settings]
-ConsoleMoney = NamedDependency[Budget]
-
 
 # --- sign-in and enrolment (open) ------------------------------------------------------
 
