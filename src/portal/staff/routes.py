@@ -34,6 +34,7 @@ Supervisors (router guarded by requires_supervisor, no-store):
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from litestar import Response, Router, get, post
 from litestar.exceptions import NotFoundException
@@ -218,9 +219,12 @@ _REFUSED = {
 }
 
 
-def _done_alert(request: PortalRequest) -> dict | None:
+def _console_page(request: PortalRequest, page: str, status_code: int, **context) -> Template:
+    """An account's or a login's page: the ?done= alert of the action that led here,
+    unless the caller brings its own."""
     message = _DONE.get(request.query_params.get("done", ""))
-    return {"kind": "success", "title": message(), "body": None} if message else None
+    done = {"kind": "success", "title": message(), "body": None} if message else None
+    return render(request, page, status_code=status_code, **{"alert": done, **context})
 
 
 async def _account_page(
@@ -233,14 +237,9 @@ async def _account_page(
     view = await console.account_view(account_id)
     if view is None:
         raise NotFoundException()
-    context.setdefault("alert", _done_alert(request))
-    return render(
-        request,
-        "pages/staff/account.html",
-        status_code=status_code,
-        view=view,
-        locked=console.locked(view["login"].login) if view["login"] else False,
-        **context,
+    locked = console.locked(view["login"].login) if view["login"] else False
+    return _console_page(
+        request, "pages/staff/account.html", status_code, view=view, locked=locked, **context
     )
 
 
@@ -271,8 +270,7 @@ async def _account_action(
             console,
             account_id,
             422,
-            errors=_named(result.errors, name),
-            values=_named(form.values, name),
+            **_shown_again(result.errors, form, name),
         )
     if result.outcome in _REFUSED:
         alert = {"kind": "warning", "title": _REFUSED[result.outcome](), "body": None}
@@ -345,6 +343,11 @@ def _named(fields: dict, form_name: str) -> dict:
     return {f"{form_name}_{key}": value for key, value in fields.items()}
 
 
+def _shown_again(errors: dict, form: Any, form_name: str) -> dict:
+    """A refused form's errors and what was typed, for its page again."""
+    return {"errors": _named(errors, form_name), "values": _named(form.values, form_name)}
+
+
 async def _pay_page(
     request: PortalRequest,
     console: ConsoleService,
@@ -408,14 +411,9 @@ async def _login_page(
         raise NotFoundException()
     if view.accounts and status_code != 200:
         return await _account_page(request, console, view.accounts[0]["id"], status_code, **context)
-    context.setdefault("alert", _done_alert(request))
-    return render(
-        request,
-        "pages/staff/login.html",
-        status_code=status_code,
-        login_view=view,
-        locked=console.locked(view.login),
-        **context,
+    locked = console.locked(view.login)
+    return _console_page(
+        request, "pages/staff/login.html", status_code, login_view=view, locked=locked, **context
     )
 
 
@@ -461,8 +459,7 @@ async def login_action(
             console,
             user_id,
             422,
-            errors=_named(result.errors, name),
-            values=_named(form.values, name),
+            **_shown_again(result.errors, form, name),
         )
     return _back_to(view.accounts, user_id, done)
 
