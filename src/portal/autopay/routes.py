@@ -43,6 +43,7 @@ from portal.autopay.scheduled import MAX_DAYS_AHEAD, ScheduledService, ScheduleF
 from portal.autopay.service import AutoPayService, EnrolForm, local_today, move_schedule
 from portal.billing.service import amount_due
 from portal.db import is_row_id
+from portal.forms import Form, Result
 from portal.i18n import _
 from portal.payments import stripe_routes
 from portal.payments.gateway import GatewayUnavailable
@@ -80,6 +81,15 @@ NOTICES = {
         lambda: _("This payment has already started or ended, so it could not be skipped."),
     ),
 }
+
+
+def _again(result: Result, form: Form) -> dict:
+    """A refused form's page again: 422, the errors and what was typed, with a fresh
+    idempotency key when the form as a whole was refused (it had expired)."""
+    values = dict(form.values)
+    if "form" in result.errors:
+        values.pop("idempotency_key", None)
+    return {"status_code": 422, "errors": result.errors, "values": values}
 
 
 def _alert(request: PortalRequest) -> dict | None:
@@ -291,15 +301,7 @@ async def autopay_enrol(
     saved = await methods.list(request.user.user_id)
     result = await autopay.enrol(request.user, account, form, saved, client_address(request))
     if result.outcome == "invalid":
-        return await _autopay_page(
-            request,
-            account,
-            autopay,
-            methods,
-            status_code=422,
-            errors=result.errors,
-            values=form.values,
-        )
+        return await _autopay_page(request, account, autopay, methods, **_again(result, form))
     notice = "changed" if result.outcome == "changed" else "enrolled"
     return Redirect(f"/accounts/{account['id']}/autopay?notice={notice}", status_code=303)
 
@@ -371,18 +373,7 @@ async def scheduled_add(
     saved = await methods.list(request.user.user_id)
     result = await scheduled.schedule(request.user, account, form, saved, client_address(request))
     if not result.ok:
-        values = dict(form.values)
-        if "form" in result.errors:
-            values.pop("idempotency_key", None)
-        return await _scheduled_page(
-            request,
-            account,
-            scheduled,
-            methods,
-            status_code=422,
-            errors=result.errors,
-            values=values,
-        )
+        return await _scheduled_page(request, account, scheduled, methods, **_again(result, form))
     return Redirect(f"/accounts/{account['id']}/scheduled?notice=scheduled", status_code=303)
 
 
@@ -502,12 +493,7 @@ async def pay_saved_confirm(
     saved = await methods.list(request.user.user_id)
     result = await saved_pay.pay(request.user, account, form, saved, client_address(request))
     if result.outcome == "invalid":
-        values = dict(form.values)
-        if "form" in result.errors:
-            values.pop("idempotency_key", None)  # a fresh key for a fresh form
-        return await _pay_saved_page(
-            request, account, methods, status_code=422, errors=result.errors, values=values
-        )
+        return await _pay_saved_page(request, account, methods, **_again(result, form))
     if result.outcome == "unavailable":  # nothing known yet: Pay again sends the same key
         problem = _(
             "The payment processor did not answer, so we do not know yet if it charged you. Press Pay now again: the same payment cannot be charged twice"
