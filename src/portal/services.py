@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from jinja2 import Environment
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from portal.accounts.linking import LinkingService
 from portal.accounts.profile import ProfileService
@@ -112,6 +112,31 @@ class Services:
             f.name: Provide(_constant(getattr(self, f.name)), use_cache=True, sync_to_thread=False)
             for f in fields(self)
         }
+
+
+# The type of each, for a handler's parameter of that name: `billing: Billing`.
+DB = NamedDependency[Database]
+SiteSettings = NamedDependency[Settings]
+Sandbox = NamedDependency[SandboxGateway]
+Registrations = NamedDependency[RegistrationService]
+SignIns = NamedDependency[SignInService]
+Recovery = NamedDependency[RecoveryService]
+Profiles = NamedDependency[ProfileService]
+Linking = NamedDependency[LinkingService]
+Billing = NamedDependency[BillingService]
+Payments = NamedDependency[PaymentsService]
+Lookups = NamedDependency[Budget]
+Checks = NamedDependency[Budget]
+StaffAuth = NamedDependency[StaffAuthService]
+Console = NamedDependency[ConsoleService]
+Oversight = NamedDependency[OversightService]
+Methods = NamedDependency[MethodsService]
+AutoPay = NamedDependency[AutoPayService]
+Scheduled = NamedDependency[ScheduledService]
+SavedPay = NamedDependency[SavedPayService]
+Expiry = NamedDependency[ExpiryService]
+Notices = NamedDependency[NoticesService]
+ConsoleMoney = NamedDependency[Budget]
 
 
 def _constant(value: object):

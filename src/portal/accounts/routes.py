@@ -24,7 +24,6 @@ from urllib.parse import urlencode
 
 from litestar import Router, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -35,31 +34,30 @@ from portal.accounts.profile import DeliveryForm, EmailForm, PasswordForm, Profi
 from portal.accounts.recovery import (
     ForgotPasswordForm,
     ForgotUsernameForm,
-    RecoveryService,
     ResetForm,
 )
 from portal.accounts.registration import (
     REGISTRATION_FIELDS,
     Registration,
-    RegistrationService,
     UsernameForm,
 )
-from portal.accounts.signin import DEVICE_COOKIE, LoginForm, SignInService, device_cookie
+from portal.accounts.signin import DEVICE_COOKIE, LoginForm, device_cookie
 from portal.i18n import _
 from portal.security.auth import requires_resident
 from portal.security.cookies import issue_csrf_cookie
 from portal.security.headers import NO_STORE
-from portal.security.throttle import Budget, Throttled, enforce
+from portal.security.throttle import Throttled, enforce
+from portal.services import (
+    Checks,
+    Lookups,
+    Profiles,
+    Recovery,
+    Registrations,
+    SignIns,
+    SiteSettings,
+)
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, local_path, render
-
-Registrations = NamedDependency[RegistrationService]
-SignIns = NamedDependency[SignInService]
-Recovery = NamedDependency[RecoveryService]
-Profiles = NamedDependency[ProfileService]
-SiteSettings = NamedDependency[Settings]
-Lookups = NamedDependency[Budget]
-Checks = NamedDependency[Budget]
 
 # Per-field checks that may look the bill's numbers up spend the look-up budget.
 LOOKUP_FIELDS = {"account_number", "bill_amount"}
@@ -302,38 +300,28 @@ async def logout(request: PortalRequest, signin: SignIns, settings: SiteSettings
 # --- Forgot Username / Forgot Password --------------------------------------------
 
 
-async def _emailed_answer(request: PortalRequest, form_class, ask, page: str) -> Template:
-    """Forgot Username / Forgot Password: check the form, answer, then do the work."""
+# The page, the form and the RecoveryService check of each: one pair of handlers for both.
+FORGOT = {
+    "/forgot-username": ("pages/forgot_username.html", ForgotUsernameForm, "forgot_username"),
+    "/forgot-password": ("pages/forgot_password.html", ForgotPasswordForm, "forgot_password"),
+}
+
+
+@get(list(FORGOT))
+async def forgot_form(request: PortalRequest) -> Template:
+    return render(request, FORGOT[request.url.path][0])
+
+
+@post(list(FORGOT))
+async def forgot(request: PortalRequest, recovery: Recovery) -> Template:
+    """Check the form, answer, then do the work (after the answer: see recovery.later)."""
+    page, form_class, check = FORGOT[request.url.path]
     form = await form_class.read(request)
-    result = ask(form, client_address(request))
+    result = getattr(recovery, check)(form, client_address(request))
     if not result.ok:
         return render(request, page, status_code=422, errors=result.errors)
     return render(
         request, page, sent=True, values=form.values, background=BackgroundTask(result.value)
-    )
-
-
-@get("/forgot-username")
-async def forgot_username_form(request: PortalRequest) -> Template:
-    return render(request, "pages/forgot_username.html")
-
-
-@post("/forgot-username")
-async def forgot_username(request: PortalRequest, recovery: Recovery) -> Template:
-    return await _emailed_answer(
-        request, ForgotUsernameForm, recovery.forgot_username, "pages/forgot_username.html"
-    )
-
-
-@get("/forgot-password")
-async def forgot_password_form(request: PortalRequest) -> Template:
-    return render(request, "pages/forgot_password.html")
-
-
-@post("/forgot-password")
-async def forgot_password(request: PortalRequest, recovery: Recovery) -> Template:
-    return await _emailed_answer(
-        request, ForgotPasswordForm, recovery.forgot_password, "pages/forgot_password.html"
     )
 
 
@@ -479,10 +467,8 @@ def handlers(settings: Settings) -> list:
         login_form,
         login,
         logout,
-        forgot_username_form,
-        forgot_username,
-        forgot_password_form,
-        forgot_password,
+        forgot_form,
+        forgot,
         reset_form,
         reset,
         profile_email_confirm,

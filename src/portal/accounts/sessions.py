@@ -8,8 +8,10 @@ idle minutes (and 12 hours at most); with it, the device stays signed in for 30 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiosqlite
 from litestar.datastructures import Cookie
@@ -67,32 +69,57 @@ async def end_all(conn: aiosqlite.Connection, user_id: int, keep_hash: str | Non
     )
 
 
+# A session and its owner by the id's hash.
+SESSION_ROW = (
+    "SELECT s.id_hash, s.user_id, s.remember, s.last_seen_at, s.expires_at,"
+    " u.username, u.email, u.locale FROM sessions s JOIN users u ON u.id = s.user_id"
+    " WHERE s.id_hash = ?"
+)
+
+
+def _ended(row: Any, idle: timedelta) -> bool:
+    """Before its expires_at: without Remember me, after 30 idle minutes."""
+    return not row["remember"] and idle > IDLE
+
+
 async def load(db: Database, session_id: str | None) -> SignedIn | None:
     """The signed-in resident for a cookie value, or None if the session is over."""
+    row = await live_session(db, session_id, SESSION_ROW, "sessions", _ended, TOUCH_EVERY)
+    if row is None:
+        return None
+    return SignedIn(row["user_id"], row["username"], row["email"], row["locale"], row["id_hash"])
+
+
+async def live_session(
+    db: Database,
+    session_id: str | None,
+    query: str,
+    table: str,
+    ended: Callable[[Any, timedelta], bool],
+    touch_every: timedelta,
+) -> Any:
+    """The row `query` finds for a cookie's session id (by its hash), or None: no such
+    session, or it is past its expires_at or `ended(row, idle time)` (then it is deleted).
+    A visit is noted once `touch_every` has passed, not at every request (a write per
+    page). Residents' and staff sessions alike; `table` is ours, never from input."""
     if not session_id or len(session_id) > 100:
         return None
     id_hash = code_hash(session_id)
-    row = await db.fetchone(
-        "SELECT s.user_id, s.remember, s.last_seen_at, s.expires_at,"
-        " u.username, u.email, u.locale FROM sessions s JOIN users u ON u.id = s.user_id"
-        " WHERE s.id_hash = ?",
-        (id_hash,),
-    )
+    row = await db.fetchone(query, (id_hash,))
     if row is None:
         return None
     now = datetime.now(UTC)
-    last_seen = datetime.fromisoformat(row["last_seen_at"])
-    expired = utc_text(now) >= row["expires_at"] or (not row["remember"] and now - last_seen > IDLE)
-    if expired:
+    idle = now - datetime.fromisoformat(row["last_seen_at"])
+    if utc_text(now) >= row["expires_at"] or ended(row, idle):
         async with db.write() as conn:
-            await conn.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+            await conn.execute(f"DELETE FROM {table} WHERE id_hash = ?", (id_hash,))
         return None
-    if now - last_seen > TOUCH_EVERY:
+    if idle > touch_every:
         async with db.write() as conn:
             await conn.execute(
-                "UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", (utcnow(), id_hash)
+                f"UPDATE {table} SET last_seen_at = ? WHERE id_hash = ?", (utcnow(), id_hash)
             )
-    return SignedIn(row["user_id"], row["username"], row["email"], row["locale"], id_hash)
+    return row
 
 
 def cookie(session_id: str, remember: bool, settings: Settings) -> Cookie:

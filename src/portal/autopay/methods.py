@@ -18,6 +18,12 @@ from portal.settings import Settings
 
 NICKNAME_MAX = 40
 METHODS = ("card", "bank")
+# What holds on to a saved method (:id): AutoPay enrolments and scheduled payments to come.
+USES = (
+    "SELECT (SELECT count(*) FROM autopay WHERE method_id = :id) AS autopay,"
+    " (SELECT count(*) FROM schedules WHERE method_id = :id AND kind = 'scheduled'"
+    "  AND status IN ('scheduled', 'charging')) AS scheduled"
+)
 
 
 class AddMethodForm(Form):
@@ -194,15 +200,7 @@ class MethodsService:
 
     async def uses(self, method_id: int) -> dict[str, int]:
         """How many AutoPay enrolments and pending scheduled payments use a method."""
-        autopay = await self.db.fetchval(
-            "SELECT count(*) FROM autopay WHERE method_id = ?", (method_id,)
-        )
-        scheduled = await self.db.fetchval(
-            "SELECT count(*) FROM schedules WHERE method_id = ? AND kind = 'scheduled'"
-            " AND status IN ('scheduled', 'charging')",
-            (method_id,),
-        )
-        return {"autopay": autopay, "scheduled": scheduled}
+        return dict(await self.db.fetchone(USES, {"id": method_id}))
 
     async def remove(self, user: Any, method_id: int, client: str) -> Result:
         """Outcome 'ok', 'missing' or 'in_use' (value: the uses, for the reason)."""
@@ -211,15 +209,10 @@ class MethodsService:
             return Result("missing")
         async with self.db.write() as conn:
             # Checked inside the write transaction: an enrolment cannot slip in between.
-            cursor = await conn.execute(
-                "SELECT (SELECT count(*) FROM autopay WHERE method_id = :id),"
-                " (SELECT count(*) FROM schedules WHERE method_id = :id AND kind = 'scheduled'"
-                "  AND status IN ('scheduled', 'charging'))",
-                {"id": method_id},
-            )
-            autopay, scheduled = await cursor.fetchone()
-            if autopay or scheduled:
-                return Result("in_use", value={"autopay": autopay, "scheduled": scheduled})
+            cursor = await conn.execute(USES, {"id": method_id})
+            uses = dict(await cursor.fetchone())
+            if any(uses.values()):
+                return Result("in_use", value=uses)
             await conn.execute(
                 "UPDATE saved_methods SET removed_at = ?, is_default = 0 WHERE id = ?",
                 (utcnow(), method_id),

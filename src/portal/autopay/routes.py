@@ -41,8 +41,9 @@ from portal.autopay.methods import AddMethodForm, MethodsService, NicknameForm
 from portal.autopay.saved_pay import SavedPayForm, SavedPayService
 from portal.autopay.scheduled import MAX_DAYS_AHEAD, ScheduledService, ScheduleForm
 from portal.autopay.service import AutoPayService, EnrolForm, local_today, move_schedule
-from portal.billing.service import BillingService, amount_due
+from portal.billing.service import amount_due
 from portal.db import is_row_id
+from portal.forms import Form, Result
 from portal.i18n import _
 from portal.payments import stripe_routes
 from portal.payments.gateway import GatewayUnavailable
@@ -50,15 +51,12 @@ from portal.payments.service import new_key, payment_amount
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
 from portal.security.throttle import enforce
+from portal.services import AutoPay, Billing, Methods, SavedPay, Scheduled
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
 
-Methods = NamedDependency[MethodsService]
-AutoPay = NamedDependency[AutoPayService]
-Billing = NamedDependency[BillingService]
 OwnAccount = NamedDependency[Any]
-Scheduled = NamedDependency[ScheduledService]
-SavedPay = NamedDependency[SavedPayService]
+SavedMethods = NamedDependency[list]
 
 NOTICES = {
     "saved": ("success", lambda: _("Your payment method was saved.")),
@@ -84,6 +82,20 @@ NOTICES = {
         lambda: _("This payment has already started or ended, so it could not be skipped."),
     ),
 }
+
+
+def _again(result: Result, form: Form) -> dict:
+    """A refused form's page again: 422, the errors and what was typed, with a fresh
+    idempotency key when the form as a whole was refused (it had expired)."""
+    values = dict(form.values)
+    if "form" in result.errors:
+        values.pop("idempotency_key", None)
+    return {"status_code": 422, "errors": result.errors, "values": values}
+
+
+def _default_method(saved: list) -> str:
+    """The resident's default saved method, as a form's first choice ('' without one)."""
+    return str(next((m["id"] for m in saved if m["is_default"]), ""))
 
 
 def _alert(request: PortalRequest) -> dict | None:
@@ -238,24 +250,27 @@ async def own_account(request: PortalRequest, account_id: FromPath[int], billing
     return account
 
 
+async def saved_methods(request: PortalRequest, methods: Methods) -> list:
+    """Dependency `saved`: the resident's saved payment methods, the default first."""
+    return await methods.list(request.user.user_id)
+
+
 async def _autopay_page(
     request: PortalRequest,
     account,
     autopay: AutoPayService,
-    methods: MethodsService,
+    saved: list,
     *,
     status_code: int = 200,
     errors: dict | None = None,
     values: dict | None = None,
 ) -> Template:
     status = await autopay.status(account["id"])
-    saved = await methods.list(request.user.user_id)
     if values is None:
         chosen = status.enrolment["method_id"] if status.enrolment else None
-        chosen = chosen or next((m["id"] for m in saved if m["is_default"]), None)
         max_cents = status.enrolment["max_cents"] if status.enrolment else None
         values = {
-            "method_id": str(chosen or ""),
+            "method_id": str(chosen) if chosen else _default_method(saved),
             "max_amount": f"{max_cents / 100:.2f}" if max_cents else "",
         }
     return render(
@@ -268,7 +283,7 @@ async def _autopay_page(
         errors=errors or {},
         values=values,
         alert=_alert(request),
-        due=await amount_due(methods.db, account["id"]),
+        due=await amount_due(autopay.db, account["id"]),
         days_before=autopay.settings.autopay_days_before,
         reminder_days=autopay.settings.autopay_reminder_days,
     )
@@ -279,9 +294,9 @@ async def autopay_page(
     request: PortalRequest,
     account: OwnAccount,
     autopay: AutoPay,
-    methods: Methods,
+    saved: SavedMethods,
 ) -> Template:
-    return await _autopay_page(request, account, autopay, methods)
+    return await _autopay_page(request, account, autopay, saved)
 
 
 @post("/accounts/{account_id:int}/autopay", guards=[spends_money])
@@ -289,21 +304,12 @@ async def autopay_enrol(
     request: PortalRequest,
     account: OwnAccount,
     autopay: AutoPay,
-    methods: Methods,
+    saved: SavedMethods,
 ) -> Template | Redirect:
     form = await EnrolForm.read(request)
-    saved = await methods.list(request.user.user_id)
     result = await autopay.enrol(request.user, account, form, saved, client_address(request))
     if result.outcome == "invalid":
-        return await _autopay_page(
-            request,
-            account,
-            autopay,
-            methods,
-            status_code=422,
-            errors=result.errors,
-            values=form.values,
-        )
+        return await _autopay_page(request, account, autopay, saved, **_again(result, form))
     notice = "changed" if result.outcome == "changed" else "enrolled"
     return Redirect(f"/accounts/{account['id']}/autopay?notice={notice}", status_code=303)
 
@@ -325,16 +331,14 @@ async def _scheduled_page(
     request: PortalRequest,
     account,
     scheduled: ScheduledService,
-    methods: MethodsService,
+    saved: list,
     *,
     status_code: int = 200,
     errors: dict | None = None,
     values: dict | None = None,
 ) -> Template:
-    saved = await methods.list(request.user.user_id)
     if values is None:
-        default = next((m["id"] for m in saved if m["is_default"]), "")
-        values = {"method_id": str(default)}
+        values = {"method_id": _default_method(saved)}
     today = local_today(scheduled.settings)
     return render(
         request,
@@ -359,9 +363,9 @@ async def scheduled_page(
     request: PortalRequest,
     account: OwnAccount,
     scheduled: Scheduled,
-    methods: Methods,
+    saved: SavedMethods,
 ) -> Template:
-    return await _scheduled_page(request, account, scheduled, methods)
+    return await _scheduled_page(request, account, scheduled, saved)
 
 
 @post("/accounts/{account_id:int}/scheduled", guards=[spends_money])
@@ -369,24 +373,12 @@ async def scheduled_add(
     request: PortalRequest,
     account: OwnAccount,
     scheduled: Scheduled,
-    methods: Methods,
+    saved: SavedMethods,
 ) -> Template | Redirect:
     form = await ScheduleForm.read(request)
-    saved = await methods.list(request.user.user_id)
     result = await scheduled.schedule(request.user, account, form, saved, client_address(request))
     if not result.ok:
-        values = dict(form.values)
-        if "form" in result.errors:
-            values.pop("idempotency_key", None)
-        return await _scheduled_page(
-            request,
-            account,
-            scheduled,
-            methods,
-            status_code=422,
-            errors=result.errors,
-            values=values,
-        )
+        return await _scheduled_page(request, account, scheduled, saved, **_again(result, form))
     return Redirect(f"/accounts/{account['id']}/scheduled?notice=scheduled", status_code=303)
 
 
@@ -441,19 +433,18 @@ async def schedule_move(
 async def _pay_saved_page(
     request: PortalRequest,
     account,
-    methods: MethodsService,
+    saved_pay: SavedPayService,
+    saved: list,
     *,
     step: str = "form",
     status_code: int = 200,
     errors: dict | None = None,
     values: dict | None = None,
 ) -> Template:
-    saved = await methods.list(request.user.user_id)
-    due = await amount_due(methods.db, account["id"])
+    due = await amount_due(saved_pay.db, account["id"])
     values = dict(values or {})
     if not values:
-        default = next((m["id"] for m in saved if m["is_default"]), "")
-        values = {"method_id": str(default), "amount": f"{due / 100:.2f}" if due else ""}
+        values = {"method_id": _default_method(saved), "amount": f"{due / 100:.2f}" if due else ""}
     values.setdefault("idempotency_key", new_key())
     return render(
         request,
@@ -463,7 +454,7 @@ async def _pay_saved_page(
         account=account,
         methods=saved,
         chosen=next((m for m in saved if str(m["id"]) == values.get("method_id")), None),
-        cents=payment_amount(values.get("amount", ""), methods.settings)[0],
+        cents=payment_amount(values.get("amount", ""), saved_pay.settings)[0],
         due=due,
         errors=errors or {},
         values=values,
@@ -471,8 +462,10 @@ async def _pay_saved_page(
 
 
 @get("/accounts/{account_id:int}/pay-saved")
-async def pay_saved_form(request: PortalRequest, account: OwnAccount, methods: Methods) -> Template:
-    return await _pay_saved_page(request, account, methods)
+async def pay_saved_form(
+    request: PortalRequest, account: OwnAccount, saved_pay: SavedPay, saved: SavedMethods
+) -> Template:
+    return await _pay_saved_page(request, account, saved_pay, saved)
 
 
 @post("/accounts/{account_id:int}/pay-saved", guards=[spends_money])
@@ -480,19 +473,27 @@ async def pay_saved_review(
     request: PortalRequest,
     account: OwnAccount,
     saved_pay: SavedPay,
-    methods: Methods,
+    saved: SavedMethods,
 ) -> Template:
     """The confirm step for a valid form; the form again (422) with what to fix, or
     unchanged when the resident chose to change it."""
     form = await SavedPayForm.read(request)
-    saved_pay.check(form, await methods.list(request.user.user_id))
+    saved_pay.check(form, saved)
     if form.change:
-        return await _pay_saved_page(request, account, methods, values=form.values)
+        return await _pay_saved_page(request, account, saved_pay, saved, values=form.values)
     if form.errors:
         return await _pay_saved_page(
-            request, account, methods, status_code=422, errors=form.errors, values=form.values
+            request,
+            account,
+            saved_pay,
+            saved,
+            status_code=422,
+            errors=form.errors,
+            values=form.values,
         )
-    return await _pay_saved_page(request, account, methods, step="confirm", values=form.values)
+    return await _pay_saved_page(
+        request, account, saved_pay, saved, step="confirm", values=form.values
+    )
 
 
 @post("/accounts/{account_id:int}/pay-saved/confirm", guards=[spends_money])
@@ -500,18 +501,12 @@ async def pay_saved_confirm(
     request: PortalRequest,
     account: OwnAccount,
     saved_pay: SavedPay,
-    methods: Methods,
+    saved: SavedMethods,
 ) -> Template | Redirect:
     form = await SavedPayForm.read(request)
-    saved = await methods.list(request.user.user_id)
     result = await saved_pay.pay(request.user, account, form, saved, client_address(request))
     if result.outcome == "invalid":
-        values = dict(form.values)
-        if "form" in result.errors:
-            values.pop("idempotency_key", None)  # a fresh key for a fresh form
-        return await _pay_saved_page(
-            request, account, methods, status_code=422, errors=result.errors, values=values
-        )
+        return await _pay_saved_page(request, account, saved_pay, saved, **_again(result, form))
     if result.outcome == "unavailable":  # nothing known yet: Pay again sends the same key
         problem = _(
             "The payment processor did not answer, so we do not know yet if it charged you. Press Pay now again: the same payment cannot be charged twice"
@@ -519,7 +514,8 @@ async def pay_saved_confirm(
         return await _pay_saved_page(
             request,
             account,
-            methods,
+            saved_pay,
+            saved,
             step="confirm",
             status_code=503,
             values=form.values,
@@ -533,7 +529,7 @@ def handlers(settings: Settings) -> list:
         Router(
             path="/",
             guards=[requires_resident],
-            dependencies={"account": Provide(own_account)},
+            dependencies={"account": Provide(own_account), "saved": Provide(saved_methods)},
             cache_control=NO_STORE,
             route_handlers=[
                 methods_list,

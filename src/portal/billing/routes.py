@@ -20,16 +20,11 @@ from datetime import date
 
 from babel.dates import format_date
 from litestar import Response, Router, get, post
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from portal.accounts.linking import ClaimForm, LinkingService
-from portal.accounts.profile import ProfileService
-from portal.autopay.expiry import ExpiryService
-from portal.autopay.scheduled import ScheduledService
-from portal.autopay.service import AutoPayService
+from portal.accounts.linking import ClaimForm
 from portal.billing.chart import usage_chart_svg
 from portal.billing.pdf import bill_pdf
 from portal.billing.service import BillingService
@@ -37,17 +32,19 @@ from portal.i18n import _, format_locale
 from portal.security.auth import requires_resident
 from portal.security.filenames import attachment
 from portal.security.headers import NO_STORE
-from portal.security.throttle import Budget, enforce
+from portal.security.throttle import enforce
+from portal.services import (
+    AutoPay,
+    Billing,
+    Expiry,
+    Linking,
+    Lookups,
+    Profiles,
+    Scheduled,
+    SiteSettings,
+)
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
-
-Billing = NamedDependency[BillingService]
-Linking = NamedDependency[LinkingService]
-Profiles = NamedDependency[ProfileService]
-SiteSettings = NamedDependency[Settings]
-AutoPay = NamedDependency[AutoPayService]
-Scheduled = NamedDependency[ScheduledService]
-Expiry = NamedDependency[ExpiryService]
 
 
 async def _own_account(request: PortalRequest, billing: BillingService, account_id: int):
@@ -98,9 +95,7 @@ async def link_form(request: PortalRequest) -> Template:
 
 
 @post("/account/link")
-async def link(
-    request: PortalRequest, linking: Linking, lookups: NamedDependency[Budget]
-) -> Template | Redirect:
+async def link(request: PortalRequest, linking: Linking, lookups: Lookups) -> Template | Redirect:
     await enforce(lookups, linking.db, client_address(request), request.url.path)
     form = await ClaimForm.read(request)
     result = await linking.link(request.user, form, client_address(request))

@@ -13,18 +13,15 @@ URL map (registered only when settings.dev_mailbox: development without PORTAL_S
 from __future__ import annotations
 
 from litestar import Response, get
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Template
 
 from portal.db import Database
 from portal.mail import outbox
+from portal.services import DB, SiteSettings
 from portal.settings import Settings
 from portal.web import PortalRequest, render
-
-DB = NamedDependency[Database]
-SiteSettings = NamedDependency[Settings]
 
 MAILBOX_LIMIT = 200
 

@@ -13,17 +13,15 @@ URL map:
 from __future__ import annotations
 
 from litestar import Router, get, post
-from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
 from portal.i18n import _
 from portal.notices.service import NoticesForm, NoticesService
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
+from portal.services import Notices
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
-
-Notices = NamedDependency[NoticesService]
 
 
 @get("/profile/notices")

@@ -12,12 +12,11 @@ URL map:  GET /            landing page (login, register, pay, quick links);
 from __future__ import annotations
 
 from litestar import get
-from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
-from portal.accounts.profile import ProfileService
 from portal.i18n import LOCALES, locale_cookie
 from portal.pages.styleguide import styleguide_context
+from portal.services import Profiles, SiteSettings
 from portal.settings import Settings
 from portal.web import PortalRequest, local_path, render
 
@@ -37,8 +36,8 @@ async def contact(request: PortalRequest) -> Template:
 @get("/language")
 async def language(
     request: PortalRequest,
-    profiles: NamedDependency[ProfileService],
-    settings: NamedDependency[Settings],
+    profiles: Profiles,
+    settings: SiteSettings,
 ) -> Redirect:
     """Switch between English and Español; the choice is kept in a cookie (and, when
     signed in, on the resident's account so emails follow it). Never guessed from location."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 
 from litestar import Response, get, post
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -29,15 +28,12 @@ from portal.billing.service import BillingService
 from portal.i18n import _
 from portal.payments import stripe_routes
 from portal.payments.gateway import SIGNATURE_HEADER, GatewayUnavailable
-from portal.payments.sandbox import SandboxCardForm, SandboxGateway
+from portal.payments.sandbox import SandboxCardForm
 from portal.payments.service import PaymentForm, PaymentsService, initials, mask_address, new_key
-from portal.security.throttle import Budget, enforce
+from portal.security.throttle import enforce
+from portal.services import Billing, Lookups, Payments, Sandbox
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
-
-Payments = NamedDependency[PaymentsService]
-Billing = NamedDependency[BillingService]
-Sandbox = NamedDependency[SandboxGateway]
 
 
 async def _own_linked_account(request: PortalRequest, billing: BillingService, account_id: int):
@@ -107,7 +103,7 @@ async def pay_start(request: PortalRequest, payments: Payments, billing: Billing
 
 @post("/pay")
 async def pay_lookup(
-    request: PortalRequest, payments: Payments, billing: Billing, lookups: NamedDependency[Budget]
+    request: PortalRequest, payments: Payments, billing: Billing, lookups: Lookups
 ) -> Template:
     await enforce(lookups, payments.db, client_address(request), request.url.path)
     form = await NumbersForm.read(request)

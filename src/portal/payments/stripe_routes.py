@@ -13,16 +13,14 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Redirect
 
 from portal.payments.gateway import GatewayUnavailable
-from portal.payments.service import PaymentsService
 from portal.payments.trail import handle_event
 from portal.security.headers import CSP
+from portal.services import Payments
 
-Payments = NamedDependency[PaymentsService]
 CHECKOUT_ORIGIN = "https://checkout.stripe.com"
 
 

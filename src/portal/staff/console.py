@@ -10,6 +10,7 @@ in as the resident, or a change to billing data (that is the billing system's jo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 
 import aiosqlite
@@ -63,6 +64,31 @@ def reason_problem(reason: str) -> str | None:
 def fts_phrase(text: str) -> str:
     """Text as one FTS5 phrase: with the trigram index, a case-insensitive substring."""
     return '"' + text.replace('"', '""') + '"'
+
+
+# The resident's audit event for each link a representative sends them.
+SENT_BY_STAFF = {
+    VERIFY: "verification_resent_by_staff",
+    EMAIL_CHANGE: "email_change_requested_by_staff",
+}
+
+
+def _login_action(act):
+    """A representative's action on a login, with a reason: called with the user id, it
+    answers 'missing' for no such login, 'invalid' without a reason, else acts on the
+    login's row."""
+
+    @wraps(act)
+    async def checked(self, staff: StaffMember, user_id: int, form: ReasonForm, client: str):
+        login = await self._login(user_id)
+        if login is None:
+            return Result("missing")
+        problem = reason_problem(form.reason)
+        if problem:
+            return Result.invalid({"reason": problem})
+        return await act(self, staff, login, form, client)
+
+    return checked
 
 
 @dataclass
@@ -305,7 +331,7 @@ class ConsoleService:
         return await self.db.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
 
     async def _mail_link(
-        self, conn: aiosqlite.Connection, login: Any, client: str, kind: Link, **link: Any
+        self, conn: aiosqlite.Connection, login: Any, client: str, kind: Link, to: str
     ) -> None:
         """An emailed one-time link for the login, in the language the resident chose
         (it lives as long as the same link the resident asks for themselves)."""
@@ -317,57 +343,36 @@ class ConsoleService:
                 kind,
                 user_id=login["id"],
                 username=login["username"],
+                to=to,
+                audit_event=SENT_BY_STAFF[kind],
                 client=client,
-                **link,
             )
 
-    async def _login_for(self, user_id: int, form: ReasonForm) -> tuple[Any, Result | None]:
-        """The login an action is for, and the answer when there is none ('missing') or
-        the reason is missing ('invalid')."""
-        login = await self._login(user_id)
-        if login is None:
-            return None, Result("missing")
-        problem = reason_problem(form.reason)
-        return login, Result.invalid({"reason": problem}) if problem else None
-
+    @_login_action
     async def resend_verification(
-        self, staff: StaffMember, user_id: int, form: ReasonForm, client: str
+        self, staff: StaffMember, login: Any, form: ReasonForm, client: str
     ) -> Result:
-        login, refused = await self._login_for(user_id, form)
-        if refused:
-            return refused
         if login["verified_at"]:
             return Result.invalid({"reason": _("This login is already verified")})
         async with self.db.write() as conn:
-            await self._mail_link(
-                conn,
-                login,
-                client,
-                VERIFY,
-                to=login["email"],
-                audit_event="verification_resent_by_staff",
-            )
+            await self._mail_link(conn, login, client, VERIFY, login["email"])
             await self._record(
-                conn, staff, client, "resend_verification", form.reason, user_id=user_id
+                conn, staff, client, "resend_verification", form.reason, user_id=login["id"]
             )
         return Result()
 
-    async def unlock(
-        self, staff: StaffMember, user_id: int, form: ReasonForm, client: str
-    ) -> Result:
-        login, refused = await self._login_for(user_id, form)
-        if refused:
-            return refused
+    @_login_action
+    async def unlock(self, staff: StaffMember, login: Any, form: ReasonForm, client: str) -> Result:
         async with self.db.write() as conn:
             # The same release as a password reset: the failures against the name end.
-            await forget_failures(conn, user_id, login["username_key"])
+            await forget_failures(conn, login["id"], login["username_key"])
             await self._record(
                 conn,
                 staff,
                 client,
                 "unlock",
                 form.reason,
-                user_id=user_id,
+                user_id=login["id"],
                 resident=("unlocked_by_staff", login["username"], None),
             )
         return Result()
@@ -392,14 +397,7 @@ class ConsoleService:
             return Result.invalid(errors)
         address = normalize_email(form.new_email) or form.new_email
         async with self.db.write() as conn:
-            await self._mail_link(
-                conn,
-                login,
-                client,
-                EMAIL_CHANGE,
-                to=address,
-                audit_event="email_change_requested_by_staff",
-            )
+            await self._mail_link(conn, login, client, EMAIL_CHANGE, address)
             await self._record(
                 conn,
                 staff,

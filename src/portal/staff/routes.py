@@ -34,9 +34,9 @@ Supervisors (router guarded by requires_supervisor, no-store):
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from litestar import Response, Router, get, post
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -46,7 +46,8 @@ from portal.payments.service import new_key
 from portal.security.auth import requires_staff, requires_supervisor
 from portal.security.cookies import issue_csrf_cookie
 from portal.security.headers import NO_STORE
-from portal.security.throttle import Budget, enforce
+from portal.security.throttle import enforce
+from portal.services import Console, ConsoleMoney, Oversight, SiteSettings, StaffAuth
 from portal.settings import Settings
 from portal.staff import sessions, totp
 from portal.staff.accounts import EnrolForm, StaffAuthService, StaffSignInForm
@@ -57,15 +58,8 @@ from portal.staff.console import (
     StaffEmailForm,
     StaffPaymentForm,
 )
-from portal.staff.oversight import ACTIONS, AuditFilterForm, OversightService
+from portal.staff.oversight import ACTIONS, AuditFilterForm
 from portal.web import PortalRequest, client_address, render
-
-StaffAuth = NamedDependency[StaffAuthService]
-Console = NamedDependency[ConsoleService]
-Oversight = NamedDependency[OversightService]
-SiteSettings = NamedDependency[Settings]
-ConsoleMoney = NamedDependency[Budget]
-
 
 # --- sign-in and enrolment (open) ------------------------------------------------------
 
@@ -225,9 +219,12 @@ _REFUSED = {
 }
 
 
-def _done_alert(request: PortalRequest) -> dict | None:
+def _console_page(request: PortalRequest, page: str, status_code: int, **context) -> Template:
+    """An account's or a login's page: the ?done= alert of the action that led here,
+    unless the caller brings its own."""
     message = _DONE.get(request.query_params.get("done", ""))
-    return {"kind": "success", "title": message(), "body": None} if message else None
+    done = {"kind": "success", "title": message(), "body": None} if message else None
+    return render(request, page, status_code=status_code, **{"alert": done, **context})
 
 
 async def _account_page(
@@ -240,14 +237,9 @@ async def _account_page(
     view = await console.account_view(account_id)
     if view is None:
         raise NotFoundException()
-    context.setdefault("alert", _done_alert(request))
-    return render(
-        request,
-        "pages/staff/account.html",
-        status_code=status_code,
-        view=view,
-        locked=console.locked(view["login"].login) if view["login"] else False,
-        **context,
+    locked = console.locked(view["login"].login) if view["login"] else False
+    return _console_page(
+        request, "pages/staff/account.html", status_code, view=view, locked=locked, **context
     )
 
 
@@ -278,8 +270,7 @@ async def _account_action(
             console,
             account_id,
             422,
-            errors=_named(result.errors, name),
-            values=_named(form.values, name),
+            **_shown_again(result.errors, form, name),
         )
     if result.outcome in _REFUSED:
         alert = {"kind": "warning", "title": _REFUSED[result.outcome](), "body": None}
@@ -352,6 +343,11 @@ def _named(fields: dict, form_name: str) -> dict:
     return {f"{form_name}_{key}": value for key, value in fields.items()}
 
 
+def _shown_again(errors: dict, form: Any, form_name: str) -> dict:
+    """A refused form's errors and what was typed, for its page again."""
+    return {"errors": _named(errors, form_name), "values": _named(form.values, form_name)}
+
+
 async def _pay_page(
     request: PortalRequest,
     console: ConsoleService,
@@ -415,14 +411,9 @@ async def _login_page(
         raise NotFoundException()
     if view.accounts and status_code != 200:
         return await _account_page(request, console, view.accounts[0]["id"], status_code, **context)
-    context.setdefault("alert", _done_alert(request))
-    return render(
-        request,
-        "pages/staff/login.html",
-        status_code=status_code,
-        login_view=view,
-        locked=console.locked(view.login),
-        **context,
+    locked = console.locked(view.login)
+    return _console_page(
+        request, "pages/staff/login.html", status_code, login_view=view, locked=locked, **context
     )
 
 
@@ -468,8 +459,7 @@ async def login_action(
             console,
             user_id,
             422,
-            errors=_named(result.errors, name),
-            values=_named(form.values, name),
+            **_shown_again(result.errors, form, name),
         )
     return _back_to(view.accounts, user_id, done)
 

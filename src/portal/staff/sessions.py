@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiosqlite
 from litestar.datastructures import Cookie
 
+from portal.accounts.sessions import live_session
 from portal.accounts.tokens import code_hash, new_code
-from portal.db import Database, utc_text, utcnow
+from portal.db import Database, utc_text
 from portal.security import cookies
 from portal.settings import Settings
 
@@ -53,30 +55,25 @@ async def end(conn: aiosqlite.Connection, session_id: str | None) -> None:
         await conn.execute("DELETE FROM staff_sessions WHERE id_hash = ?", (code_hash(session_id),))
 
 
+# A session and its owner by the id's hash.
+SESSION_ROW = (
+    "SELECT s.id_hash, s.staff_id, s.last_seen_at, s.expires_at, st.username, st.role,"
+    " st.disabled_at FROM staff_sessions s JOIN staff st ON st.id = s.staff_id"
+    " WHERE s.id_hash = ?"
+)
+
+
+def _ended(row: Any, idle: timedelta) -> bool:
+    """Before its expires_at: after 15 idle minutes, or once the member is disabled."""
+    return idle > IDLE or bool(row["disabled_at"])
+
+
 async def load(db: Database, session_id: str | None) -> StaffMember | None:
     """The signed-in staff member for a cookie value, or None (over, disabled, unknown)."""
-    if not session_id or len(session_id) > 100:
-        return None
-    id_hash = code_hash(session_id)
-    row = await db.fetchone(
-        "SELECT s.staff_id, s.last_seen_at, s.expires_at, st.username, st.role, st.disabled_at"
-        " FROM staff_sessions s JOIN staff st ON st.id = s.staff_id WHERE s.id_hash = ?",
-        (id_hash,),
-    )
+    row = await live_session(db, session_id, SESSION_ROW, "staff_sessions", _ended, TOUCH_EVERY)
     if row is None:
         return None
-    now = datetime.now(UTC)
-    idle = now - datetime.fromisoformat(row["last_seen_at"])
-    if utc_text(now) >= row["expires_at"] or idle > IDLE or row["disabled_at"]:
-        async with db.write() as conn:
-            await conn.execute("DELETE FROM staff_sessions WHERE id_hash = ?", (id_hash,))
-        return None
-    if idle > TOUCH_EVERY:
-        async with db.write() as conn:
-            await conn.execute(
-                "UPDATE staff_sessions SET last_seen_at = ? WHERE id_hash = ?", (utcnow(), id_hash)
-            )
-    return StaffMember(row["staff_id"], row["username"], row["role"], id_hash)
+    return StaffMember(row["staff_id"], row["username"], row["role"], row["id_hash"])
 
 
 def cookie(session_id: str, settings: Settings) -> Cookie:
