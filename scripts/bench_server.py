@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PASSWORD = "bench resident password"
+SIGN_IN_RESIDENTS = 20
 
 
 def free_port() -> int:
@@ -81,7 +82,7 @@ def prepare_resident(db: Path) -> tuple[str, str, int]:
     """A verified resident linked to one demo account; returns (username, session id,
     account id)."""
     sys.path.insert(0, str(ROOT / "src"))
-    from portal.accounts import sessions
+    from portal.accounts.tokens import code_hash
     from portal.accounts.passwords import HASHER
 
     conn = sqlite3.connect(db)
@@ -104,7 +105,18 @@ def prepare_resident(db: Path) -> tuple[str, str, int]:
     conn.execute(
         "INSERT INTO sessions (id_hash, user_id, remember, created_at, last_seen_at, expires_at)"
         " VALUES (?, ?, 1, ?, ?, '9999-01-01T00:00:00.000000Z')",
-        (sessions._hash(session_id), cur.lastrowid, now, now),
+        (code_hash(session_id), cur.lastrowid, now, now),
+    )
+    # The sign-in load's residents: 20 of them, so no one login is tried 20 times a second
+    # (one login's attempts wait for each other: accounts/signin.py).
+    hashed = HASHER.hash(PASSWORD)
+    conn.executemany(
+        "INSERT INTO users (username, username_key, email, email_key, password_hash, paperless,"
+        " created_at, verified_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+        [
+            (f"bench{i}", f"bench{i}", f"b{i}@example.com", f"b{i}@example.com", hashed, now, now)
+            for i in range(SIGN_IN_RESIDENTS)
+        ],
     )
     conn.commit()
     conn.close()
@@ -158,11 +170,15 @@ def wrk(
 
 
 def sign_in_load(base: str, per_second: int, stop: threading.Event, counts: list[int]) -> None:
-    """POST /login with the right password `per_second` times a second (argon2 verify each)."""
+    """POST /login with the right password `per_second` times a second (argon2 verify each),
+    taking the bench residents in turn."""
     token = csrf_cookie(base)
-    body = urllib.parse.urlencode(
-        {"username": "bench", "password": PASSWORD, "_csrf_token": token}
-    ).encode()
+    bodies = [
+        urllib.parse.urlencode(
+            {"username": f"bench{i}", "password": PASSWORD, "_csrf_token": token}
+        ).encode()
+        for i in range(SIGN_IN_RESIDENTS)
+    ]
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args, **kwargs):
@@ -170,7 +186,7 @@ def sign_in_load(base: str, per_second: int, stop: threading.Event, counts: list
 
     opener = urllib.request.build_opener(NoRedirect)
 
-    def one() -> None:
+    def one(body: bytes) -> None:
         request = urllib.request.Request(
             base + "/login", data=body, headers={"Cookie": f"portal_csrf={token}"}
         )
@@ -184,8 +200,10 @@ def sign_in_load(base: str, per_second: int, stop: threading.Event, counts: list
 
     interval = 1 / per_second
     next_at = time.monotonic()
+    turn = 0
     while not stop.is_set():
-        threading.Thread(target=one, daemon=True).start()
+        threading.Thread(target=one, args=(bodies[turn % len(bodies)],), daemon=True).start()
+        turn += 1
         next_at += interval
         time.sleep(max(0, next_at - time.monotonic()))
 
