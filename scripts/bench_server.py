@@ -82,8 +82,8 @@ def prepare_resident(db: Path) -> tuple[str, str, int]:
     """A verified resident linked to one demo account; returns (username, session id,
     account id)."""
     sys.path.insert(0, str(ROOT / "src"))
-    from portal.accounts.tokens import code_hash
     from portal.accounts.passwords import HASHER
+    from portal.accounts.tokens import code_hash
 
     conn = sqlite3.connect(db)
     now = "2026-01-01T00:00:00.000000Z"
