@@ -363,14 +363,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _interrupted_import(stop) -> str:
-    if stop.committed:
-        return "interrupted after the import was committed; the whole file is imported"
+    if stop.stage == "writing rows" and stop.written == stop.total:
+        return "interrupted after the last batch was committed; the whole file is imported"
+    if stop.written:
+        return (
+            f"interrupted while writing rows; {stop.written:,} of {stop.total:,} rows are"
+            " imported, the rest are not. Import the same file again to complete it: the rows"
+            " already in are left as they are."
+        )
     where = f" ({stop.done:,} of {stop.total:,})" if stop.total is not None else ""
-    return (
-        f"interrupted while {stop.stage}{where}; nothing was imported. The file is written"
-        " in one transaction, which was rolled back, so the database is as it was before."
-        " Import the file again."
-    )
+    return f"interrupted while {stop.stage}{where}; nothing was imported. Import the file again."
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """'Your bill is ready' emails for residents who chose paperless bills.
 
-Runs inside the bills import's transaction: one email per account for its newest new
-bill (a history import does not send two years of emails), only to verified sign-ins
-that chose paperless. No attachment: the email links to the bill in the portal.
+Runs inside the bills import's transaction that adds the bills (a batch holds all of an
+account's rows, and a re-run adds no bill twice, so each bill is announced once): one
+email per account for its newest new bill (a history import does not send two years of
+emails), only to verified sign-ins that chose paperless. No attachment: the email links to the bill in the portal.
 """
 
 from __future__ import annotations
