@@ -1,17 +1,24 @@
-"""Scale benchmark: 100,000 accounts with two years of bills and usage.
+"""Scale benchmark: 100,000 (or a million) accounts with two years of bills and usage.
 
-Builds a fresh database through the real importer, then measures the signed-in pages
-(dashboard, bill history, one bill, usage) as server time: requests go through the
-whole Litestar app in-process (routing, session look-up, SQL, templates), no network.
+Builds a fresh database (the history through the real importer, or with --history sql
+through bulk SQL), then runs the next month's bills file, one bill per account, through
+`portal import bills` as an operator would, while this process changes a resident's
+profile every 50 ms through the portal's own Database.write() and records how long each
+write waited. Then it measures the signed-in pages (dashboard, bill history, one bill,
+usage) as server time: requests go through the whole Litestar app in-process (routing,
+session look-up, SQL, templates), no network.
 
     .venv/bin/python scripts/bench_pages.py [--accounts 100000] [--months 24] [--requests 200]
+    .venv/bin/python scripts/bench_pages.py --accounts 1000000 --history sql --keep /tmp/scale/bench.sqlite3
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import logging
+import os
 import secrets
 import sqlite3
 import statistics
@@ -28,6 +35,7 @@ from portal.accounts import sessions
 from portal.accounts.passwords import HASHER
 from portal.app import create_app
 from portal.billing.importer import import_rows
+from portal.db import Database
 from portal.settings import Settings
 from portal.staff.search_index import refresh_sync
 
@@ -173,6 +181,96 @@ def build_sql(path: Path, count: int, months: int) -> dict[str, float]:
     return timings
 
 
+def month_file(path: Path, count: int, bill_date: date) -> None:
+    """The billing system's file for one month: a new bill for every account."""
+    period_start = month(bill_date, -1)
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(
+            ["customer_number", "account_number", "bill_number", "bill_date", "due_date"]
+            + ["amount_due", "period_start", "period_end", "consumption"]
+        )
+        for n in range(count):
+            writer.writerow(
+                [
+                    1_000_000 + n,
+                    5_000_000 + n,
+                    f"B{n}-{bill_date:%Y%m}",
+                    bill_date.isoformat(),
+                    bill_date.replace(day=21).isoformat(),
+                    f"{50 + n % 90}.25",
+                    period_start.isoformat(),
+                    bill_date.isoformat(),
+                    10 + (n * 7) % 15,
+                ]
+            )
+
+
+async def write_every(db: Database, user_id: int, stop: asyncio.Event, seconds: float):
+    """A resident changing the language of their profile every `seconds` until `stop`:
+    how long each write took (waiting for the lock included), and the errors."""
+    waits, failures = [], []
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            async with db.write() as conn:
+                await conn.execute(
+                    "UPDATE users SET locale = ? WHERE id = ?",
+                    ("es" if len(waits) % 2 else "en", user_id),
+                )
+        except sqlite3.Error as exc:
+            failures.append(repr(exc))
+        waits.append(time.perf_counter() - started)
+        await asyncio.sleep(seconds)
+    return waits, failures
+
+
+async def monthly_import(path: Path, count: int) -> dict[str, float]:
+    """`portal import bills` of the month after the newest bill, timed, with a
+    resident's write every 50 ms beside it."""
+    conn = sqlite3.connect(path)
+    newest, user_id = conn.execute(
+        "SELECT max(bill_date), (SELECT id FROM users WHERE username = 'bench') FROM bills"
+    ).fetchone()
+    conn.close()
+    bill_date = month(date.fromisoformat(newest), 1)
+    csv_path = path.with_name(f"bills-{bill_date:%Y-%m}.csv")
+    started = time.perf_counter()
+    month_file(csv_path, count, bill_date)
+    print(f"monthly file: {count:,} bills in {time.perf_counter() - started:.1f} s", flush=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env["PORTAL_DATABASE"] = str(path)
+    db = Database(path)
+    await db.open()
+    stop = asyncio.Event()
+    writes = asyncio.create_task(write_every(db, user_id, stop, 0.05))
+    started = time.perf_counter()
+    command = await asyncio.create_subprocess_exec(
+        Path(sys.executable).with_name("portal"),
+        *("import", "bills", str(csv_path)),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await command.communicate()
+    seconds = time.perf_counter() - started
+    stop.set()
+    waits, failures = await writes
+    await db.close()
+    csv_path.unlink()
+    if command.returncode != 0:
+        sys.exit(f"portal import bills failed:\n{err.decode()}")
+    waits = sorted(w * 1000 for w in waits)
+    print(f"{out.decode().strip()}\nmonthly import through the CLI: {seconds:.1f} s", flush=True)
+    print(
+        f"resident writes during it: {len(waits)}, worst wait {waits[-1]:.0f} ms,"
+        f" p99 {waits[int(len(waits) * 0.99) - 1]:.0f} ms, p50 {statistics.median(waits):.1f} ms,"
+        f" failed {len(failures)} {failures[:3]}",
+        flush=True,
+    )
+    return {"import": seconds, "worst wait": waits[-1], "failed": len(failures)}
+
+
 def sign_in_resident(path: Path, account_number: str) -> str:
     conn = sqlite3.connect(path)
     now = portal_db.utcnow()
@@ -243,14 +341,25 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--keep", help="keep the database at this path")
+    parser.add_argument(
+        "--history",
+        choices=("importer", "sql"),
+        default="importer",
+        help="write the history through the importer (default) or with bulk SQL (faster)",
+    )
+    parser.add_argument("--keep", help="keep the database at this path (a new file)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.keep or Path(tmp) / "bench.sqlite3")
-        build(path, args.accounts, args.months)
-        size = path.stat().st_size / 1e6
-        print(f"database: {size:,.0f} MB")
+        if path.exists():
+            sys.exit(f"{path} exists; give a new path")
+        started = time.perf_counter()
+        (build_sql if args.history == "sql" else build)(path, args.accounts, args.months)
+        print(f"history: {time.perf_counter() - started:.1f} s", flush=True)
+        print(f"database: {path.stat().st_size / 1e6:,.0f} MB", flush=True)
         session_id = sign_in_resident(path, f"{5_000_000 + args.accounts // 2}")
+        asyncio.run(monthly_import(path, args.accounts))
+        print(f"database after the month: {path.stat().st_size / 1e6:,.0f} MB", flush=True)
         asyncio.run(measure(path, session_id, args.requests))
     return 0
 

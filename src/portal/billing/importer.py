@@ -476,11 +476,13 @@ def import_file(
     path: Path,
     on_new_bills: NewBillsHook | None = None,
     meter: Meter | None = None,
+    pace: Pace = PACE,
 ) -> ImportResult:
     lines = count_lines(path) if meter is not None else None
     try:
         with open(path, encoding="utf-8-sig", newline="") as stream:
-            return import_rows(conn, kind, _read(stream, kind), on_new_bills, meter, lines)
+            rows = _read(stream, kind)
+            return import_rows(conn, kind, rows, on_new_bills, meter, lines, pace)
     except UnicodeDecodeError as exc:
         raise ImportFailed([RowError(0, f"the file is not UTF-8 text ({exc.reason})")]) from None
 
