@@ -487,5 +487,13 @@ def import_file(
         raise ImportFailed([RowError(0, f"the file is not UTF-8 text ({exc.reason})")]) from None
 
 
-def import_text(conn: sqlite3.Connection, kind: str, text: str) -> ImportResult:
-    return import_rows(conn, kind, _read(io.StringIO(text, newline=""), kind))
+def import_text(
+    conn: sqlite3.Connection,
+    kind: str,
+    text: str,
+    on_new_bills: NewBillsHook | None = None,
+    meter: Meter | None = None,
+    pace: Pace = PACE,
+) -> ImportResult:
+    rows = _read(io.StringIO(text, newline=""), kind)
+    return import_rows(conn, kind, rows, on_new_bills, meter, pace=pace)
