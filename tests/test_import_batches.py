@@ -16,14 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
+from litestar.testing import AsyncTestClient
 
 from portal import db as portal_db
+from portal.app import create_app
 from portal.billing.importer import ImportInterrupted, Pace, import_text
 from portal.billing.notify import bill_notifier
 from portal.db import Database, utcnow
 from portal.progress import Meter
 
-from resident_steps import query
+from resident_steps import post_form, query
 from sample_data import add_resident, bills_csv, load_billing, month
 
 ACCOUNTS = 5_000
@@ -219,3 +221,32 @@ def test_an_interrupted_import_run_again_sends_each_bill_email_and_autopay_once(
     assert [(c["bill_id"], c["status"]) for c in charges] == sorted(
         (newest[account], "scheduled") for account in ON_AUTOPAY
     )
+
+
+# --- and if the database is still busy: "try again", not a 500 ----------------------------
+
+
+async def test_a_write_that_still_finds_the_database_busy_gets_a_try_again_page(
+    settings, monkeypatch
+):
+    """Another program holds the write lock past the busy timeout (shortened here from
+    30 s to 0.2 s): the resident's sign-in attempt, which writes, is told to try again."""
+    short = ["PRAGMA busy_timeout=200" if "busy_timeout" in p else p for p in portal_db.PRAGMAS]
+    monkeypatch.setattr(portal_db, "PRAGMAS", tuple(short))
+    load_billing(settings.database)
+    sign_in = {"username": "nobody", "password": "not the right password"}
+    async with AsyncTestClient(app=create_app(settings), base_url="http://portal.test") as client:
+        holder = portal_db.connect_sync(settings.database)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            busy = await post_form(client, "/login", sign_in)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "60"
+        assert "The portal is busy right now" in busy.text
+        assert "What you sent was not saved" in busy.text
+        assert "Traceback" not in busy.text
+        again = await post_form(client, "/login", sign_in)
+        assert again.status_code == 422, again.text
