@@ -297,6 +297,37 @@ def sign_in_resident(path: Path, account_number: str) -> str:
     return session_id
 
 
+async def query_plans(db: Database, client: AsyncTestClient, pages: dict[str, str]) -> None:
+    """Every SQL statement each page runs, traced on the portal's own connections, and
+    the steps of their query plans: SEARCH is an index look-up, SCAN reads a whole table."""
+    connections = [db._writer, *db._all_readers]
+    for name, url in pages.items():
+        statements: list[str] = []
+        for conn in connections:
+            await conn.set_trace_callback(statements.append)
+        assert (await client.get(url)).status_code == 200
+        for conn in connections:
+            await conn.set_trace_callback(None)
+        steps = set()
+        async with db.read() as conn:
+            for sql in statements:
+                if (
+                    sql.lstrip()
+                    .upper()
+                    .startswith(("SELECT", "WITH", "INSERT", "UPDATE", "DELETE"))
+                ):
+                    async with conn.execute("EXPLAIN QUERY PLAN " + sql) as cursor:
+                        steps.update(row[3] for row in await cursor.fetchall())
+        scans = sorted(step for step in steps if step.startswith("SCAN"))
+        print(
+            f"{name}: {len(statements)} statements, {len(steps)} plan steps,"
+            f" scans: {', '.join(scans) or 'none'}",
+            flush=True,
+        )
+        for step in sorted(steps):
+            print(f"    {step}")
+
+
 async def measure(path: Path, session_id: str, requests: int) -> dict[str, dict[str, float]]:
     settings = Settings(database=path)
     conn = sqlite3.connect(path)
@@ -312,8 +343,10 @@ async def measure(path: Path, session_id: str, requests: int) -> dict[str, dict[
         "usage": f"/accounts/{account_id}/usage",
     }
     results = {}
-    async with AsyncTestClient(app=create_app(settings), base_url="http://bench.local") as client:
+    app = create_app(settings)
+    async with AsyncTestClient(app=app, base_url="http://bench.local") as client:
         client.cookies[sessions.COOKIE] = session_id
+        await query_plans(app.state.services.db, client, pages)
         for name, url in pages.items():
             for _ in range(20):  # warm up
                 assert (await client.get(url)).status_code == 200
