@@ -328,8 +328,8 @@ class Pace:
     it waits at most one batch and one sleep, well under 250 ms. The rows are also the
     unit Ctrl-C is answered in."""
 
-    rows: int = 500
-    seconds: float = 0.04
+    rows: int = 250
+    seconds: float = 0.05
     pause: float = 0.11
 
 
