@@ -303,13 +303,15 @@ def sign_in_resident(path: Path, account_number: str) -> str:
 async def query_plans(db: Database, client: AsyncTestClient, pages: dict[str, str]) -> None:
     """Every SQL statement each page runs, traced on the portal's own connections, and
     the steps of their query plans: SEARCH is an index look-up, SCAN reads a whole table."""
-    connections = [db._writer, *db._all_readers]
+    threaded = [db._writer, *db._all_readers]
     for name, url in pages.items():
         statements: list[str] = []
-        for conn in connections:
+        db._quick.set_trace_callback(statements.append)  # the event loop's own reader
+        for conn in threaded:
             await conn.set_trace_callback(statements.append)
         assert (await client.get(url)).status_code == 200
-        for conn in connections:
+        db._quick.set_trace_callback(None)
+        for conn in threaded:
             await conn.set_trace_callback(None)
         steps = set()
         async with db.read() as conn:

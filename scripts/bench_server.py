@@ -56,14 +56,18 @@ def wait_up(url: str, seconds: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start(cmd: list[str], env: dict, url: str) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(cmd: list[str], env: dict, url: str, log: Path | None = None) -> subprocess.Popen:
+    """Start a server; its log (the portal's one line per request) goes to a file, as a
+    service manager's journal would take it, not to a terminal."""
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
     wait_up(url)
     return proc
 
 
-def prepare_resident(db: Path) -> tuple[str, str]:
-    """A verified resident linked to one demo account; returns (username, session id)."""
+def prepare_resident(db: Path) -> tuple[str, str, int]:
+    """A verified resident linked to one demo account; returns (username, session id,
+    account id)."""
     sys.path.insert(0, str(ROOT / "src"))
     from portal.accounts import sessions
     from portal.accounts.passwords import HASHER
@@ -75,11 +79,15 @@ def prepare_resident(db: Path) -> tuple[str, str]:
         " created_at, verified_at) VALUES ('bench', 'bench', 'b@example.com', 'b@example.com', ?, 1, ?, ?)",
         (HASHER.hash(PASSWORD), now, now),
     )
-    conn.execute(
+    linked = conn.execute(
         "INSERT INTO user_accounts (account_id, user_id, linked_at) SELECT id, ?, ? FROM service_accounts"
-        " WHERE status = 'active' ORDER BY id LIMIT 1",
+        " WHERE status = 'active' AND id NOT IN (SELECT account_id FROM user_accounts)"
+        " ORDER BY id LIMIT 1",
         (cur.lastrowid, now),
     )
+    account_id = conn.execute(
+        "SELECT account_id FROM user_accounts WHERE rowid = ?", (linked.lastrowid,)
+    ).fetchone()[0]
     session_id = secrets.token_urlsafe(32)
     conn.execute(
         "INSERT INTO sessions (id_hash, user_id, remember, created_at, last_seen_at, expires_at)"
@@ -88,7 +96,7 @@ def prepare_resident(db: Path) -> tuple[str, str]:
     )
     conn.commit()
     conn.close()
-    return "bench", session_id
+    return "bench", session_id, account_id
 
 
 def csrf_cookie(base: str) -> str:
@@ -250,12 +258,23 @@ def main() -> int:
             print(f"{tool} is needed: apt-get install {tool}", file=sys.stderr)
             return 2
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PORTAL_DATABASE": str(Path(tmp) / "bench.sqlite3")}
+        env = {
+            **os.environ,
+            "PORTAL_DATABASE": str(Path(tmp) / "bench.sqlite3"),
+            # As in production: templates and static files read once (the access log is
+            # on, as always: one line per request on stderr).
+            "PORTAL_TEMPLATES_RELOAD": "0",
+        }
         subprocess.run([str(BIN / "portal"), "demo"], env=env, check=True, capture_output=True)
-        username, session_id = prepare_resident(Path(env["PORTAL_DATABASE"]))
+        username, session_id, account_id = prepare_resident(Path(env["PORTAL_DATABASE"]))
         portal_port, bare_port = free_port(), free_port()
         base, bare = f"http://127.0.0.1:{portal_port}", f"http://127.0.0.1:{bare_port}"
-        portal = start([str(BIN / "portal"), "serve", "--port", str(portal_port)], env, base + "/")
+        portal = start(
+            [str(BIN / "portal"), "serve", "--port", str(portal_port)],
+            env,
+            base + "/",
+            log=Path(tmp) / "portal.log",
+        )
         bare_proc = start(
             [
                 str(BIN / "uvicorn"),
@@ -273,8 +292,8 @@ def main() -> int:
         )
         try:
             token = csrf_cookie(base)
-            css = re.search(
-                r'href="(/static/css/site\.css\?v=\w+)"',
+            script = re.search(
+                r'src="(/static/js/portal\.js\?v=\w+)"',
                 urllib.request.urlopen(base + "/").read().decode(),
             ).group(1)
             gzip = {"Accept-Encoding": "gzip"}
@@ -287,13 +306,26 @@ def main() -> int:
                     LUA_POST.format(body="username=river42&password=&email=", token=token),
                     gzip,
                 ),
+                ("Pay My Bill `/pay`", base + "/pay", "", gzip),
                 (
                     "signed-in dashboard `/account`",
                     base + "/account",
                     "",
                     {**gzip, "Cookie": f"portal_session={session_id}"},
                 ),
-                ("static file `site.css`", base + css, "", gzip),
+                (
+                    "bill history `/accounts/{id}/bills`",
+                    f"{base}/accounts/{account_id}/bills",
+                    "",
+                    {**gzip, "Cookie": f"portal_session={session_id}"},
+                ),
+                (
+                    "usage `/accounts/{id}/usage`",
+                    f"{base}/accounts/{account_id}/usage",
+                    "",
+                    {**gzip, "Cookie": f"portal_session={session_id}"},
+                ),
+                ("static file `portal.js`", base + script, "", gzip),
             ]
             baseline = wrk(bare + "/", args.duration, args.connections)
             print(f"\n### Server, {args.connections} connections, {args.duration} s each (wrk)\n")
@@ -323,9 +355,7 @@ def main() -> int:
             loaded = wrk(base + "/", args.duration, probe, "", gzip)
             achieved = (len(counts) - started) / args.duration
             stop.set()
-            print(
-                f"\n### Landing page while sign-ins hash passwords (wrk, {probe} connections)\n"
-            )
+            print(f"\n### Landing page while sign-ins hash passwords (wrk, {probe} connections)\n")
             print("| Condition | req/s | p50 ms | p99 ms |")
             print("| --- | ---: | ---: | ---: |")
             print(

@@ -57,6 +57,9 @@ def settings(tmp_path: Path) -> Settings:
         # Tests send many look-ups from one address; test_account_claims.py tests the budget.
         lookups_per_address=100_000,
         lookups_overall=100_000,
+        # As in production: templates and static files read once, signed-out pages
+        # rendered once per language (shared_pages.py), so the whole suite runs that way.
+        templates_reload=False,
     )
 
 

@@ -81,7 +81,11 @@ def local(url: str) -> str:
 
 
 async def add_method(
-    resident, card: str = GOOD_CARD, nickname: str = "Kitchen card", method="card"
+    resident,
+    card: str = GOOD_CARD,
+    nickname: str = "Kitchen card",
+    method="card",
+    expiry: str = "04/30",
 ):
     """Add a saved method the way a resident does: the portal's form, then the sandbox's
     hosted page in save mode, then back. Returns the saved_methods id."""
@@ -100,7 +104,7 @@ async def add_method(
         if method == "bank"
         else {
             "card_number": card,
-            "expiry": "04/30",
+            "expiry": expiry,
             "security_code": "123",
             "name_on_card": "Maria Garcia",
         }

@@ -1,7 +1,8 @@
 """AutoPay in a real headless Chromium, JavaScript on and off, at 320 px and desktop:
 add a card through the sandbox's save page, turn AutoPay on (after the terms error),
-let the runner schedule the bill's charge, skip it, and turn AutoPay off. axe-core
-checks every page and state on the way."""
+let the runner schedule the bill's charge, skip it, and turn AutoPay off; and pay from a
+saved card in one step from My Account (which flags the card expiring this month).
+axe-core checks every page and state on the way."""
 
 from __future__ import annotations
 
@@ -135,3 +136,62 @@ def test_add_a_card_enrol_skip_and_turn_off_autopay(
     assert query(db, "SELECT count(*) FROM autopay")[0][0] == 0
     assert [r["status"] for r in query(db, "SELECT status FROM schedules")] == ["skipped"]
     assert query(db, "SELECT count(*) FROM sandbox_charges")[0][0] == 0
+
+
+@pytest.mark.parametrize(
+    ("js", "viewport"), [(True, PHONE), (False, DESKTOP)], ids=["js-320px", "nojs-desktop"]
+)
+def test_pay_from_a_saved_method_in_one_step_from_my_account(
+    live_server, new_page, live_settings, js, viewport
+):
+    page: Page = new_page(viewport, js=js)
+    page.goto(live_server.url + "/login")
+    page.get_by_label("Username", exact=True).fill("maria1")
+    page.get_by_label("Password", exact=True).fill(GOOD_PASSWORD)
+    page.get_by_role("button", name="Login", exact=True).click()
+    expect(page.get_by_role("heading", level=1, name="My Account")).to_be_visible()
+
+    # A card that expires at the end of this month, saved on the processor's page.
+    page.get_by_role("link", name="My Profile").first.click()
+    page.get_by_role("link", name="Payment methods").click()
+    page.get_by_label("Credit or debit card").check()
+    page.get_by_role("button", name="Continue to add a payment method").click()
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    page.get_by_label("Expiry date").fill(date.today().strftime("%m/%y"))
+    page.get_by_label("Security code").fill("737")
+    page.get_by_label("Name on card").fill("Maria Garcia")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("Your payment method was saved.")
+
+    # My Account flags it, and pays from it.
+    page.get_by_role("link", name="My Account").first.click()
+    expiry = date.today().strftime("%m/%Y")
+    expect(page.locator(".alert--warning")).to_contain_text(f"Visa ending 4242 expires {expiry}")
+    check(page, "My Account, a card that expires this month")
+    home = page.get_by_role("region", name="123 Euclid Ave")
+    home.get_by_role("link", name=re.compile("^Pay with a saved payment method")).click()
+    expect(
+        page.get_by_role("heading", level=1, name="Pay with a saved payment method")
+    ).to_be_visible()
+    expect(page.get_by_label("Amount to pay, in dollars")).to_have_value("84.10")
+    expect(page.get_by_label("Visa ending 4242")).to_be_checked()
+    check(page, "Pay with a saved payment method")
+    page.get_by_label("Amount to pay, in dollars").fill("0.10")
+    page.get_by_role("button", name="Continue", exact=True).click()
+    expect(page).to_have_title(re.compile(r"^Error: "))
+    expect(page.locator("#error-summary")).to_contain_text("Enter an amount of at least $1.00")
+    check(page, "Pay with a saved payment method, amount too small")
+    page.get_by_label("Amount to pay, in dollars").fill("50")
+    page.get_by_role("button", name="Continue", exact=True).click()
+    expect(page.get_by_role("heading", level=1, name="Check your payment")).to_be_visible()
+    expect(fact(page, "Amount")).to_have_text("$50.00")
+    expect(fact(page, "Pay from")).to_have_text("Visa ending 4242")
+    check(page, "Check your payment")
+    page.get_by_role("button", name="Pay now").click()
+    expect(page.get_by_role("heading", level=1, name="Payment confirmation")).to_be_visible()
+    expect(fact(page, "Amount")).to_have_text("$50.00")
+    check(page, "receipt of a payment from a saved method")
+    db = live_settings.database
+    assert query(db, "SELECT count(*) FROM sandbox_charges")[0][0] == 1
+    [payment] = query(db, "SELECT status, amount_cents, origin FROM payments")
+    assert tuple(payment) == ("succeeded", 5000, "saved_method")

@@ -59,34 +59,34 @@ def test_boosted_links_and_forms_swap_in_place_with_title_focus_and_history(
     live_server, new_page, viewport
 ):
     page = new_page(viewport, js=True)
-    page.goto(live_server.url + "/")
+    # The front page is plain links and a plain form (a first visit does not download
+    # htmx, see test_the_front_page_does_not_load_htmx); the login page is boosted.
+    page.goto(live_server.url + "/login")
     mark_document(page)
 
     # A link: the page changes without a reload; title, focus and address follow.
-    page.get_by_role("region", name="Quick Links").get_by_role("link", name="Contact Us").click()
+    page.get_by_role("contentinfo").get_by_role("link", name="Contact Us").click()
     expect_page(page, "Contact Us")
     expect(page).to_have_url(live_server.url + "/contact")
     assert same_document(page)
     assert_accessible(page, "Contact Us after a boosted link")
 
-    # Back returns to the front page.
+    # Back returns to the login page.
     page.go_back()
-    expect(page).to_have_url(live_server.url + "/")
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Welcome to")
-    expect(page.get_by_role("region", name="Login to My Account")).to_be_visible()
+    expect(page).to_have_url(live_server.url + "/login")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Login to My Account")
 
     # A failed form: swapped in with "Error:" in the title and focus on the summary.
     mark_document(page)
-    login = page.get_by_role("region", name="Login to My Account")
-    login.get_by_label("Username", exact=True).fill("maria1")
-    login.get_by_label("Password", exact=True).fill("not the password at all")
-    login.get_by_role("button", name="Login", exact=True).click()
+    page.get_by_label("Username", exact=True).fill("maria1")
+    page.get_by_label("Password", exact=True).fill("not the password at all")
+    page.get_by_role("button", name="Login", exact=True).click()
     expect(page).to_have_title("Error: Login to My Account" + SITE)
     summary = page.locator("#error-summary")
     expect(summary).to_be_focused()
     expect(summary).to_contain_text("Username or password is incorrect")
     # The address stays where the form was (the POST's address would not reload).
-    expect(page).to_have_url(live_server.url + "/")
+    expect(page).to_have_url(live_server.url + "/login")
     assert same_document(page)
     assert_accessible(page, "failed login, swapped in")
 
@@ -143,9 +143,9 @@ def test_a_boosted_link_to_a_missing_page_shows_the_error_page(live_server, new_
 
 def test_registration_reached_by_a_boosted_link_keeps_its_per_field_checks(live_server, new_page):
     page = new_page(PHONE, js=True)
-    page.goto(live_server.url + "/")
+    page.goto(live_server.url + "/login")
     mark_document(page)
-    page.get_by_role("region", name="Register Now").get_by_role("link", name="Register Now").click()
+    page.get_by_role("main").get_by_role("link", name="New User Registration").click()
     expect_page(page, "New User Registration")
     assert same_document(page)
 
@@ -159,3 +159,19 @@ def test_registration_reached_by_a_boosted_link_keeps_its_per_field_checks(live_
     expect(page.get_by_role("heading", level=1, name="New User Registration")).to_have_count(1)
     assert same_document(page)
     assert_accessible(page, "registration with a per-field message, after a boosted link")
+
+
+def test_the_front_page_does_not_load_htmx(live_server, new_page):
+    """A first visit pays only for what it uses: the front page's links and sign-in
+    form are plain, so htmx is not downloaded there, and they still work."""
+    page = new_page(PHONE, js=True)
+    scripts = []
+    page.on("request", lambda request: scripts.append(request.url))
+    page.goto(live_server.url + "/")
+    page.wait_for_load_state("load")
+    assert not any("htmx" in url for url in scripts)
+    assert page.evaluate("() => typeof window.htmx") == "undefined"
+    page.get_by_role("region", name="Quick Links").get_by_role("link", name="Contact Us").click()
+    expect(page).to_have_url(live_server.url + "/contact")
+    expect(page.get_by_role("heading", level=1, name="Contact Us")).to_be_visible()
+    page.wait_for_function("() => window.htmx !== undefined")  # later pages have it

@@ -253,6 +253,13 @@ PAGES: list[Page] = [
         shows="form[action$='/cancel']",
     ),
     Page(
+        "/accounts/{account_id:int}/pay-saved",
+        "Pay with a saved payment method (amount due, the default method chosen)",
+        lambda w: f"/accounts/{w.account_id}/pay-saved",
+        signed_in=True,
+        shows="input[name=method_id][checked]",
+    ),
+    Page(
         "/pay/receipt/{token:str}",
         "payment confirmation, signed in",
         lambda w: f"/pay/receipt/{w.paid_token}",
@@ -264,7 +271,6 @@ PAGES: list[Page] = [
 # Routes that are not pages a resident reads, each with the reason.
 NOT_PAGES: dict[str, str] = {
     "/language": "redirects back to the page it came from (the switch itself is tested below)",
-    "/static/{file_path:path}": "CSS, JavaScript and images, not pages",
     "/accounts/{account_id:int}/bills/{bill_id:int}/pdf": "PDF download (tested for real text elsewhere)",
     "/accounts/{account_id:int}/usage.csv": "CSV download",
     "/dev/mailbox/{message_id:int}/html": "a raw email's HTML part under a sandbox CSP, shown as a mail program would",
@@ -284,9 +290,9 @@ NOT_PAGES: dict[str, str] = {
     "/staff/sign-out": "POST only: redirects to the staff sign-in",
     "/staff/accounts/{account_id:int}/notes": "POST only: redirects to the account page",
     "/staff/accounts/{account_id:int}/release": "POST only: redirects to the account page",
-    "/staff/logins/{user_id:int}/resend-verification": "POST only: redirects to the account page",
-    "/staff/logins/{user_id:int}/unlock": "POST only: redirects to the account page",
-    "/staff/logins/{user_id:int}/email": "POST only: redirects to the account page",
+    "/staff/logins/{user_id:int}/{action:str}": "POST only (resend-verification, unlock, email): redirects to the account page",
+    "/staff/accounts/{account_id:int}/autopay/cancel": "POST only: redirects to the account page",
+    "/staff/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel": "POST only: redirects to the account page",
     # POST only: each answers with a redirect, a fragment, JSON, or a page state of a
     # form the browser tests of its feature check.
     "/register/check/{name:str}": "POST only: one field's inline alert (htmx fragment)",
@@ -303,8 +309,9 @@ NOT_PAGES: dict[str, str] = {
     "/profile/payment-methods/{method_id:int}/default": "POST only: redirects to the list",
     "/profile/payment-methods/{method_id:int}/remove": "POST only: redirects, or re-renders the list with the reason",
     "/accounts/{account_id:int}/autopay/cancel": "POST only: redirects to the AutoPay page",
-    "/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel": "POST only: redirects to the scheduled payments page",
-    "/accounts/{account_id:int}/autopay/skip/{schedule_id:int}": "POST only: redirects to the AutoPay page",
+    "/accounts/{account_id:int}/scheduled/{schedule_id:int}/{move:str}": "POST only (cancel, dismiss): redirects to the scheduled payments page or My Account",
+    "/accounts/{account_id:int}/autopay/{move:str}/{schedule_id:int}": "POST only (skip): redirects to the AutoPay page",
+    "/accounts/{account_id:int}/pay-saved/confirm": "POST only: redirects to the receipt (the browser walk in test_autopay_browser checks its error states)",
 }
 
 
@@ -585,13 +592,13 @@ def world(tmp_path_factory) -> Iterator[World]:
         # Forgot Password: the reset link from the email in the outbox (GET spends nothing).
         assert guest.post("/forgot-password", {"identifier": "maria1"}).status_code == 200
         world.reset_link = world.mail_with("maria@example.com", "/reset-password")
-        # Maria saves a card through the sandbox's save page and turns AutoPay on with it;
-        # a second save page is left open.
+        # Maria saves a card that expires this month (My Account flags it) through the
+        # sandbox's save page and turns AutoPay on with it; a second save page is left open.
         done = maria.post(
             _save_page(maria),
             {
                 "card_number": "4242 4242 4242 4242",
-                "expiry": "12/39",
+                "expiry": date.today().strftime("%m/%y"),
                 "security_code": "737",
                 "name_on_card": "Maria Garcia",
                 "action": "pay",

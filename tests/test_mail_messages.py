@@ -62,6 +62,11 @@ SAMPLE = {
     "schedule": {"run_on": "2026-02-21", "kind": "autopay"},
     "leak": {"times": 2.5},
     "unsubscribe": "http://portal.test/notices/unsubscribe?token=" + "u" * 40,
+    # A saved card that expires soon (card_expiring)
+    "expiry": "12/2026",
+    "expired": False,
+    "autopay": [f"{ADDRESS}, Ontario, CA 91762"],
+    "scheduled": [{"run_on": "2026-12-10", "amount_cents": 4000}],
 }
 REASON = {"en": "You get this email because", "es": "Recibe este correo"}
 ABOUT = {"en": "About your water service at", "es": "Sobre su servicio de agua en"}

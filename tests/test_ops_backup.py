@@ -12,6 +12,7 @@ import pytest
 from portal import cli
 from portal import db as portal_db
 from portal.billing.demo import load_demo
+from portal.observe import backups
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def loaded(path) -> list[int]:
 def test_restore_of_a_backup_taken_under_write_load_keeps_every_acknowledged_write(
     live, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr(cli, "BACKUP_PAGES", 64)  # many small steps while writes go on
+    monkeypatch.setattr(backups, "BACKUP_PAGES", 64)  # many small steps while writes go on
     writer = Writer(live)
     writer.start()
     deadline = time.monotonic() + 20

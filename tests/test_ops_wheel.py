@@ -179,10 +179,12 @@ def test_wheel_installs_and_serves_from_any_folder(tmp_path):
         status, _, body = fetch(base + "/register")
         assert status == 200 and "New User Registration" in body.decode()
 
-        css = re.search(r'href="(/static/css/site\.css\?v=[0-9a-f]+)"', landing).group(1)
-        status, kind, body = fetch(base + css)
-        assert status == 200 and kind.startswith("text/css")
-        assert body == (PROJECT_ROOT / "static" / "css" / "site.css").read_bytes()
+        site_css = (PROJECT_ROOT / "static" / "css" / "site.css").read_text(encoding="utf-8")
+        assert f"<style>{site_css}</style>" in landing  # the shipped stylesheet, inlined
+        script = re.search(r'src="(/static/js/portal\.js\?v=[0-9a-f]+)"', landing).group(1)
+        status, kind, body = fetch(base + script)
+        assert status == 200 and kind.startswith("text/javascript")
+        assert body == (PROJECT_ROOT / "static" / "js" / "portal.js").read_bytes()
 
         status, _, body = fetch(base + "/", {"Cookie": "portal_lang=es"})
         assert "Iniciar sesión en Mi Cuenta" in body.decode()  # the catalog shipped too

@@ -20,7 +20,7 @@ from portal import db as portal_db
 from portal.billing.importer import import_text
 from portal.settings import Settings
 from staff_helpers import STAFF_PASSWORD, add
-from test_keyboard_and_nojs import by_label, press_and_load, tab_to
+from test_keyboard_and_nojs import by_label, keyboard_sign_in, press_and_load, tab_to
 
 from helpers import DESKTOP, assert_accessible, wait_for_htmx
 from resident_steps import query
@@ -192,3 +192,117 @@ def test_staff_walk_enrol_sign_in_search_view_act(live_server, new_page, viewpor
     press_and_load(page, "Enter", "/staff")
     check(page, viewport, "signed out")
     assert not query(settings.database, "SELECT * FROM staff_sessions")
+
+
+def sign_in_as_staff(page, base: str, settings, username: str = "carla") -> None:
+    """Enrol and sign in through the console's own pages (walked key by key above)."""
+    token = add(settings, username, "csr")
+    [row] = query(
+        settings.database, "SELECT totp_secret FROM staff WHERE username = ?", (username,)
+    )
+    totp = pyotp.TOTP(row["totp_secret"])
+    page.goto(f"{base}/staff/enrol?token={token}")
+    form = page.locator("form[action='/staff/enrol']")
+    by_label(form, "Password").fill(STAFF_PASSWORD)
+    by_label(form, "Confirm Password").fill(STAFF_PASSWORD)
+    by_label(form, "Code").fill(totp.now())
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".recovery-codes li")).to_have_count(10)
+    page.goto(f"{base}/staff")
+    form = page.locator("#staff-sign-in")
+    by_label(form, "Username").fill(username)
+    by_label(form, "Password").fill(STAFF_PASSWORD)
+    by_label(form, "Code").fill(totp.at(time.time() + 30))
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/staff/search$"))
+
+
+def maria_pays_by_herself(settings) -> tuple[int, int]:
+    """Maria's saved card, AutoPay on and a payment scheduled ten days ahead, as her own
+    forms leave them (tests/test_staff_http.py makes them through those forms): her
+    account id and the schedule's id."""
+    conn = portal_db.connect_sync(settings.database)
+    with conn:
+        [user_id, account_id] = conn.execute(
+            "SELECT user_id, account_id FROM user_accounts"
+        ).fetchone()
+        method_id = conn.execute(
+            "INSERT INTO saved_methods (user_id, gateway, customer, token, method, brand, last4,"
+            " exp_month, exp_year, nickname, is_default, setup_ref, created_at)"
+            " VALUES (?, 'sandbox', 'cus_test_1', 'pm_test_secret', 'card', 'Visa', '4242', 4,"
+            " 2030, 'Kitchen card', 1, 'seti_test_1', '2026-01-01T00:00:00.000000Z')",
+            (user_id,),
+        ).lastrowid
+        conn.execute(
+            "INSERT INTO autopay (account_id, user_id, method_id, max_cents, enrolled_at)"
+            " VALUES (?, ?, ?, 15000, '2026-01-01T00:00:00.000000Z')",
+            (account_id, user_id, method_id),
+        )
+        schedule_id = conn.execute(
+            "INSERT INTO schedules (kind, account_id, user_id, method_id, amount_cents, run_on,"
+            " status, form_key, created_at, updated_at) VALUES ('scheduled', ?, ?, ?, 4000,"
+            " date('now', '+10 days'), 'scheduled', 'form-key-1', '2026-01-01T00:00:00.000000Z',"
+            " '2026-01-01T00:00:00.000000Z')",
+            (account_id, user_id, method_id),
+        ).lastrowid
+    conn.close()
+    return account_id, schedule_id
+
+
+def test_representative_cancels_a_scheduled_payment_and_autopay_keyboard_only(
+    live_server, new_page
+):
+    settings = live_server.settings
+    account_id, schedule_id = maria_pays_by_herself(settings)
+    page = new_page(DESKTOP)
+    base = live_server.url
+    sign_in_as_staff(page, base, settings)
+    account_path = f"/staff/accounts/{account_id}"
+    page.goto(base + account_path)
+    money = page.locator("#money")
+    expect(money).to_contain_text("Kitchen card (Visa ending 4242)")
+    expect(money).to_contain_text("04/2030")
+    expect(money).not_to_contain_text("pm_test_secret")
+    check(page, DESKTOP, "account with saved methods, AutoPay and a scheduled payment")
+
+    # Cancel the scheduled payment: without a reason first.
+    scheduled = page.locator(f"form[action$='/scheduled/{schedule_id}/cancel']")
+    tab_to(page, scheduled.locator("button[type=submit]"), limit=150)
+    assert press_and_load(page, "Enter", account_path) == 422
+    expect(page.locator("#error-summary")).to_be_visible()
+    check(page, DESKTOP, "cancel a scheduled payment without a reason")
+    scheduled = page.locator(f"form[action$='/scheduled/{schedule_id}/cancel']")
+    type_into(page, by_label(scheduled, "Reason"), "Resident asked by phone", limit=150)
+    press_and_load(page, "Enter", account_path)
+    expect(page.locator(".alert--success")).to_contain_text("The scheduled payment was canceled.")
+    expect(page.locator("#money")).to_contain_text("Canceled")
+    check(page, DESKTOP, "scheduled payment canceled")
+
+    # Turn off AutoPay (after a boosted page change focus starts at the heading).
+    autopay = page.locator("form[action$='/autopay/cancel']")
+    type_into(page, by_label(autopay, "Reason"), "Card reported lost", limit=150)
+    press_and_load(page, "Enter", account_path)
+    expect(page.locator(".alert--success")).to_contain_text("AutoPay is off for this account.")
+    expect(page.locator("#money")).to_contain_text("AutoPay is off.")
+    check(page, DESKTOP, "AutoPay turned off")
+
+    # The audit rows, under the representative's name; an email to Maria for each.
+    rows = query(settings.database, "SELECT staff_username, action, reason FROM staff_actions")
+    assert [tuple(r) for r in rows] == [
+        ("carla", "cancel_scheduled_payment", "Resident asked by phone"),
+        ("carla", "cancel_autopay", "Card reported lost"),
+    ]
+    mails = query(settings.database, "SELECT to_addr, subject FROM outbox ORDER BY id")
+    assert [(m["to_addr"], m["subject"].split(" – ")[0]) for m in mails] == [
+        ("maria@example.com", "Customer Services canceled your scheduled payment"),
+        ("maria@example.com", "Customer Services turned off your AutoPay"),
+    ]
+
+    # Maria's side: AutoPay is off on her dashboard, the payment canceled.
+    resident = new_page(DESKTOP)
+    keyboard_sign_in(resident, live_server)
+    card = resident.get_by_role("region", name="123 Euclid Ave")
+    expect(card).to_contain_text("AutoPay is off.")
+    resident.goto(f"{base}/accounts/{account_id}/scheduled")
+    expect(resident.locator(".method-list")).to_contain_text("Canceled")
+    expect(resident.get_by_role("button", name=re.compile("^Cancel this payment"))).to_have_count(0)

@@ -472,12 +472,12 @@ async def test_release_takes_the_account_from_the_login(staff, settings):
 async def test_note_is_added_and_shown(staff, settings):
     await staff_client(staff, settings)
     account_id = maria_account(settings)
-    empty = await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note": "  "})
+    empty = await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note_text": "  "})
     assert empty.status_code == 422 and "Enter the note" in empty.text
     done = await post_form(
         staff,
         f"/staff/accounts/{account_id}/notes",
-        {"note": "Called about <b>leak</b>"},
+        {"note_text": "Called about <b>leak</b>"},
         follow_redirects=False,
     )
     assert done.status_code == 303
@@ -540,6 +540,143 @@ async def test_phone_payment_goes_through_the_gateway_and_is_marked_taken_by_sta
     assert "4242 4242 4242 4242" not in view.text
 
 
+# --- AutoPay and scheduled payments ---------------------------------------------------------
+
+
+@pytest.fixture
+async def maria_pays(staff, settings, client):
+    """Maria, signed in on her own client, with a saved card, AutoPay on (at most $150)
+    and $40.00 scheduled five days ahead, each set up the way she does it."""
+    from test_autopay import _day, add_method, bill_csv, enrol, schedule
+    from test_billing_http import load, sign_up_and_in
+
+    load(settings.database, "bills", bill_csv())
+    maria = await sign_up_and_in(client, settings.database, "maria1")
+    maria.db, maria.account_id = settings.database, maria_account(settings)
+    method_id = await add_method(maria)
+    await enrol(maria, method_id, "150")
+    response, _form = await schedule(maria, method_id, "40.00", _day(5))
+    assert response.status_code == 303
+    [row] = query(settings.database, "SELECT id FROM schedules WHERE kind = 'scheduled'")
+    maria.schedule_id = row["id"]
+    return maria
+
+
+def schedule_status(settings, schedule_id: int) -> str:
+    [row] = query(settings.database, "SELECT status FROM schedules WHERE id = ?", (schedule_id,))
+    return row["status"]
+
+
+async def test_account_view_shows_saved_methods_autopay_and_scheduled_payments(
+    staff, settings, maria_pays
+):
+    await staff_client(staff, settings)
+    text = (await staff.get(f"/staff/accounts/{maria_pays.account_id}")).text
+    assert "Kitchen card (Visa ending 4242)" in text and "04/2030" in text
+    assert "$150.00" in text and "Turn off AutoPay" in text  # AutoPay, its maximum
+    assert "$40.00" in text and "Cancel this payment" in text  # the scheduled payment
+    [method] = query(settings.database, "SELECT token, customer FROM saved_methods")
+    assert method["token"] not in text and method["customer"] not in text
+
+
+async def test_cancel_a_scheduled_payment_with_a_reason_and_the_resident_is_told(
+    staff, settings, maria_pays
+):
+    await staff_client(staff, settings)
+    schedule_id = maria_pays.schedule_id
+    url = f"/staff/accounts/{maria_pays.account_id}/scheduled/{schedule_id}/cancel"
+    reason = f"scheduled_{schedule_id}_reason"
+    mails = len(outbox(settings.database))
+    missing = await post_form(staff, url, {reason: " "})
+    assert missing.status_code == 422 and "Enter the reason" in missing.text
+    assert schedule_status(settings, schedule_id) == "scheduled" and not actions(settings)
+    done = await post_form(staff, url, {reason: "Asked by phone"}, follow_redirects=False)
+    assert done.status_code == 303
+    assert schedule_status(settings, schedule_id) == "canceled"
+    [action] = actions(settings)
+    assert (action["action"], action["staff_username"], action["reason"]) == (
+        "cancel_scheduled_payment",
+        "carla",
+        "Asked by phone",
+    )
+    assert action["account_id"] == maria_pays.account_id
+    assert action["detail"] == f"schedule={schedule_id}"
+    assert audit_events(settings, "scheduled_payment_canceled_by_staff")[0]["username"] == "maria1"
+    assert audit_events(settings, "staff_cancel_scheduled_payment")[0]["username"] == "staff:carla"
+    [mail] = outbox(settings.database)[mails:]
+    assert mail["to_addr"] == "maria@example.com"
+    assert mail["subject"].startswith("Customer Services canceled your scheduled payment")
+    assert "$40.00" in mail["body_text"]
+    # Maria sees it canceled; a second cancel is too late and changes nothing.
+    page = (await maria_pays.get(f"/accounts/{maria_pays.account_id}/scheduled")).text
+    assert "Canceled" in page and "Cancel this payment" not in page
+    again = await post_form(staff, url, {reason: "again"})
+    assert again.status_code == 409 and "already started or ended" in again.text
+    assert len(actions(settings)) == 1 and len(outbox(settings.database)) == mails + 1
+
+
+async def test_turn_off_autopay_with_a_reason_and_the_resident_is_told(staff, settings, maria_pays):
+    assert "AutoPay is on." in (await maria_pays.get("/account")).text
+    await staff_client(staff, settings)
+    url = f"/staff/accounts/{maria_pays.account_id}/autopay/cancel"
+    missing = await post_form(staff, url, {"autopay_reason": ""})
+    assert missing.status_code == 422 and "Enter the reason" in missing.text
+    assert query(settings.database, "SELECT * FROM autopay")
+    done = await post_form(staff, url, {"autopay_reason": "Card lost"}, follow_redirects=False)
+    assert done.status_code == 303
+    assert not query(settings.database, "SELECT * FROM autopay")
+    [action] = actions(settings)
+    assert (action["action"], action["staff_username"], action["reason"]) == (
+        "cancel_autopay",
+        "carla",
+        "Card lost",
+    )
+    assert audit_events(settings, "autopay_canceled_by_staff")[0]["username"] == "maria1"
+    mail = outbox(settings.database)[-1]
+    assert mail["to_addr"] == "maria@example.com"
+    assert mail["subject"].startswith("Customer Services turned off your AutoPay")
+    assert "AutoPay is off." in (await maria_pays.get("/account")).text
+    # The scheduled one-time payment is not AutoPay: it stays.
+    assert schedule_status(settings, maria_pays.schedule_id) == "scheduled"
+    again = await post_form(staff, url, {"autopay_reason": "again"})
+    assert again.status_code == 409 and "already off" in again.text
+    assert len(actions(settings)) == 1
+
+
+async def test_another_accounts_schedule_is_404_and_residents_cannot_use_the_console(
+    staff, settings, maria_pays
+):
+    [other] = query(
+        settings.database,
+        "SELECT id FROM service_accounts WHERE id != ? LIMIT 1",
+        (maria_pays.account_id,),
+    )
+    # Maria herself, signed in, trying the console's URLs: 404, audited.
+    own = f"/staff/accounts/{maria_pays.account_id}"
+    for path, data in (
+        (f"{own}/scheduled/{maria_pays.schedule_id}/cancel", {"reason": "x"}),
+        (f"{own}/autopay/cancel", {"autopay_reason": "x"}),
+    ):
+        assert (await maria_pays.post(path, data)).status_code == 404
+    assert len(audit_events(settings, "staff_page_refused")) == 2
+    await staff_client(staff, settings)
+    wrong = f"/staff/accounts/{other['id']}/scheduled/{maria_pays.schedule_id}/cancel"
+    reason = f"scheduled_{maria_pays.schedule_id}_reason"
+    assert (await post_form(staff, wrong, {reason: "x"})).status_code == 404
+    assert schedule_status(settings, maria_pays.schedule_id) == "scheduled"
+    assert query(settings.database, "SELECT * FROM autopay") and not actions(settings)
+
+
+async def test_console_cancels_are_rate_limited(staff, settings):
+    await staff_client(staff, settings)
+    # 30 posts per network per 10 minutes; the 31st is refused with the 429 page.
+    statuses = [
+        (await post_form(staff, "/staff/accounts/999999/autopay/cancel", {})).status_code
+        for _ in range(31)
+    ]
+    assert statuses[:30] == [404] * 30 and statuses[30] == 429
+
+
 # --- supervisors ------------------------------------------------------------------------------
 
 
@@ -547,7 +684,7 @@ async def test_supervisor_sees_team_and_filters_and_exports_staff_actions(staff,
     await staff_client(staff, settings, username="sam", role="supervisor")
     account_id = maria_account(settings)
     for note in ("first", "=HYPERLINK(1)"):
-        await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note": note})
+        await post_form(staff, f"/staff/accounts/{account_id}/notes", {"note_text": note})
     team = await staff.get("/staff/team")
     assert team.status_code == 200 and "sam" in team.text
     page = await staff.get(
@@ -643,7 +780,7 @@ async def test_unknown_or_huge_ids_are_404_never_500(staff, settings, number):
     ):
         assert (await staff.get(path)).status_code == 404, path
     posts = {
-        f"/staff/accounts/{number}/notes": {"note": "x"},
+        f"/staff/accounts/{number}/notes": {"note_text": "x"},
         f"/staff/accounts/{number}/release": {"release_reason": "x"},
         f"/staff/accounts/{number}/pay": {"amount": "5", "method": "card", "reason": "x"},
         f"/staff/logins/{number}/unlock": {"unlock_reason": "x"},

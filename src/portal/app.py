@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
-from litestar.datastructures import CacheControlHeader, State
+from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from portal.accounts import routes as accounts
@@ -19,7 +18,6 @@ from portal.billing import routes as billing
 from portal.mail import routes as mail
 from portal.notices import routes as notices
 from portal.observe import logs as observe_logs
-from portal.observe import metrics as observe_metrics
 from portal.observe import routes as observe
 from portal.pages import routes as pages
 from portal.payments import routes as payments
@@ -34,7 +32,9 @@ from portal.security.proxies import ProxyWatch
 from portal.security.refusals import flush_refusals
 from portal.services import Services
 from portal.settings import Settings
+from portal.shared_pages import SharedPages
 from portal.staff import routes as staff
+from portal.static_files import StaticFiles
 from portal.templating import STATIC_DIR, make_environment
 from portal.web import PortalRequest
 
@@ -72,11 +72,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         *staff.handlers(settings),
         *autopay.handlers(settings),
         *notices.handlers(settings),
-        create_static_files_router(
-            path="/static",
-            directories=[STATIC_DIR],
-            cache_control=CacheControlHeader(max_age=31_536_000, public=True),
-        ),
     ]
     app = Litestar(
         route_handlers=route_handlers,
@@ -93,7 +88,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_shutdown=[stop],
         request_class=PortalRequest,
         before_send=[
-            security_headers_hook(settings.production),
+            security_headers_hook(settings.production, env.globals["inline_style"]),
             no_store_hook,
             proxy_watch.before_send,
         ],
@@ -101,7 +96,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             # __Host- cookie names on the wire in production (security/cookies.py).
             DefineMiddleware(cookies.HostPrefixCookies, production=settings.production),
-            observe_metrics.prometheus_config().middleware,
             # Forms over 64 KB or 200 fields are refused before anything parses them.
             DefineMiddleware(FormLimits, max_bytes=min(FORM_MAX_BYTES, settings.max_body_bytes)),
             # Who is signed in, once per request (request.user); static files and the
@@ -121,5 +115,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=observe_logs.logging_config(settings.log_format),
         debug=False,
     )
-    app.asgi_handler = observe_logs.RequestLog(app.asgi_handler)  # request id, log line
+    # Outside Litestar's routing, inside its before_send hooks (security headers): the
+    # request id and log line for everything; /static/ from memory (static_files.py);
+    # signed-out pages rendered once per language (shared_pages.py).
+    app.asgi_handler = observe_logs.RequestLog(
+        StaticFiles(SharedPages(app.asgi_handler, settings), STATIC_DIR, settings.reload_templates)
+    )
     return app

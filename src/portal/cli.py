@@ -20,7 +20,6 @@ end, and with --quiet print nothing but errors (portal.progress).
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
 import time
@@ -31,6 +30,12 @@ from portal.progress import Meter, meter_for
 from portal.settings import TEST_GATEWAYS, Settings, SettingsError
 
 INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
+
+
+def _error(message: str, status: int = 2) -> int:
+    """Say what went wrong on stderr, as `portal: ...`; returns the exit status."""
+    print(f"portal: {message}", file=sys.stderr)
+    return status
 
 
 def _settings() -> Settings:
@@ -71,8 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()  # refuse unsafe settings before binding the port
     problem = serve_host_problem(settings, args.host, args.unsafe_public_dev)
     if problem:
-        print(f"portal: {problem}", file=sys.stderr)
-        return 2
+        return _error(problem)
     uvicorn.run(
         "portal.app:create_app",
         factory=True,
@@ -95,94 +99,34 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-BACKUP_PAGES = 1024  # pages copied per backup step (4 MiB with 4 KiB pages)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_partial(partial: Path) -> None:
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        Path(f"{partial}{suffix}").unlink(missing_ok=True)
-
-
-def _backup(source_path: Path, target: Path, meter: Meter) -> tuple[str, int]:
-    """Copy the live database to `target` page by page; return (integrity, bytes).
-
-    The source keeps one read transaction open for the whole copy: in WAL mode that
-    does not block the portal's writers, and it gives every step the same snapshot, so
-    the backup never restarts however busy the portal is."""
-    partial = Path(f"{target}.partial")
-    _remove_partial(partial)
-    source = sqlite3.connect(source_path, isolation_level=None, timeout=10.0)
-    try:
-        source.execute("BEGIN")
-        source.execute("SELECT count(*) FROM sqlite_schema").fetchone()  # start the snapshot
-        copy = sqlite3.connect(partial)
-        meter.stage("copying the database", unit="pages")
-        try:
-            source.backup(
-                copy,
-                pages=BACKUP_PAGES,
-                sleep=0.05,
-                progress=lambda _status, left, total: meter.update(total - left, total),
-            )
-        finally:
-            copy.close()
-    finally:
-        source.close()
-    copy = sqlite3.connect(partial, isolation_level=None)
-    try:
-        copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal
-        result = "; ".join(row[0] for row in copy.execute("PRAGMA integrity_check"))
-    finally:
-        copy.close()
-    if result != "ok":
-        return result, 0
-    _fsync(partial)
-    os.replace(partial, target)
-    _fsync(target.parent)
-    return result, target.stat().st_size
-
-
 def cmd_db_backup(args: argparse.Namespace) -> int:
     if args.keep is not None:
         return cmd_db_backup_daily(args)
     settings = _settings()
     source, target = Path(settings.database), Path(args.file)
     if not source.is_file():
-        print(f"portal: no database at {source}", file=sys.stderr)
-        return 2
+        return _error(f"no database at {source}")
     if target.exists() and target.resolve() == source.resolve():
-        print(f"portal: {target} is the live database; choose another file", file=sys.stderr)
-        return 2
+        return _error(f"{target} is the live database; choose another file")
     if target.exists() and not args.force:
-        print(f"portal: {target} already exists; use --force to replace it", file=sys.stderr)
-        return 2
+        return _error(f"{target} already exists; use --force to replace it")
     if not target.parent.is_dir():
-        print(f"portal: folder {target.parent} does not exist", file=sys.stderr)
-        return 2
+        return _error(f"folder {target.parent} does not exist")
+    from portal.observe import backups
+
     started = time.perf_counter()
     try:
         with meter_for(args.quiet) as meter:
-            result, size = _backup(source, target, meter)
+            result, size = backups.backup(source, target, meter)
     except KeyboardInterrupt:
-        _remove_partial(Path(f"{target}.partial"))
-        print(f"portal: backup interrupted; nothing was written to {target}", file=sys.stderr)
-        return INTERRUPTED
+        backups.remove_partial(target)
+        return _error(f"backup interrupted; nothing was written to {target}", INTERRUPTED)
     except (sqlite3.Error, OSError) as exc:
-        _remove_partial(Path(f"{target}.partial"))
-        print(f"portal: backup failed: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
+        backups.remove_partial(target)
+        return _error(f"backup failed: {' '.join(str(exc).split())}", 1)
     if result != "ok":
-        _remove_partial(Path(f"{target}.partial"))
-        print(f"portal: backup failed its integrity check: {result[:300]}", file=sys.stderr)
-        return 1
+        backups.remove_partial(target)
+        return _error(f"backup failed its integrity check: {result[:300]}", 1)
     if not args.quiet:
         print(f"{target}: ok, {size:,} bytes in {time.perf_counter() - started:.2f} s")
     return 0
@@ -198,11 +142,9 @@ def cmd_db_backup_daily(args: argparse.Namespace) -> int:
 
     folder = Path(args.file)
     if args.keep < 1:
-        print("portal: --keep must be 1 or more", file=sys.stderr)
-        return 2
+        return _error("--keep must be 1 or more")
     if not folder.is_dir():
-        print(f"portal: folder {folder} does not exist", file=sys.stderr)
-        return 2
+        return _error(f"folder {folder} does not exist")
     today = datetime.now(ZoneInfo(_settings().timezone)).date()
     args.file, args.force = str(folder / backups.daily_name(today)), True
     args.keep, keep = None, args.keep
@@ -231,30 +173,21 @@ def cmd_db_restore(args: argparse.Namespace) -> int:
     settings = _settings()
     source, live = Path(args.file), Path(settings.database)
     if not source.is_file():
-        print(f"portal: {source} is not a file", file=sys.stderr)
-        return 2
+        return _error(f"{source} is not a file")
     if live.exists() and source.resolve() == live.resolve():
-        print(f"portal: {source} is the live database itself", file=sys.stderr)
-        return 2
+        return _error(f"{source} is the live database itself")
     verdict = backups.verify(source)
     if not verdict.ok:
-        print(f"portal: {source} cannot be restored: {verdict.detail}", file=sys.stderr)
-        return 1
+        return _error(f"{source} cannot be restored: {verdict.detail}", 1)
     kept = None
     if live.exists():
         if backups.in_use(live):
-            print(
-                f"portal: {live} is in use; stop the portal (systemctl stop portal) first",
-                file=sys.stderr,
-            )
-            return 2
+            return _error(f"{live} is in use; stop the portal (systemctl stop portal) first")
         if not args.force:
-            print(
-                f"portal: {live} already exists; use --force to replace it"
-                " (it is kept beside it, not deleted)",
-                file=sys.stderr,
+            return _error(
+                f"{live} already exists; use --force to replace it"
+                " (it is kept beside it, not deleted)"
             )
-            return 2
         kept = backups.set_aside(live, f"before-restore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
     live.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -331,8 +264,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     settings = _settings()
     path = Path(args.file)
     if not path.is_file():
-        print(f"portal: {path} is not a file", file=sys.stderr)
-        return 2
+        return _error(f"{path} is not a file")
     db.upgrade(settings.database)
     conn = db.connect_sync(settings.database)
     # A batch's commit skips the fsync that holds the write lock (residents wait behind
@@ -392,8 +324,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         batch = date.fromisoformat(args.date) if args.date else datetime.now(zone).date()
     except ValueError:
-        print(f"portal: --date must be like 2026-11-26, not {args.date!r}", file=sys.stderr)
-        return 2
+        return _error(f"--date must be like 2026-11-26, not {args.date!r}")
     db.upgrade(settings.database)
     conn = db.connect_sync(settings.database)
     test_mode = settings.gateway in TEST_GATEWAYS or settings.stripe_secret_key.startswith(
@@ -431,11 +362,7 @@ def cmd_payments_reconcile(args: argparse.Namespace) -> int:
 
     settings = _settings()
     if settings.gateway != "stripe":
-        print(
-            "portal: reconcile is for PORTAL_GATEWAY=stripe; the sandbox settles at once",
-            file=sys.stderr,
-        )
-        return 2
+        return _error("reconcile is for PORTAL_GATEWAY=stripe; the sandbox settles at once")
 
     async def run() -> dict[str, int]:
         database = Database(settings.database)
@@ -483,8 +410,7 @@ def cmd_staff(args: argparse.Namespace) -> int:
                 )
                 print(f"{row['username']}\t{row['role']}\t{row['email']}\t{state}")
     except StaffAdminError as exc:
-        print(f"portal: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
     finally:
         conn.close()
     return 0
@@ -502,8 +428,7 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
     try:
         now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
     except ValueError:
-        print(f"portal: --now must be like 2026-12-01T09:00:00Z, not {args.now!r}", file=sys.stderr)
-        return 2
+        return _error(f"--now must be like 2026-12-01T09:00:00Z, not {args.now!r}")
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
 
     async def run(meter: Meter) -> dict[str, int]:

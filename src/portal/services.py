@@ -15,7 +15,9 @@ from portal.accounts.recovery import RecoveryService
 from portal.accounts.registration import RegistrationService
 from portal.accounts.signin import SignInService
 from portal.autopay.charges import Charger
+from portal.autopay.expiry import ExpiryService
 from portal.autopay.methods import MethodsService
+from portal.autopay.saved_pay import SavedPayService
 from portal.autopay.scheduled import ScheduledService
 from portal.autopay.service import AutoPayService
 from portal.billing.service import BillingService
@@ -54,9 +56,12 @@ class Services:
     methods: MethodsService
     autopay: AutoPayService
     scheduled: ScheduledService
+    saved_pay: SavedPayService
+    expiry: ExpiryService
     notices: NoticesService
     charger: Charger
     money_actions: Budget  # a resident's AutoPay, scheduled-payment and saved-method posts
+    console_money: Budget  # a representative's cancels of AutoPay and scheduled payments
 
     @classmethod
     def build(cls, settings: Settings, env: Environment) -> Services:
@@ -68,6 +73,8 @@ class Services:
         payments = PaymentsService(db, settings, mailer, processor)
         gateway.notify = payments.handle_notification  # the sandbox "POSTs" its events here
         billing = BillingService(db, settings)
+        autopay = AutoPayService(db, settings, mailer)
+        scheduled = ScheduledService(db, settings)
         return cls(
             settings=settings,
             db=db,
@@ -86,14 +93,17 @@ class Services:
             ),
             checks=Budget("checks", per_network=120, overall=3000, window=60),
             staff_auth=StaffAuthService(db, settings),
-            console=ConsoleService(db, settings, mailer, billing, payments),
+            console=ConsoleService(db, settings, mailer, billing, payments, autopay, scheduled),
             oversight=OversightService(db, settings),
             methods=MethodsService(db, settings, processor),
-            autopay=AutoPayService(db, settings, mailer),
-            scheduled=ScheduledService(db, settings),
+            autopay=autopay,
+            scheduled=scheduled,
+            saved_pay=SavedPayService(db, settings, payments),
+            expiry=ExpiryService(db, settings, mailer),
             notices=NoticesService(db, settings, mailer),
             charger=Charger(db, settings, mailer, payments),
             money_actions=Budget("money_actions", per_network=30, overall=3000, window=600),
+            console_money=Budget("console_money", per_network=30, overall=600, window=600),
         )
 
     def dependencies(self) -> dict[str, Provide]:

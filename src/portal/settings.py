@@ -140,7 +140,7 @@ def _addresses(value: str, name: str) -> tuple[str, ...]:
 
 
 def _operations(get) -> dict:
-    """PORTAL_TEMPLATES_DIR, PORTAL_LOG_FORMAT and PORTAL_METRICS_TOKEN."""
+    """PORTAL_TEMPLATES_DIR, PORTAL_TEMPLATES_RELOAD, PORTAL_LOG_FORMAT, PORTAL_METRICS_TOKEN."""
     templates = get("PORTAL_TEMPLATES_DIR").strip()
     if templates and not Path(templates).is_dir():
         raise SettingsError(f"PORTAL_TEMPLATES_DIR must be a folder, not {templates!r}")
@@ -150,7 +150,9 @@ def _operations(get) -> dict:
     token = get("PORTAL_METRICS_TOKEN").strip()
     if token and len(token) < 16:
         raise SettingsError("PORTAL_METRICS_TOKEN must be at least 16 random characters")
+    reload = get("PORTAL_TEMPLATES_RELOAD").strip()
     return {
+        "templates_reload": _bool(reload, "PORTAL_TEMPLATES_RELOAD") if reload else None,
         "templates_dir": templates,
         "log_format": log_format,
         "metrics_token": token,
@@ -188,8 +190,17 @@ class Settings:
     stripe_timeout: int = 20
     # Operations (docs/deploy.md)
     templates_dir: str = ""
+    templates_reload: bool | None = None  # None: on in development, off in production
     log_format: str = "text"
     metrics_token: str = field(default="", repr=False)
+
+    @property
+    def reload_templates(self) -> bool:
+        """Designers' edits to templates and static files show without a restart; in
+        production files are read and hashed once (PORTAL_TEMPLATES_RELOAD overrides)."""
+        if self.templates_reload is None:
+            return not self.production
+        return self.templates_reload
 
     @property
     def template_dirs(self) -> tuple[Path, ...]:

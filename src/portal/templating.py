@@ -3,7 +3,9 @@ format for the resident's locale (money, dates, numbers). Pages and emails share
 
 from __future__ import annotations
 
+import base64
 import hashlib
+from contextvars import ContextVar
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -12,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_eval_context, select_autoescape
+from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
 from portal import i18n
@@ -20,23 +23,41 @@ from portal.i18n import format_locale
 from portal.settings import PROJECT_ROOT, Settings
 
 
+# Babel parses the locale and the pattern on every call; a bill history formats ~100
+# amounts and dates. The same values recur (bill dates, amounts), so each formatted text
+# is kept per language: values are small and the caches bounded.
+@lru_cache(maxsize=8192)
+def _money(cents: int, locale: str) -> str:
+    return format_currency(Decimal(cents) / 100, "USD", locale=locale)
+
+
+@lru_cache(maxsize=8192)
+def _number(value: float, locale: str) -> str:
+    return format_decimal(value, locale=locale)
+
+
+@lru_cache(maxsize=8192)
+def _long_date(day: date, locale: str) -> str:
+    return format_date(day, format="long", locale=locale)
+
+
 def money(cents: int | None) -> str:
     if cents is None:
         return ""
-    return format_currency(Decimal(cents) / 100, "USD", locale=format_locale())
+    return _money(cents, format_locale())
 
 
 def number(value: float | None) -> str:
     if value is None:
         return ""
-    return format_decimal(value, locale=format_locale())
+    return _number(value, format_locale())
 
 
 def long_date(value: str | date | None) -> str:
     if not value:
         return ""
     day = date.fromisoformat(value) if isinstance(value, str) else value
-    return format_date(day, format="long", locale=format_locale())
+    return _long_date(day, format_locale())
 
 
 def tel(phone: str | None) -> Markup:
@@ -89,8 +110,87 @@ def asset(file_path: str) -> str:
     return f"/static/{file_path}?v={_asset_version(path, path.stat().st_mtime_ns)}"
 
 
+@lru_cache(maxsize=256)
+def _asset_once(file_path: str) -> str:
+    """asset() without the stat() of every call: files hashed once (production)."""
+    return asset(file_path)
+
+
+@lru_cache(maxsize=32)
+def _data_uri(path: Path, modified_ns: int) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+# A first visit: the request carries no CSRF cookie yet (every page sets one). Set per
+# request by the authentication middleware (security/auth.py).
+first_visit: ContextVar[bool] = ContextVar("first_visit", default=False)
+
+
+class InlineStyle:
+    """static/css/site.css, written into a <style> element on a first visit instead of a
+    <link>: a phone's first page then paints after one round trip, not two (on slow 4G
+    each one is half a second). Later pages link the file, which the browser then keeps.
+    The Content-Security-Policy allows exactly this text by its hash (security/
+    headers.py), so no other inline style can run. With `reload` (development) an edit
+    to the file shows on the next page."""
+
+    FILE = "css/site.css"
+
+    def __init__(self, reload: bool) -> None:
+        self.reload = reload
+        self._key: int | None = None
+        self._css = Markup("")
+        self._source = ""
+
+    def _current(self) -> None:
+        path = STATIC_DIR / self.FILE
+        key = path.stat().st_mtime_ns if self.reload or self._key is None else self._key
+        if key != self._key:
+            text = path.read_text(encoding="utf-8")
+            digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+            self._css, self._source, self._key = Markup(text), f"'sha256-{digest}'", key
+
+    def css(self) -> Markup:
+        self._current()
+        return self._css
+
+    def csp_source(self) -> str:
+        """The CSP source expression ('sha256-…') that allows the inlined stylesheet."""
+        self._current()
+        return self._source
+
+
+def install_gettext(env: Environment) -> None:
+    """`_`, `gettext` and `ngettext` for templates, as Jinja's newstyle gettext behaves
+    (with autoescape the translation is markup and `%(name)s` values are escaped; in a
+    plain-text email neither), without its three nested context calls per text: a page
+    says `_()` thirty times. Translations are memoized per language and text."""
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
+    done: dict[tuple[str, str], Markup] = {}
+
+    @pass_eval_context
+    def gettext(eval_ctx: EvalContext, message: str, **variables: object) -> str:
+        locale = i18n.current_locale.get()
+        text = done.get((locale, message))
+        if text is None:
+            text = Markup(i18n.translations(locale).gettext(message))
+            done[(locale, message)] = text
+        return text % variables if eval_ctx.autoescape else str(text) % variables
+
+    @pass_eval_context
+    def ngettext(
+        eval_ctx: EvalContext, singular: str, plural: str, n: int, **variables: object
+    ) -> str:
+        text = i18n.translations(i18n.current_locale.get()).ngettext(singular, plural, n)
+        return (Markup(text) if eval_ctx.autoescape else text) % {"num": n, **variables}
+
+    env.globals.update(_=gettext, gettext=gettext, ngettext=ngettext)
+
+
 def make_environment(settings: Settings) -> Environment:
+    reload = settings.reload_templates
     env = Environment(
+        auto_reload=reload,  # off: no stat() of every template on every page
         # PORTAL_TEMPLATES_DIR's files win; the shipped ones fill in the rest.
         loader=FileSystemLoader([*settings.template_dirs, TEMPLATES_DIR]),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -98,10 +198,15 @@ def make_environment(settings: Settings) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
+    install_gettext(env)
     env.globals.update(
         site=settings,
-        asset=asset,
+        asset=asset if reload else _asset_once,
+        image_data=lambda file_path: _data_uri(
+            STATIC_DIR / file_path, (STATIC_DIR / file_path).stat().st_mtime_ns if reload else 0
+        ),
+        inline_style=InlineStyle(reload),
+        first_visit=first_visit.get,
         current_locale=i18n.current_locale.get,
         dev_mailbox=settings.dev_mailbox,
     )

@@ -1,5 +1,6 @@
 """Emailed one-time links (verify a registration, reset a password, confirm a new
-email address): one helper issues them, one decides whether another may be sent.
+email address): each kind described once (Link), one helper issues them, one decides
+whether another may be sent.
 
 The link carries a random code; the tokens table keeps only its SHA-256. The email is
 queued in the caller's transaction, with an audit row, so all three happen or none.
@@ -7,6 +8,7 @@ queued in the caller's transaction, with an audit row, so all three happen or no
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -26,6 +28,34 @@ MAILS_PER_ADDRESS_HOUR = 5  # anything the portal sends on request, to one addre
 MAILS_PER_ADDRESS_DAY = 10
 
 
+@dataclass(frozen=True)
+class Link:
+    """One kind of emailed link: what its code is for, how long it lives, the email that
+    carries it and the page it opens."""
+
+    purpose: str  # tokens.purpose
+    lifetime: timedelta
+    template: str
+    path: str
+    code_param: str = "token"
+    names_user: bool = False  # the link also carries ?username= (the page asks for it)
+    keeps_address: bool = False  # the token keeps the address the link was sent to
+
+
+# The verification email says "open this link within 24 hours".
+VERIFY = Link(
+    "verify", timedelta(hours=24), "verify_email", "/verify", "verificationcode", names_user=True
+)
+RESET = Link("reset", timedelta(hours=1), "password_reset", "/reset-password")
+EMAIL_CHANGE = Link(
+    "email",
+    timedelta(hours=24),
+    "confirm_email_change",
+    "/profile/email/confirm",
+    keeps_address=True,
+)
+
+
 def ago(delta: timedelta) -> str:
     return (datetime.now(UTC) - delta).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -34,35 +64,37 @@ async def issue_link(
     conn: aiosqlite.Connection,
     mailer: Any,
     settings: Settings,
+    link: Link,
     *,
     user_id: int,
-    purpose: str,
-    lifetime: timedelta,
-    to: str,
-    template: str,
-    path: str,
-    query: dict[str, str] | None = None,
-    code_param: str = "token",
-    context: dict[str, Any],
-    audit_event: str | None,
     username: str,
+    to: str,
+    audit_event: str | None,
     client: str,
-    data: str | None = None,
+    lifetime: timedelta | None = None,
 ) -> None:
-    """Insert a token, queue the email with its link, and write the audit row (unless
-    the caller records the event itself)."""
+    """Insert a token, queue the email with its link to `to`, and write the audit row
+    (unless the caller records the event itself); `lifetime` overrides the kind's."""
     code = new_code()
     await conn.execute(
         "INSERT INTO tokens (user_id, purpose, token_hash, data, created_at, expires_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (user_id, purpose, code_hash(code), data, utcnow(), utc_in(lifetime)),
+        (
+            user_id,
+            link.purpose,
+            code_hash(code),
+            to if link.keeps_address else None,
+            utcnow(),
+            utc_in(lifetime or link.lifetime),
+        ),
     )
-    link = f"{settings.base_url}{path}?{urlencode({**(query or {}), code_param: code})}"
+    query = {"username": username} if link.names_user else {}
+    url = f"{settings.base_url}{link.path}?{urlencode({**query, link.code_param: code})}"
     await mailer.enqueue(
         conn,
         to=to,
-        template=template,
-        context={**context, "username": username, "link": link},
+        template=link.template,
+        context={"username": username, "link": url},
         locale=current_locale.get(),
         accounts_of=[user_id],
     )

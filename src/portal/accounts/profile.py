@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from portal.accounts import audit, sessions
-from portal.accounts.links import issue_link, may_send_link
+from portal.accounts.links import EMAIL_CHANGE, issue_link, may_send_link
 from portal.accounts.passwords import hash_password, new_password_problems
 from portal.accounts.signin import PasswordChecks, void_pending_links
 from portal.accounts.tokens import code_hash
@@ -20,8 +19,6 @@ from portal.db import Database, utcnow
 from portal.forms import Form, Result
 from portal.i18n import _, current_locale
 from portal.settings import Settings
-
-EMAIL_CHANGE_FOR = timedelta(hours=24)
 
 
 class DeliveryForm(Form):
@@ -173,17 +170,12 @@ class ProfileService:
                 conn,
                 self.mailer,
                 self.settings,
+                EMAIL_CHANGE,
                 user_id=user.user_id,
-                purpose="email",
-                lifetime=EMAIL_CHANGE_FOR,
-                to=address,
-                template="confirm_email_change",
-                path="/profile/email/confirm",
-                context={},
-                audit_event="email_change_requested",
                 username=user.username,
+                to=address,
+                audit_event="email_change_requested",
                 client=client,
-                data=address,
             )
         return Result()
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from portal.accounts import audit, sessions
-from portal.accounts.links import ago, issue_link, may_mail, may_send_link
+from portal.accounts.links import RESET, ago, issue_link, may_mail, may_send_link
 from portal.accounts.passwords import hash_password, new_password_problems
 from portal.accounts.signin import forget_failures, void_pending_links
 from portal.accounts.tokens import code_hash
@@ -20,7 +20,6 @@ from portal.forms import Form, Result
 from portal.i18n import _, current_locale
 from portal.settings import Settings
 
-RESET_FOR = timedelta(hours=1)
 REMINDERS_PER_HOUR = 3
 
 
@@ -126,15 +125,11 @@ class RecoveryService:
                     conn,
                     self.mailer,
                     self.settings,
+                    RESET,
                     user_id=user["id"],
-                    purpose="reset",
-                    lifetime=RESET_FOR,
-                    to=user["email"],
-                    template="password_reset",
-                    path="/reset-password",
-                    context={},
-                    audit_event="reset_requested",
                     username=user["username"],
+                    to=user["email"],
+                    audit_event="reset_requested",
                     client=client,
                 )
         return

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
 from typing import Any
 
 from portal.accounts import audit
-from portal.accounts.links import issue_link, may_send_link
+from portal.accounts.links import VERIFY, issue_link, may_send_link
 from portal.accounts.ownership import (
     alert_owner,
     bill_amount_problem,
@@ -33,8 +32,6 @@ from portal.forms import Form, Result
 from portal.i18n import _, current_locale
 from portal.observe import metrics
 from portal.settings import Settings
-
-VERIFY_FOR = timedelta(hours=24)
 
 REGISTRATION_FIELDS = (
     "username",
@@ -205,17 +202,11 @@ class RegistrationService:
             conn,
             self.mailer,
             self.settings,
+            VERIFY,
             user_id=user_id,
-            purpose="verify",
-            lifetime=VERIFY_FOR,
-            to=email,
-            template="verify_email",
-            path="/verify",
-            query={"username": username},
-            code_param="verificationcode",
-            context={},
-            audit_event=event,
             username=username,
+            to=email,
+            audit_event=event,
             client=client,
         )
 

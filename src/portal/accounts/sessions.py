@@ -8,15 +8,14 @@ idle minutes (and 12 hours at most); with it, the device stays signed in for 30 
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiosqlite
 from litestar.datastructures import Cookie
 
-from portal.db import Database, utcnow
+from portal.accounts.tokens import code_hash, new_code
+from portal.db import Database, utc_text, utcnow
 from portal.security import cookies
 from portal.settings import Settings
 
@@ -36,30 +35,29 @@ class SignedIn:
     session_hash: str
 
 
-def _hash(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode()).hexdigest()
-
-
-def _ts(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 async def start(conn: aiosqlite.Connection, user_id: int, remember: bool) -> str:
     """Create a session in the caller's transaction; returns the id for the cookie."""
-    session_id = secrets.token_urlsafe(32)
+    session_id = new_code()
     now = datetime.now(UTC)
     expires = now + (REMEMBER if remember else BROWSER_MAX)
     await conn.execute(
         "INSERT INTO sessions (id_hash, user_id, remember, created_at, last_seen_at, expires_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (_hash(session_id), user_id, int(remember), _ts(now), _ts(now), _ts(expires)),
+        (
+            code_hash(session_id),
+            user_id,
+            int(remember),
+            utc_text(now),
+            utc_text(now),
+            utc_text(expires),
+        ),
     )
     return session_id
 
 
 async def end(conn: aiosqlite.Connection, session_id: str | None) -> None:
     if session_id:
-        await conn.execute("DELETE FROM sessions WHERE id_hash = ?", (_hash(session_id),))
+        await conn.execute("DELETE FROM sessions WHERE id_hash = ?", (code_hash(session_id),))
 
 
 async def end_all(conn: aiosqlite.Connection, user_id: int, keep_hash: str | None = None) -> None:
@@ -73,7 +71,7 @@ async def load(db: Database, session_id: str | None) -> SignedIn | None:
     """The signed-in resident for a cookie value, or None if the session is over."""
     if not session_id or len(session_id) > 100:
         return None
-    id_hash = _hash(session_id)
+    id_hash = code_hash(session_id)
     row = await db.fetchone(
         "SELECT s.user_id, s.remember, s.last_seen_at, s.expires_at,"
         " u.username, u.email, u.locale FROM sessions s JOIN users u ON u.id = s.user_id"
@@ -84,7 +82,7 @@ async def load(db: Database, session_id: str | None) -> SignedIn | None:
         return None
     now = datetime.now(UTC)
     last_seen = datetime.fromisoformat(row["last_seen_at"])
-    expired = _ts(now) >= row["expires_at"] or (not row["remember"] and now - last_seen > IDLE)
+    expired = utc_text(now) >= row["expires_at"] or (not row["remember"] and now - last_seen > IDLE)
     if expired:
         async with db.write() as conn:
             await conn.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
@@ -98,24 +96,9 @@ async def load(db: Database, session_id: str | None) -> SignedIn | None:
 
 
 def cookie(session_id: str, remember: bool, settings: Settings) -> Cookie:
-    return Cookie(
-        key=COOKIE,
-        value=session_id,
-        max_age=int(REMEMBER.total_seconds()) if remember else None,
-        httponly=True,
-        secure=settings.production,
-        samesite="lax",
-        path="/",
-    )
+    max_age = int(REMEMBER.total_seconds()) if remember else None
+    return cookies.session_cookie(COOKIE, session_id, settings, samesite="lax", max_age=max_age)
 
 
 def clear_cookie(settings: Settings) -> Cookie:
-    return Cookie(
-        key=COOKIE,
-        value="",
-        max_age=0,
-        httponly=True,
-        secure=settings.production,
-        samesite="lax",
-        path="/",
-    )
+    return cookies.session_cookie(COOKIE, "", settings, samesite="lax", max_age=0)

@@ -1,4 +1,4 @@
-"""Random codes for emailed links. Only their SHA-256 is stored."""
+"""Random codes for emailed links and session cookies. Only their SHA-256 is stored."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,53 @@ CHARGE_TIMEOUT = 60.0  # seconds; a slower gateway answer is treated as unavaila
 
 def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def runner_audit(conn, event: str, user: Any, detail: str) -> None:
+    """An audit row for what the runner did on a resident's behalf."""
+    await audit.record(conn, event, username=user["username"], client="runner", detail=detail)
+
+
+async def ask_gateway(
+    payments: PaymentsService, payment: Any, method: Any, timeout: float = CHARGE_TIMEOUT
+) -> GatewayResult | None:
+    """Charge a saved method for a payment row already committed as pending, with the
+    row's own key as the gateway's idempotency key. None when the gateway did not answer
+    in time: nothing is known, and asking again with the same key is safe."""
+    try:
+        return await asyncio.wait_for(
+            payments.gateway.charge_saved(
+                idempotency_key=payment["idempotency_key"],
+                customer=method["customer"],
+                token=method["token"],
+                method=method["method"],
+                amount_cents=payment["amount_cents"],
+                reference=f"payment-{payment['id']}",
+            ),
+            timeout,
+        )
+    except (GatewayUnavailable, TimeoutError):
+        log.warning("charge for payment %s: no answer from the gateway", payment["id"])
+        async with payments.db.write() as conn:
+            await payments._event(
+                conn, payment["id"], "pending", "no answer from the gateway; will ask again"
+            )
+        return None
+
+
+async def settle_charge(
+    payments: PaymentsService, conn, payment: Any, result: GatewayResult, source: str
+) -> Any:
+    """Settle a saved-method charge from the gateway's answer (in the caller's write):
+    the payment row as it is now."""
+    await conn.execute(
+        "UPDATE payments SET gateway_ref = ? WHERE id = ? AND gateway_ref IS NULL",
+        (result.ref or f"none-{payment['idempotency_key']}", payment["id"]),
+    )
+    cursor = await conn.execute("SELECT gateway_ref FROM payments WHERE id = ?", (payment["id"],))
+    ref = (await cursor.fetchone())[0]
+    settled, _changed = await payments.settle_in(conn, replace(result, ref=ref), source)
+    return settled
 
 
 class Charger:
@@ -138,7 +186,7 @@ class Charger:
                     user,
                     account,
                     "autopay_reminder",
-                    page="scheduled" if schedule["kind"] == "scheduled" else "autopay",
+                    kind=schedule["kind"],
                     schedule=dict(schedule),
                     method=dict(method),
                     amount_cents=amount,
@@ -200,27 +248,15 @@ class Charger:
         if isinstance(started, str):
             return started
         payment, method = started
-        try:
-            result = await asyncio.wait_for(
-                self.gateway.charge_saved(
-                    idempotency_key=payment["idempotency_key"],
-                    customer=method["customer"],
-                    token=method["token"],
-                    method=method["method"],
-                    amount_cents=payment["amount_cents"],
-                    reference=f"payment-{payment['id']}",
-                ),
-                self.timeout,
-            )
-        except (GatewayUnavailable, TimeoutError):
-            # Nothing known: the lease lapses and the next run asks with the same key.
-            log.warning("charge for payment %s: no answer from the gateway", payment["id"])
-            async with self.db.write() as conn:
-                await self.payments._event(
-                    conn, payment["id"], "pending", "no answer from the gateway; will ask again"
-                )
+        result = await ask_gateway(self.payments, payment, method, self.timeout)
+        if result is None:
             return "unavailable"
-        return await self._finish(schedule_id, payment, result, now)
+        async with self.db.write() as conn:
+            settled = await settle_charge(self.payments, conn, payment, result, "runner")
+            schedule = await (
+                await conn.execute("SELECT * FROM schedules WHERE id = ?", (schedule_id,))
+            ).fetchone()
+            return await self._after(conn, schedule, settled, now)
 
     async def _start(self, schedule_id: int, now: datetime) -> str | tuple[Any, Any]:
         """Claim the schedule and write its payment row (pending) before any gateway call."""
@@ -264,12 +300,8 @@ class Charger:
                             amount_cents=amount,
                             max_cents=method["max_cents"],
                         )
-                    await audit.record(
-                        conn,
-                        f"autopay_{stop}",
-                        username=user["username"],
-                        client="runner",
-                        detail=f"schedule={schedule_id} amount={amount}",
+                    await runner_audit(
+                        conn, f"autopay_{stop}", user, f"schedule={schedule_id} amount={amount}"
                     )
                     return "not_charged"
                 await conn.execute(
@@ -301,12 +333,11 @@ class Charger:
                 await self.payments._event(
                     conn, payment["id"], "pending", f"{schedule['kind']} charge started"
                 )
-                await audit.record(
+                await runner_audit(
                     conn,
                     f"{schedule['kind']}_charge_started",
-                    username=user["username"],
-                    client="runner",
-                    detail=f"payment={payment['id']} amount={amount}",
+                    user,
+                    f"payment={payment['id']} amount={amount}",
                 )
             elif payment["status"] != "pending":  # settled, but the schedule was not moved
                 return await self._after(conn, schedule, payment, now)
@@ -332,40 +363,6 @@ class Charger:
                 ),
             )
         return payment, method
-
-    async def _finish(
-        self, schedule_id: int, payment: Any, result: GatewayResult, now: datetime
-    ) -> str:
-        async with self.db.write() as conn:
-            await conn.execute(
-                "UPDATE payments SET gateway_ref = ? WHERE id = ? AND gateway_ref IS NULL",
-                (result.ref or f"none-{payment['idempotency_key']}", payment["id"]),
-            )
-            ref = (
-                await (
-                    await conn.execute(
-                        "SELECT gateway_ref FROM payments WHERE id = ?", (payment["id"],)
-                    )
-                ).fetchone()
-            )[0]
-            settled, _changed = await self.payments.settle_in(
-                conn,
-                GatewayResult(
-                    ref=ref,
-                    status=result.status,
-                    amount_cents=result.amount_cents,
-                    method=result.method,
-                    brand=result.brand,
-                    last4=result.last4,
-                    intent=result.intent,
-                    failure_code=result.failure_code,
-                ),
-                "runner",
-            )
-            schedule = await (
-                await conn.execute("SELECT * FROM schedules WHERE id = ?", (schedule_id,))
-            ).fetchone()
-            return await self._after(conn, schedule, settled, now)
 
     async def _after(self, conn, schedule: Any, payment: Any, now: datetime) -> str:
         """Move the schedule on from its payment's settled state (in the caller's write)."""
@@ -399,24 +396,22 @@ class Charger:
             user,
             account,
             "autopay_failed",
-            page="scheduled" if schedule["kind"] == "scheduled" else "autopay",
             kind=schedule["kind"],
             amount_cents=payment["amount_cents"],
             retry_on=next_day.isoformat() if retry else None,
             method={"brand": payment["brand"], "last4": payment["last4"]},
         )
-        await audit.record(
-            conn,
-            "autopay_declined",
-            username=user["username"],
-            client="runner",
-            detail=f"payment={payment['id']} attempt={schedule['attempt']}",
+        await runner_audit(
+            conn, "autopay_declined", user, f"payment={payment['id']} attempt={schedule['attempt']}"
         )
         return "declined"
 
     async def _mail(
-        self, conn, user: Any, account: Any, template: str, page: str = "autopay", **context: Any
+        self, conn, user: Any, account: Any, template: str, kind: str = "autopay", **context: Any
     ) -> None:
+        """An email about one of the account's schedules; its link goes to the AutoPay page,
+        or to the scheduled payments page for a scheduled one (kind)."""
+        page = "scheduled" if kind == "scheduled" else "autopay"
         await self.mailer.enqueue(
             conn,
             to=user["email"],
@@ -426,6 +421,7 @@ class Charger:
                 "service_address": account["service_address"],
                 "account_number": account["account_number"],
                 "link": f"{self.settings.base_url}/accounts/{account['id']}/{page}",
+                "kind": kind,
                 **context,
             },
             locale=user["locale"],

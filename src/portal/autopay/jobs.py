@@ -6,15 +6,14 @@ move the clock instead of waiting.
 One round: release registrations never verified, ask the processor about pending
 payments (a real processor only: the sandbox settles at once), schedule AutoPay charges
 for new bills, send reminders, make the charges that are due, then send the email
-notices residents opted into (payment due, past due, possible leak).
+notices residents opted into (payment due, past due, possible leak) and the
+expiring-card emails.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from portal.accounts.ownership import release_stale_registrations
 from portal.observe import metrics
 from portal.payments.reconciler import RECONCILE_AFTER_MINUTES
 from portal.payments.trail import reconcile
+from portal.periodic import Periodic
 from portal.progress import Meter
 
 log = logging.getLogger("portal.jobs")
@@ -52,6 +52,7 @@ async def run_once(
     counts.update(await services.charger.charge_due(now))
     meter.update(5)
     counts["notices"] = await services.notices.send_due(now)
+    counts["cards_expiring"] = await services.expiry.send_due(now)
     meter.update(STEPS)
     return counts
 
@@ -62,31 +63,29 @@ def summary(counts: dict[str, int], now: datetime) -> str:
     )
 
 
-class JobsLoop:
+class JobsLoop(Periodic):
     """`portal serve`'s background runner (started and stopped with the app)."""
 
+    task_name = "portal-jobs"
+    what = "jobs"
+    log = log
+
     def __init__(self, services: Any, interval: float) -> None:
+        super().__init__(interval)
         self.services = services
-        self.interval = interval
-        self._task: asyncio.Task | None = None
         self.started: float | None = None  # time.monotonic() of start()
         self.last_round: float | None = None  # of the last round that finished
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                now = datetime.now(UTC)
-                counts = await run_once(self.services, now)
-                self.last_round = time.monotonic()
-                metrics.record_background_run("jobs")
-                if any(counts.values()):
-                    log.info(summary(counts, now))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                metrics.record_background_run("jobs", ok=False)
-                log.exception("jobs round failed; trying again next round")
+    async def round(self) -> None:
+        now = datetime.now(UTC)
+        counts = await run_once(self.services, now)
+        self.last_round = time.monotonic()
+        metrics.record_background_run("jobs")
+        if any(counts.values()):
+            log.info(summary(counts, now))
+
+    def round_failed(self) -> None:
+        metrics.record_background_run("jobs", ok=False)
 
     def problem(self) -> str | None:
         """For /readyz: why the runner looks stuck (no round finished in two intervals
@@ -104,11 +103,4 @@ class JobsLoop:
     async def start(self) -> None:
         if self._task is None:
             self.started = time.monotonic()
-            self._task = asyncio.create_task(self.run(), name="portal-jobs")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        await super().start()

@@ -36,6 +36,15 @@ def nickname_problem(nickname: str) -> str | None:
     return None
 
 
+def chosen_method(form: Form, methods: list[Any]) -> Any:
+    """The saved method a form's method_id names among the resident's own, or None with
+    the form's error set (another resident's id is simply not among them)."""
+    method = next((m for m in methods if str(m["id"]) == form.method_id), None)
+    if method is None:
+        form.errors["method_id"] = _("Choose the saved payment method to charge")
+    return method
+
+
 class MethodsService:
     def __init__(self, db: Database, settings: Settings, gateway: Gateway) -> None:
         self.db = db
@@ -47,6 +56,7 @@ class MethodsService:
             "SELECT * FROM saved_methods WHERE user_id = ? AND removed_at IS NULL"
             " ORDER BY is_default DESC, id",
             (user_id,),
+            bounded=True,
         )
 
     async def get(self, user_id: int, method_id: int) -> Any:

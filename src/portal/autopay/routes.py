@@ -2,7 +2,8 @@
 
 URL map (one router, guarded by requires_resident, no-store; another resident's account
 or method answers 404; every POST is CSRF-checked, audited and counted against the
-money_actions budget):
+money_actions budget by the spends_money guard; the account in the path comes from the
+`account` dependency):
   GET  /profile/payment-methods                     list, rename, default, remove, add
   POST /profile/payment-methods                     add: to the gateway's page in save mode
   GET  /profile/payment-methods/return?ref=         back from it: keep the saved method
@@ -17,38 +18,47 @@ money_actions budget):
   GET  /accounts/{account_id}/scheduled             scheduled one-time payments: list, form
   POST /accounts/{account_id}/scheduled             schedule one (amount, date, method)
   POST /accounts/{account_id}/scheduled/{schedule_id}/cancel  cancel one not yet started
+  POST /accounts/{account_id}/scheduled/{schedule_id}/dismiss hide a failed one's notice
+  GET  /accounts/{account_id}/pay-saved             pay now from a saved method: amount, method
+  POST /accounts/{account_id}/pay-saved             the confirm step (or the form again, to change)
+  POST /accounts/{account_id}/pay-saved/confirm     pay (idempotent) -> the receipt page
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from litestar import Router, get, post
-from litestar.di import NamedDependency
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
+from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from portal.autopay.methods import AddMethodForm, MethodsService, NicknameForm
+from portal.autopay.saved_pay import SavedPayForm, SavedPayService
 from portal.autopay.scheduled import MAX_DAYS_AHEAD, ScheduledService, ScheduleForm
-from portal.autopay.service import AutoPayService, EnrolForm, local_today
+from portal.autopay.service import AutoPayService, EnrolForm, local_today, move_schedule
 from portal.billing.service import BillingService, amount_due
 from portal.db import is_row_id
 from portal.i18n import _
 from portal.payments import stripe_routes
 from portal.payments.gateway import GatewayUnavailable
-from portal.payments.service import new_key
+from portal.payments.service import new_key, payment_amount
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
-from portal.security.throttle import Budget, enforce
+from portal.security.throttle import enforce
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
 
 Methods = NamedDependency[MethodsService]
 AutoPay = NamedDependency[AutoPayService]
 Billing = NamedDependency[BillingService]
-MoneyActions = NamedDependency[Budget]
+OwnAccount = NamedDependency[Any]
 Scheduled = NamedDependency[ScheduledService]
+SavedPay = NamedDependency[SavedPayService]
 
 NOTICES = {
     "saved": ("success", lambda: _("Your payment method was saved.")),
@@ -81,8 +91,12 @@ def _alert(request: PortalRequest) -> dict | None:
     return {"kind": found[0], "title": found[1](), "body": None} if found else None
 
 
-async def _spend(request: PortalRequest, budget: Budget, methods: MethodsService) -> None:
-    await enforce(budget, methods.db, client_address(request), request.url.path)
+async def spends_money(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    """Guard of every POST here: counted against the money_actions budget (429 past it)."""
+    services = connection.app.state.services
+    await enforce(
+        services.money_actions, services.db, client_address(connection), connection.url.path
+    )
 
 
 # --- saved payment methods ------------------------------------------------------------
@@ -120,11 +134,8 @@ async def methods_list(request: PortalRequest, methods: Methods) -> Template:
     return await _methods_page(request, methods)
 
 
-@post("/profile/payment-methods")
-async def methods_add(
-    request: PortalRequest, methods: Methods, money_actions: MoneyActions
-) -> Template | Redirect:
-    await _spend(request, money_actions, methods)
+@post("/profile/payment-methods", guards=[spends_money])
+async def methods_add(request: PortalRequest, methods: Methods) -> Template | Redirect:
     form = await AddMethodForm.read(request)
     result = await methods.start(request.user, form, client_address(request))
     if result.outcome == "invalid":
@@ -167,11 +178,10 @@ def _row_id(value: int) -> int:
     return value
 
 
-@post("/profile/payment-methods/{method_id:int}/rename")
+@post("/profile/payment-methods/{method_id:int}/rename", guards=[spends_money])
 async def methods_rename(
-    request: PortalRequest, method_id: FromPath[int], methods: Methods, money_actions: MoneyActions
+    request: PortalRequest, method_id: FromPath[int], methods: Methods
 ) -> Template | Redirect:
-    await _spend(request, money_actions, methods)
     form = await NicknameForm.read(request)
     result = await methods.rename(request.user, _row_id(method_id), form, client_address(request))
     if result.outcome == "missing":
@@ -181,22 +191,20 @@ async def methods_rename(
     return Redirect("/profile/payment-methods?notice=renamed", status_code=303)
 
 
-@post("/profile/payment-methods/{method_id:int}/default")
+@post("/profile/payment-methods/{method_id:int}/default", guards=[spends_money])
 async def methods_default(
-    request: PortalRequest, method_id: FromPath[int], methods: Methods, money_actions: MoneyActions
+    request: PortalRequest, method_id: FromPath[int], methods: Methods
 ) -> Redirect:
-    await _spend(request, money_actions, methods)
     result = await methods.make_default(request.user, _row_id(method_id), client_address(request))
     if result.outcome == "missing":
         raise NotFoundException()
     return Redirect("/profile/payment-methods?notice=default", status_code=303)
 
 
-@post("/profile/payment-methods/{method_id:int}/remove")
+@post("/profile/payment-methods/{method_id:int}/remove", guards=[spends_money])
 async def methods_remove(
-    request: PortalRequest, method_id: FromPath[int], methods: Methods, money_actions: MoneyActions
+    request: PortalRequest, method_id: FromPath[int], methods: Methods
 ) -> Template | Redirect:
-    await _spend(request, money_actions, methods)
     result = await methods.remove(request.user, _row_id(method_id), client_address(request))
     if result.outcome == "missing":
         raise NotFoundException()
@@ -219,7 +227,9 @@ async def methods_remove(
 # --- AutoPay --------------------------------------------------------------------------
 
 
-async def _own_account(request: PortalRequest, billing: BillingService, account_id: int):
+async def own_account(request: PortalRequest, account_id: FromPath[int], billing: Billing) -> Any:
+    """Dependency `account`: the resident's own account named in the path, or 404 (and an
+    audit row) for anybody else's."""
     account = await billing.own_account(
         request.user, account_id, client_address(request), request.url.path
     )
@@ -233,7 +243,6 @@ async def _autopay_page(
     account,
     autopay: AutoPayService,
     methods: MethodsService,
-    billing: BillingService,
     *,
     status_code: int = 200,
     errors: dict | None = None,
@@ -259,7 +268,7 @@ async def _autopay_page(
         errors=errors or {},
         values=values,
         alert=_alert(request),
-        due=await amount_due(billing.db, account["id"]),
+        due=await amount_due(methods.db, account["id"]),
         days_before=autopay.settings.autopay_days_before,
         reminder_days=autopay.settings.autopay_reminder_days,
     )
@@ -268,26 +277,20 @@ async def _autopay_page(
 @get("/accounts/{account_id:int}/autopay")
 async def autopay_page(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     autopay: AutoPay,
     methods: Methods,
-    billing: Billing,
 ) -> Template:
-    account = await _own_account(request, billing, account_id)
-    return await _autopay_page(request, account, autopay, methods, billing)
+    return await _autopay_page(request, account, autopay, methods)
 
 
-@post("/accounts/{account_id:int}/autopay")
+@post("/accounts/{account_id:int}/autopay", guards=[spends_money])
 async def autopay_enrol(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     autopay: AutoPay,
     methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
 ) -> Template | Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
     form = await EnrolForm.read(request)
     saved = await methods.list(request.user.user_id)
     result = await autopay.enrol(request.user, account, form, saved, client_address(request))
@@ -297,47 +300,22 @@ async def autopay_enrol(
             account,
             autopay,
             methods,
-            billing,
             status_code=422,
             errors=result.errors,
             values=form.values,
         )
     notice = "changed" if result.outcome == "changed" else "enrolled"
-    return Redirect(f"/accounts/{account_id}/autopay?notice={notice}", status_code=303)
+    return Redirect(f"/accounts/{account['id']}/autopay?notice={notice}", status_code=303)
 
 
-@post("/accounts/{account_id:int}/autopay/cancel")
+@post("/accounts/{account_id:int}/autopay/cancel", guards=[spends_money])
 async def autopay_cancel(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     autopay: AutoPay,
-    methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
 ) -> Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
     await autopay.cancel(request.user, account, client_address(request))
-    return Redirect(f"/accounts/{account_id}/autopay?notice=canceled", status_code=303)
-
-
-@post("/accounts/{account_id:int}/autopay/skip/{schedule_id:int}")
-async def autopay_skip(
-    request: PortalRequest,
-    account_id: FromPath[int],
-    schedule_id: FromPath[int],
-    autopay: AutoPay,
-    methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
-) -> Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
-    result = await autopay.skip(
-        request.user, account, _row_id(schedule_id), client_address(request)
-    )
-    notice = "skipped" if result.ok else "too_late"
-    return Redirect(f"/accounts/{account_id}/autopay?notice={notice}", status_code=303)
+    return Redirect(f"/accounts/{account['id']}/autopay?notice=canceled", status_code=303)
 
 
 # --- scheduled one-time payments ------------------------------------------------------
@@ -379,26 +357,20 @@ async def _scheduled_page(
 @get("/accounts/{account_id:int}/scheduled")
 async def scheduled_page(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     scheduled: Scheduled,
     methods: Methods,
-    billing: Billing,
 ) -> Template:
-    account = await _own_account(request, billing, account_id)
     return await _scheduled_page(request, account, scheduled, methods)
 
 
-@post("/accounts/{account_id:int}/scheduled")
+@post("/accounts/{account_id:int}/scheduled", guards=[spends_money])
 async def scheduled_add(
     request: PortalRequest,
-    account_id: FromPath[int],
+    account: OwnAccount,
     scheduled: Scheduled,
     methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
 ) -> Template | Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
     form = await ScheduleForm.read(request)
     saved = await methods.list(request.user.user_id)
     result = await scheduled.schedule(request.user, account, form, saved, client_address(request))
@@ -415,26 +387,145 @@ async def scheduled_add(
             errors=result.errors,
             values=values,
         )
-    return Redirect(f"/accounts/{account_id}/scheduled?notice=scheduled", status_code=303)
+    return Redirect(f"/accounts/{account['id']}/scheduled?notice=scheduled", status_code=303)
 
 
-@post("/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel")
-async def scheduled_cancel(
-    request: PortalRequest,
-    account_id: FromPath[int],
-    schedule_id: FromPath[int],
-    scheduled: Scheduled,
-    methods: Methods,
-    billing: Billing,
-    money_actions: MoneyActions,
+# --- skip, cancel, dismiss: one schedule moved while its state allows it ---------------
+
+# The move, the page it belongs to, and where the resident lands after it or when it was
+# too late (None: 404).
+MOVED = {
+    "skip": ("autopay", "autopay?notice=skipped", "autopay?notice=too_late"),
+    "cancel": (
+        "scheduled",
+        "scheduled?notice=scheduled_canceled",
+        "scheduled?notice=too_late_scheduled",
+    ),
+    "dismiss": ("scheduled", "/account?notice=dismissed", None),
+}
+
+
+@post(
+    [
+        "/accounts/{account_id:int}/autopay/{move:str}/{schedule_id:int}",
+        "/accounts/{account_id:int}/scheduled/{schedule_id:int}/{move:str}",
+    ],
+    guards=[spends_money],
+)
+async def schedule_move(
+    request: PortalRequest, account: OwnAccount, schedule_id: FromPath[int], move: FromPath[str]
 ) -> Redirect:
-    account = await _own_account(request, billing, account_id)
-    await _spend(request, money_actions, methods)
-    result = await scheduled.cancel(
-        request.user, account, _row_id(schedule_id), client_address(request)
+    page, done, too_late = MOVED.get(move, (None, None, None))
+    if page is None or request.url.path.split("/")[3] != page:
+        raise NotFoundException()
+    result = await move_schedule(
+        request.app.state.services.db,
+        move,
+        request.user,
+        account,
+        _row_id(schedule_id),
+        client_address(request),
     )
-    notice = "scheduled_canceled" if result.ok else "too_late_scheduled"
-    return Redirect(f"/accounts/{account_id}/scheduled?notice={notice}", status_code=303)
+    target = done if result.ok else too_late
+    if target is None:
+        raise NotFoundException()
+    return Redirect(
+        target if target.startswith("/") else f"/accounts/{account['id']}/{target}",
+        status_code=303,
+    )
+
+
+# --- paying now from a saved method ----------------------------------------------------
+
+
+async def _pay_saved_page(
+    request: PortalRequest,
+    account,
+    methods: MethodsService,
+    *,
+    step: str = "form",
+    status_code: int = 200,
+    errors: dict | None = None,
+    values: dict | None = None,
+) -> Template:
+    saved = await methods.list(request.user.user_id)
+    due = await amount_due(methods.db, account["id"])
+    values = dict(values or {})
+    if not values:
+        default = next((m["id"] for m in saved if m["is_default"]), "")
+        values = {"method_id": str(default), "amount": f"{due / 100:.2f}" if due else ""}
+    values.setdefault("idempotency_key", new_key())
+    return render(
+        request,
+        "pages/pay_saved.html",
+        status_code=status_code,
+        step=step,
+        account=account,
+        methods=saved,
+        chosen=next((m for m in saved if str(m["id"]) == values.get("method_id")), None),
+        cents=payment_amount(values.get("amount", ""), methods.settings)[0],
+        due=due,
+        errors=errors or {},
+        values=values,
+    )
+
+
+@get("/accounts/{account_id:int}/pay-saved")
+async def pay_saved_form(request: PortalRequest, account: OwnAccount, methods: Methods) -> Template:
+    return await _pay_saved_page(request, account, methods)
+
+
+@post("/accounts/{account_id:int}/pay-saved", guards=[spends_money])
+async def pay_saved_review(
+    request: PortalRequest,
+    account: OwnAccount,
+    saved_pay: SavedPay,
+    methods: Methods,
+) -> Template:
+    """The confirm step for a valid form; the form again (422) with what to fix, or
+    unchanged when the resident chose to change it."""
+    form = await SavedPayForm.read(request)
+    saved_pay.check(form, await methods.list(request.user.user_id))
+    if form.change:
+        return await _pay_saved_page(request, account, methods, values=form.values)
+    if form.errors:
+        return await _pay_saved_page(
+            request, account, methods, status_code=422, errors=form.errors, values=form.values
+        )
+    return await _pay_saved_page(request, account, methods, step="confirm", values=form.values)
+
+
+@post("/accounts/{account_id:int}/pay-saved/confirm", guards=[spends_money])
+async def pay_saved_confirm(
+    request: PortalRequest,
+    account: OwnAccount,
+    saved_pay: SavedPay,
+    methods: Methods,
+) -> Template | Redirect:
+    form = await SavedPayForm.read(request)
+    saved = await methods.list(request.user.user_id)
+    result = await saved_pay.pay(request.user, account, form, saved, client_address(request))
+    if result.outcome == "invalid":
+        values = dict(form.values)
+        if "form" in result.errors:
+            values.pop("idempotency_key", None)  # a fresh key for a fresh form
+        return await _pay_saved_page(
+            request, account, methods, status_code=422, errors=result.errors, values=values
+        )
+    if result.outcome == "unavailable":  # nothing known yet: Pay again sends the same key
+        problem = _(
+            "The payment processor did not answer, so we do not know yet if it charged you. Press Pay now again: the same payment cannot be charged twice"
+        )
+        return await _pay_saved_page(
+            request,
+            account,
+            methods,
+            step="confirm",
+            status_code=503,
+            values=form.values,
+            errors={"form": problem},
+        )
+    return Redirect(result.value, status_code=303)
 
 
 def handlers(settings: Settings) -> list:
@@ -442,6 +533,7 @@ def handlers(settings: Settings) -> list:
         Router(
             path="/",
             guards=[requires_resident],
+            dependencies={"account": Provide(own_account)},
             cache_control=NO_STORE,
             route_handlers=[
                 methods_list,
@@ -453,10 +545,12 @@ def handlers(settings: Settings) -> list:
                 autopay_page,
                 autopay_enrol,
                 autopay_cancel,
-                autopay_skip,
                 scheduled_page,
                 scheduled_add,
-                scheduled_cancel,
+                schedule_move,
+                pay_saved_form,
+                pay_saved_review,
+                pay_saved_confirm,
             ],
         )
     ]

@@ -7,7 +7,10 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+import aiosqlite
+
 from portal.accounts import audit
+from portal.autopay.methods import chosen_method
 from portal.autopay.service import local_today
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
@@ -35,6 +38,26 @@ class ScheduledService:
             " LEFT JOIN saved_methods m ON m.id = s.method_id"
             " WHERE s.account_id = ? AND s.kind = 'scheduled' ORDER BY s.run_on DESC, s.id DESC",
             (account_id,),
+            bounded=True,
+        )
+
+    async def failed(self, account_id: int) -> Any:
+        """The latest scheduled payment whose charge failed (for good, or once with its
+        retry still to come) while the resident has not acted: no payment since, no new
+        scheduled payment, notice not dismissed. None if there is none."""
+        return await self.db.fetchone(
+            "SELECT s.*, m.nickname, m.brand, m.last4 FROM schedules s"
+            " LEFT JOIN saved_methods m ON m.id = s.method_id"
+            " WHERE s.account_id = :account AND s.kind = 'scheduled' AND s.dismissed_at IS NULL"
+            " AND (s.status = 'failed' OR (s.status = 'scheduled' AND s.attempt > 1))"
+            " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.account_id = :account"
+            "  AND p.status = 'succeeded'"
+            "  AND p.id > (SELECT max(f.id) FROM payments f WHERE f.schedule_id = s.id))"
+            " AND NOT EXISTS (SELECT 1 FROM schedules n WHERE n.account_id = :account"
+            "  AND n.kind = 'scheduled' AND n.id > s.id"
+            "  AND n.status IN ('scheduled', 'charging', 'succeeded'))"
+            " ORDER BY s.id DESC LIMIT 1",
+            {"account": account_id},
         )
 
     async def due_date(self, account_id: int) -> str | None:
@@ -70,9 +93,8 @@ class ScheduledService:
                     "This date is after your due date, %(due)s, so the payment may be late. Choose an earlier date, or tick Pay after the due date anyway",
                     due=long_date(due),
                 )
-        method_id = next((m["id"] for m in methods if str(m["id"]) == form.method_id), None)
-        if method_id is None:
-            errors["method_id"] = _("Choose the saved payment method to charge")
+        method = chosen_method(form, methods)
+        method_id = method["id"] if method else None
         if not 20 <= len(form.idempotency_key) <= 64:
             errors["form"] = _("This form had expired. Check the details and continue again")
         return cents, run_on, method_id
@@ -110,21 +132,14 @@ class ScheduledService:
                 )
         return Result()
 
-    async def cancel(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
-        """Cancel a scheduled payment the runner has not started ('too_late' after)."""
-        async with self.db.write() as conn:
-            cursor = await conn.execute(
-                "UPDATE schedules SET status = 'canceled', updated_at = ? WHERE id = ?"
-                " AND account_id = ? AND kind = 'scheduled' AND status = 'scheduled'",
-                (utcnow(), schedule_id, account["id"]),
-            )
-            if cursor.rowcount == 0:
-                return Result("too_late")
-            await audit.record(
-                conn,
-                "scheduled_payment_canceled",
-                username=user.username,
-                client=client,
-                detail=f"account={account['account_number']} schedule={schedule_id}",
-            )
-        return Result()
+    async def cancel_in(self, conn: aiosqlite.Connection, account_id: int, schedule_id: int) -> Any:
+        """Cancel a scheduled payment the runner has not started, in the caller's
+        transaction (the resident's own cancel and Customer Services'). Returns the row
+        (user_id, method_id, amount_cents, run_on), or None when it has started or ended."""
+        cursor = await conn.execute(
+            "UPDATE schedules SET status = 'canceled', updated_at = ? WHERE id = ?"
+            " AND account_id = ? AND kind = 'scheduled' AND status = 'scheduled'"
+            " RETURNING user_id, method_id, amount_cents, run_on",
+            (utcnow(), schedule_id, account_id),
+        )
+        return next(iter(await cursor.fetchall()), None)  # all: the statement ends

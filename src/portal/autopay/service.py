@@ -9,7 +9,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiosqlite
+
 from portal.accounts import audit
+from portal.autopay.methods import chosen_method
 from portal.billing.money import parse_cents
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
@@ -70,12 +73,8 @@ class AutoPayService:
         return {account_id: await self.status(account_id) for account_id in account_ids}
 
     def check(self, form: EnrolForm, methods: list[Any]) -> tuple[int | None, int | None]:
-        method_id = None
-        for method in methods:
-            if str(method["id"]) == form.method_id:
-                method_id = method["id"]
-        if method_id is None:
-            form.errors["method_id"] = _("Choose the saved payment method to charge")
+        method = chosen_method(form, methods)
+        method_id = method["id"] if method else None
         max_cents = None
         raw = form.max_amount.replace("$", "").replace(",", "")
         if raw:
@@ -132,19 +131,27 @@ class AutoPayService:
             )
         return Result("changed" if changed else "ok")
 
-    async def cancel(self, user: Any, account: Any, client: str) -> Result:
-        """Stop AutoPay: no charge that has not started will happen."""
-        async with self.db.write() as conn:
-            cursor = await conn.execute(
-                "DELETE FROM autopay WHERE account_id = ?", (account["id"],)
-            )
-            if cursor.rowcount == 0:
-                return Result("not_enrolled")
+    async def stop_in(self, conn: aiosqlite.Connection, account_id: int) -> Any:
+        """Stop AutoPay in the caller's transaction (the resident's own cancel and
+        Customer Services'): no charge that has not started will happen. Returns the
+        enrolment that ended (user_id, method_id), or None when AutoPay was off."""
+        cursor = await conn.execute(
+            "DELETE FROM autopay WHERE account_id = ? RETURNING user_id, method_id", (account_id,)
+        )
+        enrolment = next(iter(await cursor.fetchall()), None)  # all: the statement ends
+        if enrolment is not None:
             await conn.execute(
                 "UPDATE schedules SET status = 'canceled', updated_at = ? WHERE account_id = ?"
                 " AND kind = 'autopay' AND status = 'scheduled'",
-                (utcnow(), account["id"]),
+                (utcnow(), account_id),
             )
+        return enrolment
+
+    async def cancel(self, user: Any, account: Any, client: str) -> Result:
+        """Stop AutoPay: no charge that has not started will happen."""
+        async with self.db.write() as conn:
+            if await self.stop_in(conn, account["id"]) is None:
+                return Result("not_enrolled")
             await audit.record(
                 conn,
                 "autopay_canceled",
@@ -154,21 +161,50 @@ class AutoPayService:
             )
         return Result()
 
-    async def skip(self, user: Any, account: Any, schedule_id: int, client: str) -> Result:
-        """Skip one AutoPay charge that has not started ('too_late' once it has)."""
-        async with self.db.write() as conn:
-            cursor = await conn.execute(
-                "UPDATE schedules SET status = 'skipped', updated_at = ? WHERE id = ?"
-                " AND account_id = ? AND kind = 'autopay' AND status = 'scheduled'",
-                (utcnow(), schedule_id, account["id"]),
-            )
-            if cursor.rowcount == 0:
-                return Result("too_late")
-            await audit.record(
-                conn,
-                "autopay_skipped",
-                username=user.username,
-                client=client,
-                detail=f"account={account['account_number']} schedule={schedule_id}",
-            )
-        return Result()
+
+# What a resident may do to one of an account's schedules, and only while it is in the
+# state named: (kind, SET clause, state, audit event). Fixed SQL, values as parameters.
+MOVES = {
+    "skip": (
+        "autopay",
+        "status = 'skipped', updated_at = :now",
+        "status = 'scheduled'",
+        "autopay_skipped",
+    ),
+    "cancel": (
+        "scheduled",
+        "status = 'canceled', updated_at = :now",
+        "status = 'scheduled'",
+        "scheduled_payment_canceled",
+    ),
+    "dismiss": (
+        "scheduled",
+        "dismissed_at = :now",
+        "status = 'failed' AND dismissed_at IS NULL",
+        "scheduled_failure_dismissed",
+    ),
+}
+
+
+async def move_schedule(
+    db: Database, move: str, user: Any, account: Any, schedule_id: int, client: str
+) -> Result:
+    """Skip, cancel or dismiss one schedule of the resident's account, audited; outcome
+    'too_late' when it is not (or no longer) in the state that allows it."""
+    kind, change, state, event = MOVES[move]
+    async with db.write() as conn:
+        cursor = await conn.execute(
+            f"UPDATE schedules SET {change} WHERE id = :id AND account_id = :account"
+            f" AND kind = :kind AND {state}",
+            {"now": utcnow(), "id": schedule_id, "account": account["id"], "kind": kind},
+        )
+        if cursor.rowcount == 0:
+            return Result("too_late")
+        await audit.record(
+            conn,
+            event,
+            username=user.username,
+            client=client,
+            detail=f"account={account['account_number']} schedule={schedule_id}",
+        )
+    return Result()

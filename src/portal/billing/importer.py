@@ -110,18 +110,6 @@ class ImportResult:
         )
 
 
-@lru_cache(maxsize=4096)
-def _iso_date(raw: str) -> str | None:
-    """'2026-01-31' as stored, or None. Cached: a monthly file has few distinct dates."""
-    try:
-        return date.fromisoformat(raw).isoformat() if _ISO_DATE.fullmatch(raw) else None
-    except ValueError:
-        return None
-
-
-_cents = lru_cache(maxsize=65536)(parse_cents)
-
-
 class _Row:
     """One CSV row being checked; collects reasons instead of stopping at the first."""
 
@@ -154,32 +142,43 @@ class _Row:
             self.reasons.append(f"{name} {raw!r} is not a number")
         return key or ""
 
-    def date(self, name: str, required: bool = True) -> str | None:
+    def _parsed(self, name: str, required: bool, parse: Callable[[str], Any], expected: str) -> Any:
+        """The field as `parse` reads it; None when it is empty or `parse` returns None
+        (the reason then says the value is not `expected`)."""
         raw = self.text(name, required)
         if not raw:
             return None
-        value = _iso_date(raw)
+        value = parse(raw)
         if value is None:
-            self.reasons.append(f"{name} {raw!r} is not a date like 2026-01-31")
+            self.reasons.append(f"{name} {raw!r} is not {expected}")
         return value
 
+    def date(self, name: str, required: bool = True) -> str | None:
+        return self._parsed(name, required, _iso_date, "a date like 2026-01-31")
+
     def cents(self, name: str, required: bool = True) -> int | None:
-        raw = self.text(name, required)
-        if not raw:
-            return None
-        cents = _cents(raw)
-        if cents is None:
-            self.reasons.append(f"{name} {raw!r} is not an amount like 123.45")
-        return cents
+        return self._parsed(name, required, _cents, "an amount like 123.45")
 
     def quantity(self, name: str, required: bool = True) -> float | None:
-        raw = self.text(name, required)
-        if not raw:
-            return None
-        if not _NUMBER.fullmatch(raw):
-            self.reasons.append(f"{name} {raw!r} is not a non-negative number")
-            return None
-        return float(raw)
+        return self._parsed(name, required, _quantity, "a non-negative number")
+
+
+# Cached: a monthly file of a million rows has a few distinct dates and amounts.
+@lru_cache(maxsize=4096)
+def _iso_date(raw: str) -> str | None:
+    if not _ISO_DATE.fullmatch(raw):
+        return None
+    try:
+        return date.fromisoformat(raw).isoformat()
+    except ValueError:
+        return None
+
+
+_cents = lru_cache(maxsize=65536)(parse_cents)
+
+
+def _quantity(raw: str) -> float | None:
+    return float(raw) if _NUMBER.fullmatch(raw) else None
 
 
 def _read(stream: io.TextIOBase, kind: str) -> Iterator[tuple[int, dict[str, str] | RowError]]:

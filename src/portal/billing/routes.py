@@ -27,6 +27,8 @@ from litestar.response import Redirect, Template
 
 from portal.accounts.linking import ClaimForm, LinkingService
 from portal.accounts.profile import ProfileService
+from portal.autopay.expiry import ExpiryService
+from portal.autopay.scheduled import ScheduledService
 from portal.autopay.service import AutoPayService
 from portal.billing.chart import usage_chart_svg
 from portal.billing.pdf import bill_pdf
@@ -44,6 +46,8 @@ Linking = NamedDependency[LinkingService]
 Profiles = NamedDependency[ProfileService]
 SiteSettings = NamedDependency[Settings]
 AutoPay = NamedDependency[AutoPayService]
+Scheduled = NamedDependency[ScheduledService]
+Expiry = NamedDependency[ExpiryService]
 
 
 async def _own_account(request: PortalRequest, billing: BillingService, account_id: int):
@@ -58,13 +62,19 @@ async def _own_account(request: PortalRequest, billing: BillingService, account_
 
 @get("/account")
 async def dashboard(
-    request: PortalRequest, billing: Billing, profiles: Profiles, autopay: AutoPay
+    request: PortalRequest,
+    billing: Billing,
+    profiles: Profiles,
+    autopay: AutoPay,
+    scheduled: Scheduled,
+    expiry: Expiry,
 ) -> Template:
     summaries = await billing.dashboard(request.user.user_id)
     profile = await profiles.profile(request.user.user_id)
     notice = {
         "linked": _("The account was added to your login."),
         "unlinked": _("The account was removed from your login."),
+        "dismissed": _("The notice was removed."),
     }.get(request.query_params.get("notice", ""))
     alert = {"kind": "success", "title": notice, "body": None} if notice else None
     return render(
@@ -74,7 +84,11 @@ async def dashboard(
         profile=profile,
         alert=alert,
         today=billing.today(),
+        card_flags=await expiry.flags(request.user.user_id),
         autopay=await autopay.statuses([s.account["id"] for s in summaries]),
+        failed_scheduled={
+            s.account["id"]: await scheduled.failed(s.account["id"]) for s in summaries
+        },
     )
 
 

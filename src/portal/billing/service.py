@@ -120,6 +120,7 @@ class BillingService:
              ORDER BY sa.service_address
             """,
             (user_id,),
+            bounded=True,
         )
         today = self.today()
         summaries = []
@@ -158,6 +159,7 @@ class BillingService:
             "SELECT id, bill_number, bill_date, due_date, amount_due_cents, period_start,"
             " period_end FROM bills WHERE account_id = ? ORDER BY bill_date DESC, id DESC",
             (account_id,),
+            bounded=True,
         )
 
     async def payments(self, account_id: int) -> list[Any]:
@@ -170,6 +172,7 @@ class BillingService:
             " p.brand, p.last4, r.kind FROM payment_reversals r JOIN payments p ON p.id = r.payment_id"
             " WHERE p.account_id = ? ORDER BY 2 DESC, 1 DESC LIMIT 50",
             (account_id, account_id),
+            bounded=True,
         )
 
     async def bill(self, account_id: int, bill_id: int) -> Any:
@@ -193,6 +196,7 @@ class BillingService:
             "SELECT read_date, consumption, unit FROM usage_reads WHERE account_id = ?"
             " ORDER BY read_date DESC LIMIT ?",
             (account_id, HISTORY_MONTHS + 12),
+            bounded=True,
         )
         by_month = {row["read_date"][:7]: row["consumption"] for row in rows}
         months = []

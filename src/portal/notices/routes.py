@@ -52,17 +52,24 @@ def _link(request: PortalRequest, notices: NoticesService) -> tuple[int | None, 
     return notices.check_link(q.get("u", ""), kind, q.get("t", "")), kind
 
 
-@get("/notices/unsubscribe", cache_control=NO_STORE)
-async def unsubscribe_page(request: PortalRequest, notices: Notices) -> Template:
-    user_id, kind = _link(request, notices)
+def _unsubscribe_page(
+    request: PortalRequest, user_id: int | None, kind: str, *, done: bool
+) -> Template:
+    """The button that unsubscribes (done=False) or the answer; 400 for a bad link."""
     return render(
         request,
         "pages/unsubscribe.html",
         status_code=200 if user_id else 400,
         kind=kind if user_id else None,
-        done=False,
-        action=f"/notices/unsubscribe?{request.url.query}",
+        done=done,
+        action="" if done else f"/notices/unsubscribe?{request.url.query}",
     )
+
+
+@get("/notices/unsubscribe", cache_control=NO_STORE)
+async def unsubscribe_page(request: PortalRequest, notices: Notices) -> Template:
+    user_id, kind = _link(request, notices)
+    return _unsubscribe_page(request, user_id, kind, done=False)
 
 
 @post("/notices/unsubscribe", exclude_from_csrf=True, cache_control=NO_STORE)
@@ -70,14 +77,7 @@ async def unsubscribe(request: PortalRequest, notices: Notices) -> Template:
     user_id, kind = _link(request, notices)
     if user_id:
         await notices.unsubscribe(user_id, kind, client_address(request))
-    return render(
-        request,
-        "pages/unsubscribe.html",
-        status_code=200 if user_id else 400,
-        kind=kind if user_id else None,
-        done=True,
-        action="",
-    )
+    return _unsubscribe_page(request, user_id, kind, done=True)
 
 
 def handlers(settings: Settings) -> list:

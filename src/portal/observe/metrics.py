@@ -1,6 +1,7 @@
 """Every Prometheus metric the portal defines, and the small `record_*` functions the
-services call. Request counts and latency come from Litestar's Prometheus middleware,
-labelled by route template (/accounts/{account_id:int}/bills), never by raw path.
+services call. Request counts and latency are recorded by the request log wrapper
+(observe/logs.py, which sees every request, static files included), labelled by route
+template (/accounts/{account_id}/bills), never by raw path.
 
 No label ever carries personal data: only outcomes, states, gateway and job names.
 """
@@ -9,10 +10,20 @@ from __future__ import annotations
 
 import time
 
-from litestar.plugins.prometheus import PrometheusConfig
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 PREFIX = "portal"
+
+REQUEST_LABELS = ["method", "path", "status_code", "app_name"]  # as Litestar's plugin named them
+REQUESTS = Counter(f"{PREFIX}_requests_total", "Total requests", REQUEST_LABELS)
+REQUEST_ERRORS = Counter(
+    f"{PREFIX}_requests_error_total", "Requests answered with a 5xx status", REQUEST_LABELS
+)
+REQUEST_SECONDS = Histogram(
+    f"{PREFIX}_request_duration_seconds", "Request duration, in seconds", REQUEST_LABELS
+)
+# The probes themselves are not counted (a scrape every 15 s would drown the pages).
+NOT_COUNTED = frozenset({"/metrics", "/healthz", "/readyz"})
 
 SIGN_INS = Counter(
     f"{PREFIX}_sign_ins_total",
@@ -70,10 +81,12 @@ def record_outbox(backlog: int, oldest_age_seconds: float) -> None:
     OUTBOX_OLDEST_AGE.set(max(0.0, oldest_age_seconds))
 
 
-def prometheus_config() -> PrometheusConfig:
-    return PrometheusConfig(
-        app_name="portal",
-        prefix=PREFIX,
-        group_path=True,  # label by route template: bounded, and no ids or codes
-        exclude=["^/metrics$", "^/healthz$", "^/readyz$"],
-    )
+def record_request(method: str, route: str, status: int, seconds: float) -> None:
+    """One answered request; `route` is the route template ("-" when none matched)."""
+    if route in NOT_COUNTED:
+        return
+    labels = (method, route, str(status), PREFIX)
+    REQUESTS.labels(*labels).inc()
+    REQUEST_SECONDS.labels(*labels).observe(seconds)
+    if status >= 500:
+        REQUEST_ERRORS.labels(*labels).inc()

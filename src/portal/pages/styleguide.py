@@ -41,6 +41,7 @@ def styleguide_context() -> dict:
             },
         ],
         **_billing_samples(),
+        "staff": _staff_samples(),
     }
 
 
@@ -141,5 +142,108 @@ def _billing_samples() -> dict:
             "account_number": _(
                 "Enter your account number as it appears on your bill, right after your customer number"
             ),
+        },
+    }
+
+
+def _staff_samples() -> dict:
+    """The Customer Services console's partials with made-up data."""
+    at = "2026-10-02T08:00:00.000000Z"
+    card = {"id": 3, "method": "card", "brand": "Visa", "last4": "4242", "exp_month": 4}
+    return {
+        "accounts": [
+            {
+                "id": 1,
+                "customer_number": "0100000",
+                "account_number": "0200000",
+                "name": "Maria Garcia",
+                "service_address": "123 Euclid Ave",
+                "status": "active",
+                "username": "maria1",
+                "email": "maria@example.com",
+            },
+            {
+                "id": 2,
+                "customer_number": "0100001",
+                "account_number": "0200013",
+                "name": "Maria Garcia",
+                "service_address": "45 Holt Blvd",
+                "status": "closed",
+                "username": None,
+                "email": None,
+            },
+        ],
+        "logins": [{"id": 9, "username": "mgarcia", "email": "mgarcia@example.com"}],
+        "login_view": {
+            "login": {
+                "id": 1,
+                "username": "maria1",
+                "email": "maria@example.com",
+                "created_at": at,
+                "verified_at": None,
+                "failed_logins": 100,
+                "paperless": True,
+                "printed": False,
+            },
+            "accounts": [
+                {
+                    "id": 1,
+                    "customer_number": "0100000",
+                    "account_number": "0200000",
+                    "service_address": "123 Euclid Ave",
+                    "status": "active",
+                }
+            ],
+            "sign_ins": [{"at": at, "event": "sign_in_failed", "client": "203.0.113.9"}],
+            "trail": [{"at": at, "event": "register", "client": "203.0.113.9", "detail": None}],
+        },
+        "methods": [
+            {**card, "exp_year": 2030, "nickname": "Kitchen card", "is_default": 1},
+            {
+                **card,
+                "id": 4,
+                "method": "bank",
+                "brand": "Bank",
+                "last4": "6789",
+                "exp_month": None,
+                "exp_year": None,
+                "nickname": "",
+                "is_default": 0,
+            },
+        ],
+        "autopay": {
+            "enrolment": {"max_cents": 15000, "enrolled_at": at},
+            "method": {"nickname": "Kitchen card", "brand": "Visa", "last4": "4242"},
+            "next": {
+                "status": "scheduled",
+                "kind": "autopay",
+                "run_on": "2026-10-21",
+                "attempt": 1,
+            },
+        },
+        "scheduled": [
+            {
+                "id": 5,
+                "amount_cents": 4000,
+                "run_on": "2026-10-15",
+                "status": "scheduled",
+                "nickname": "",
+                "brand": "Visa",
+                "last4": "4242",
+            },
+            {
+                "id": 6,
+                "amount_cents": 2500,
+                "run_on": "2026-09-15",
+                "status": "canceled",
+                "nickname": "Kitchen card",
+                "brand": "Visa",
+                "last4": "4242",
+            },
+        ],
+        "reason_error": {
+            "autopay_reason": _(
+                "Enter the reason for this action, as you would explain it to a supervisor"
+            )
         },
     }

@@ -23,7 +23,7 @@ import hmac
 import re
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NotRequired, Protocol, TypedDict, Unpack
 
 SIGNATURE_HEADER = "x-gateway-signature"
 SIGNATURE_TOLERANCE = 300  # seconds; older notifications are refused (replay window)
@@ -101,19 +101,41 @@ class GatewayEvent:
     failure_code: str | None = None
 
 
+# The keyword arguments of the Gateway methods, named once for the interface and every
+# adapter. The same idempotency key never makes a second session, customer or charge.
+
+
+class CheckoutOrder(TypedDict):
+    idempotency_key: str
+    amount_cents: int
+    reference: str  # the portal's payment reference
+    method: str  # "card" or "bank"
+    return_url: str  # the processor sends the resident back here
+    account_number: NotRequired[str]
+
+
+class SetupOrder(TypedDict):
+    idempotency_key: str
+    email: str
+    reference: str
+    method: str
+    return_url: str
+    customer: NotRequired[str | None]  # the processor's customer, if there is one yet
+
+
+class SavedCharge(TypedDict):
+    idempotency_key: str
+    customer: str
+    token: str  # SavedMethod.token
+    method: str
+    amount_cents: int
+    reference: str
+
+
 class Gateway(Protocol):
     name: str
 
-    async def create_checkout(
-        self,
-        *,
-        idempotency_key: str,
-        amount_cents: int,
-        reference: str,
-        method: str,
-        return_url: str,
-        account_number: str = "",
-    ) -> Checkout: ...
+    async def create_checkout(self, **order: Unpack[CheckoutOrder]) -> Checkout: ...
 
     async def retrieve(self, ref: str) -> GatewayResult | None: ...
 
@@ -121,29 +143,11 @@ class Gateway(Protocol):
 
     # Saved methods and charges with nobody at the keyboard (AutoPay, scheduled payments).
 
-    async def create_setup_checkout(
-        self,
-        *,
-        idempotency_key: str,
-        email: str,
-        reference: str,
-        method: str,
-        return_url: str,
-        customer: str | None = None,
-    ) -> SetupCheckout: ...
+    async def create_setup_checkout(self, **order: Unpack[SetupOrder]) -> SetupCheckout: ...
 
     async def retrieve_saved_method(self, ref: str) -> SavedMethod | None: ...
 
-    async def charge_saved(
-        self,
-        *,
-        idempotency_key: str,
-        customer: str,
-        token: str,
-        method: str,
-        amount_cents: int,
-        reference: str,
-    ) -> GatewayResult: ...
+    async def charge_saved(self, **order: Unpack[SavedCharge]) -> GatewayResult: ...
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:

@@ -4,19 +4,22 @@ about payments still pending, so a lost webhook (a firewall, an outage) loses no
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from contextlib import suppress
 
 from portal.payments.service import PaymentsService
 from portal.payments.trail import reconcile
+from portal.periodic import Periodic
 
 log = logging.getLogger("portal.payments")
 RECONCILE_AFTER_MINUTES = 15  # a webhook normally arrives within seconds
 RECONCILE_EVERY_SECONDS = 300.0
 
 
-class Reconciler:
+class Reconciler(Periodic):
+    task_name = "payments-reconcile"
+    what = "reconcile"
+    log = log
+
     def __init__(
         self,
         payments: PaymentsService,
@@ -24,32 +27,20 @@ class Reconciler:
         minutes: int = RECONCILE_AFTER_MINUTES,
         interval: float = RECONCILE_EVERY_SECONDS,
     ) -> None:
+        super().__init__(interval)
         self.payments = payments
         self.minutes = minutes
-        self.interval = interval
-        self._task: asyncio.Task | None = None
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await reconcile(self.payments, self.minutes)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reconcile round failed; trying again next round")
+    async def round(self) -> None:
+        await reconcile(self.payments, self.minutes)
 
     async def start(self) -> None:
         """On start-up, for a real processor only (the sandbox settles in-process)."""
-        if self.payments.gateway.name != "sandbox" and self._task is None:
-            self._task = asyncio.create_task(self.run(), name="payments-reconcile")
+        if self.payments.gateway.name != "sandbox":
+            await super().start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        await super().stop()
         close = getattr(self.payments.gateway, "close", None)
         if close is not None:
             await close()

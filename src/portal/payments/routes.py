@@ -30,13 +30,7 @@ from portal.i18n import _
 from portal.payments import stripe_routes
 from portal.payments.gateway import SIGNATURE_HEADER, GatewayUnavailable
 from portal.payments.sandbox import SandboxCardForm, SandboxGateway
-from portal.payments.service import (
-    PaymentForm,
-    PaymentsService,
-    initials,
-    mask_address,
-    new_key,
-)
+from portal.payments.service import PaymentForm, PaymentsService, initials, mask_address, new_key
 from portal.security.throttle import Budget, enforce
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render

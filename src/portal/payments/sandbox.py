@@ -24,16 +24,19 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 from portal.db import Database, utcnow
 from portal.forms import Form
 from portal.i18n import _
 from portal.payments.gateway import (
     Checkout,
+    CheckoutOrder,
     GatewayResult,
+    SavedCharge,
     SavedMethod,
     SetupCheckout,
+    SetupOrder,
     sign,
 )
 from portal.settings import Settings
@@ -137,6 +140,9 @@ class _AlreadyDone(Exception):
     pass
 
 
+SESSION_ID_PREFIX = {"payment": "cs_test_", "setup": "seti_test_"}  # as Stripe's ids
+
+
 class SandboxGateway:
     name = "sandbox"
 
@@ -145,77 +151,52 @@ class SandboxGateway:
         self.settings = settings
         self.notify = notify  # how notifications reach the portal (its webhook handler)
 
-    async def create_checkout(
-        self,
-        *,
-        idempotency_key: str,
-        amount_cents: int,
-        reference: str,
-        method: str,
-        return_url: str,
-        account_number: str = "",
-    ) -> Checkout:
-        """One session per idempotency key, however often it is asked for."""
+    async def _open_session(
+        self, mode: str, order: CheckoutOrder | SetupOrder, reference: str, amount_cents: int
+    ) -> Any:
+        """The hosted page's session: one per idempotency key, however often it is asked
+        for (a later ask gets the first one back)."""
+        key = order["idempotency_key"]
         async with self.db.write() as conn:
             await conn.execute(
                 "INSERT INTO sandbox_sessions (id, idempotency_key, reference, amount_cents, method,"
-                " return_url, status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?)"
+                " return_url, status, created_at, mode) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)"
                 " ON CONFLICT (idempotency_key) DO NOTHING",
                 (
-                    "cs_test_" + secrets.token_urlsafe(18),
-                    idempotency_key,
+                    SESSION_ID_PREFIX[mode] + secrets.token_urlsafe(18),
+                    key,
                     reference,
                     amount_cents,
-                    method,
-                    return_url,
+                    order["method"],
+                    order["return_url"],
                     utcnow(),
+                    mode,
                 ),
             )
             cursor = await conn.execute(
-                "SELECT id FROM sandbox_sessions WHERE idempotency_key = ?", (idempotency_key,)
+                "SELECT id, reference FROM sandbox_sessions WHERE idempotency_key = ?", (key,)
             )
-            ref = (await cursor.fetchone())[0]
-        return Checkout(ref=ref, url=self.checkout_url(ref))
+            return await cursor.fetchone()
+
+    async def create_checkout(self, **order: Unpack[CheckoutOrder]) -> Checkout:
+        session = await self._open_session(
+            "payment", order, order["reference"], order["amount_cents"]
+        )
+        return Checkout(ref=session["id"], url=self.checkout_url(session["id"]))
 
     def checkout_url(self, ref: str) -> str:
         return f"/sandbox-gateway/checkout/{ref}"
 
     # --- save mode and charges on saved methods ----------------------------------------
 
-    async def create_setup_checkout(
-        self,
-        *,
-        idempotency_key: str,
-        email: str,
-        reference: str,
-        method: str,
-        return_url: str,
-        customer: str | None = None,
-    ) -> SetupCheckout:
-        customer = customer or "cus_test_" + secrets.token_urlsafe(12)
-        async with self.db.write() as conn:
-            await conn.execute(
-                "INSERT INTO sandbox_sessions (id, idempotency_key, reference, amount_cents, method,"
-                " return_url, status, created_at, mode) VALUES (?, ?, ?, 0, ?, ?, 'open', ?, 'setup')"
-                " ON CONFLICT (idempotency_key) DO NOTHING",
-                (
-                    "seti_test_" + secrets.token_urlsafe(18),
-                    idempotency_key,
-                    f"{reference}|{customer}",
-                    method,
-                    return_url,
-                    utcnow(),
-                ),
-            )
-            cursor = await conn.execute(
-                "SELECT id, reference FROM sandbox_sessions WHERE idempotency_key = ?",
-                (idempotency_key,),
-            )
-            row = await cursor.fetchone()
+    async def create_setup_checkout(self, **order: Unpack[SetupOrder]) -> SetupCheckout:
+        customer = order.get("customer") or "cus_test_" + secrets.token_urlsafe(12)
+        # The session's reference keeps the customer: an ask again gets the first one.
+        session = await self._open_session("setup", order, f"{order['reference']}|{customer}", 0)
         return SetupCheckout(
-            ref=row["id"],
-            url=self.checkout_url(row["id"]),
-            customer=row["reference"].split("|")[-1],
+            ref=session["id"],
+            url=self.checkout_url(session["id"]),
+            customer=session["reference"].split("|")[-1],
         )
 
     async def retrieve_saved_method(self, ref: str) -> SavedMethod | None:
@@ -235,20 +216,12 @@ class SandboxGateway:
             exp_year=row["exp_year"],
         )
 
-    async def charge_saved(
-        self,
-        *,
-        idempotency_key: str,
-        customer: str,
-        token: str,
-        method: str,
-        amount_cents: int,
-        reference: str,
-    ) -> GatewayResult:
+    async def charge_saved(self, **order: Unpack[SavedCharge]) -> GatewayResult:
+        idempotency_key, token = order["idempotency_key"], order["token"]
         async with self.db.write() as conn:
             cursor = await conn.execute(
                 "SELECT declines FROM sandbox_methods WHERE token = ? AND customer = ?",
-                (token, customer),
+                (token, order["customer"]),
             )
             saved = await cursor.fetchone()
             status = "failed" if saved is None or saved["declines"] else "succeeded"
@@ -259,7 +232,7 @@ class SandboxGateway:
                     "ch_test_" + secrets.token_urlsafe(18),
                     idempotency_key,
                     token,
-                    amount_cents,
+                    order["amount_cents"],
                     status,
                     utcnow(),
                 ),
@@ -281,7 +254,7 @@ class SandboxGateway:
             ref=charge["id"],
             status=charge["status"],
             amount_cents=charge["amount_cents"],
-            method=method,
+            method=order["method"],
             brand=brand,
             last4=last4,
             intent=charge["id"],

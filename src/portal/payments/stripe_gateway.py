@@ -19,19 +19,22 @@ Stripe's side or a timeout raises GatewayUnavailable; the resident is asked to t
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Unpack
 
 import stripe
 
 from portal.i18n import _, current_locale
 from portal.payments.gateway import (
     Checkout,
+    CheckoutOrder,
     GatewayEvent,
     GatewayResult,
     GatewayUnavailable,
     Reversal,
+    SavedCharge,
     SavedMethod,
     SetupCheckout,
+    SetupOrder,
 )
 from portal.settings import Settings
 
@@ -86,6 +89,30 @@ def failure_code(intent: Any) -> str | None:
     return error.get("decline_code") or error.get("code") or None
 
 
+def _result(
+    ref: str,
+    status: str,
+    *,
+    amount: Any,
+    payment_method: Any,
+    intent: str | None,
+    failure: str | None,
+) -> GatewayResult:
+    """A result in the portal's terms: the method described, `failure` kept only when
+    the status is "failed"."""
+    method, brand, last4 = describe(payment_method)
+    return GatewayResult(
+        ref=ref,
+        status=status,
+        amount_cents=int(amount or 0),
+        method=method,
+        brand=brand,
+        last4=last4,
+        intent=intent,
+        failure_code=failure if status == "failed" else None,
+    )
+
+
 def session_result(session: dict) -> GatewayResult:
     """How a Checkout Session stands, from the session with its PaymentIntent expanded."""
     intent = _obj(session.get("payment_intent"))
@@ -106,16 +133,13 @@ def session_result(session: dict) -> GatewayResult:
     payment_method = intent.get("payment_method") or _obj(intent.get("last_payment_error")).get(
         "payment_method"
     )
-    method, brand, last4 = describe(payment_method)
-    return GatewayResult(
-        ref=session["id"],
-        status=status,
-        amount_cents=int(session.get("amount_total") or 0),
-        method=method,
-        brand=brand,
-        last4=last4,
+    return _result(
+        session["id"],
+        status,
+        amount=session.get("amount_total"),
+        payment_method=payment_method,
         intent=_id(session.get("payment_intent")),
-        failure_code=(code or "failed") if status == "failed" else None,
+        failure=code or "failed",
     )
 
 
@@ -123,16 +147,13 @@ def intent_result(intent: dict) -> GatewayResult:
     status = {"succeeded": "succeeded", "processing": "processing"}.get(
         intent.get("status", ""), "failed"
     )
-    method, brand, last4 = describe(intent.get("payment_method"))
-    return GatewayResult(
-        ref=intent["id"],
-        status=status,
-        amount_cents=int(intent.get("amount") or 0),
-        method=method,
-        brand=brand,
-        last4=last4,
+    return _result(
+        intent["id"],
+        status,
+        amount=intent.get("amount"),
+        payment_method=intent.get("payment_method"),
         intent=intent["id"],
-        failure_code=(failure_code(intent) or intent.get("status")) if status == "failed" else None,
+        failure=failure_code(intent) or intent.get("status"),
     )
 
 
@@ -214,26 +235,18 @@ class StripeGateway:
     def _locale() -> str:
         return "es" if current_locale.get() == "es" else "en"
 
-    async def create_checkout(
-        self,
-        *,
-        idempotency_key: str,
-        amount_cents: int,
-        reference: str,
-        method: str,
-        return_url: str,
-        account_number: str = "",
-    ) -> Checkout:
-        metadata = {REFERENCE_KEY: reference, "account_number": account_number}
+    async def create_checkout(self, **order: Unpack[CheckoutOrder]) -> Checkout:
+        reference = order["reference"]
+        metadata = {REFERENCE_KEY: reference, "account_number": order.get("account_number", "")}
         params = {
             "mode": "payment",
-            "allowed_payment_method_types": [METHOD_TYPES[method]],
+            "allowed_payment_method_types": [METHOD_TYPES[order["method"]]],
             "line_items": [
                 {
                     "quantity": 1,
                     "price_data": {
                         "currency": "usd",
-                        "unit_amount": amount_cents,
+                        "unit_amount": order["amount_cents"],
                         "product_data": {"name": _("Water bill payment")},
                     },
                 }
@@ -242,12 +255,12 @@ class StripeGateway:
             "metadata": metadata,
             "payment_intent_data": {"metadata": metadata},
             "locale": self._locale(),
-            **self._urls(return_url),
+            **self._urls(order["return_url"]),
         }
         session = await self._call(
             self.client.v1.checkout.sessions.create_async,
             params,
-            {"idempotency_key": idempotency_key},
+            {"idempotency_key": order["idempotency_key"]},
         )
         return Checkout(ref=session.id, url=session.url)
 
@@ -290,22 +303,15 @@ class StripeGateway:
 
     # --- saved methods and off-session charges (autopay) ----------------------------
 
-    async def create_setup_checkout(
-        self,
-        *,
-        idempotency_key: str,
-        email: str,
-        reference: str,
-        method: str,
-        return_url: str,
-        customer: str | None = None,
-    ) -> SetupCheckout:
+    async def create_setup_checkout(self, **order: Unpack[SetupOrder]) -> SetupCheckout:
         """A hosted page that saves a card or bank account to the Stripe Customer
         (created first, with the same idempotency key plus ':customer', if none)."""
+        idempotency_key, reference = order["idempotency_key"], order["reference"]
+        customer = order.get("customer")
         if customer is None:
             created = await self._call(
                 self.client.v1.customers.create_async,
-                {"email": email, "metadata": {REFERENCE_KEY: reference}},
+                {"email": order["email"], "metadata": {REFERENCE_KEY: reference}},
                 {"idempotency_key": f"{idempotency_key}:customer"},
             )
             customer = created.id
@@ -315,11 +321,11 @@ class StripeGateway:
                 "mode": "setup",
                 "customer": customer,
                 "currency": "usd",
-                "allowed_payment_method_types": [METHOD_TYPES[method]],
+                "allowed_payment_method_types": [METHOD_TYPES[order["method"]]],
                 "metadata": {REFERENCE_KEY: reference},
                 "setup_intent_data": {"metadata": {REFERENCE_KEY: reference}},
                 "locale": self._locale(),
-                **self._urls(return_url),
+                **self._urls(order["return_url"]),
             },
             {"idempotency_key": idempotency_key},
         )
@@ -346,35 +352,26 @@ class StripeGateway:
             exp_year=card.get("exp_year"),
         )
 
-    async def charge_saved(
-        self,
-        *,
-        idempotency_key: str,
-        customer: str,
-        token: str,
-        method: str,
-        amount_cents: int,
-        reference: str,
-    ) -> GatewayResult:
+    async def charge_saved(self, **order: Unpack[SavedCharge]) -> GatewayResult:
         """Charge a saved method with nobody at the keyboard. A decline is a result
         ("failed" with Stripe's code), not an exception; GatewayUnavailable means retry
         later with the same key."""
         params = {
-            "amount": amount_cents,
+            "amount": order["amount_cents"],
             "currency": "usd",
-            "customer": customer,
-            "payment_method": token,
-            "allowed_payment_method_types": [METHOD_TYPES[method]],
+            "customer": order["customer"],
+            "payment_method": order["token"],
+            "allowed_payment_method_types": [METHOD_TYPES[order["method"]]],
             "off_session": True,
             "confirm": True,
-            "metadata": {REFERENCE_KEY: reference},
+            "metadata": {REFERENCE_KEY: order["reference"]},
             "expand": ["payment_method"],
         }
         try:
             intent = await self._call(
                 self.client.v1.payment_intents.create_async,
                 params,
-                {"idempotency_key": idempotency_key},
+                {"idempotency_key": order["idempotency_key"]},
             )
         except stripe.CardError as exc:
             declined = exc.error.payment_intent if exc.error else None
@@ -382,7 +379,7 @@ class StripeGateway:
             return GatewayResult(
                 ref=found.get("id", ""),
                 status="failed",
-                amount_cents=amount_cents,
+                amount_cents=order["amount_cents"],
                 intent=found.get("id"),
                 failure_code=(exc.error.decline_code if exc.error else None)
                 or exc.code

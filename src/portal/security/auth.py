@@ -22,9 +22,11 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 
 from portal import i18n
 from portal.accounts import audit, sessions
+from portal.security import cookies
 from portal.staff import sessions as staff_sessions
 from portal.staff.accounts import audit_name
 from portal.staff.sessions import StaffMember
+from portal.templating import first_visit
 from portal.web import client_address
 
 
@@ -32,6 +34,7 @@ class SessionAuth(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         wanted = connection.cookies.get(i18n.LOCALE_COOKIE, i18n.DEFAULT_LOCALE)
         i18n.current_locale.set(wanted if wanted in i18n.LOCALES else i18n.DEFAULT_LOCALE)
+        first_visit.set(cookies.CSRF not in connection.cookies)  # site.css inline or linked
         db = connection.app.state.services.db
         if is_staff_path(connection.scope["path"]):
             user = await staff_sessions.load(db, connection.cookies.get(staff_sessions.COOKIE))

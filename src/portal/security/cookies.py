@@ -16,6 +16,8 @@ In development the names stay plain (browsers refuse `__Host-` cookies over http
 
 from __future__ import annotations
 
+from typing import Literal
+
 from litestar import Response
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import Cookie, MutableScopeHeaders
@@ -70,6 +72,28 @@ def issue_csrf_cookie(response: Response, settings: Settings) -> str:
         )
     )
     return token
+
+
+def session_cookie(
+    name: str,
+    value: str,
+    settings: Settings,
+    *,
+    samesite: Literal["lax", "strict"],
+    path: str = "/",
+    max_age: int | None = None,
+) -> Cookie:
+    """A sign-in cookie: HttpOnly, Secure in production. An empty value with max_age=0
+    clears it; max_age=None makes it last until the browser closes."""
+    return Cookie(
+        key=name,
+        value=value,
+        max_age=max_age,
+        httponly=True,
+        secure=settings.production,
+        samesite=samesite,
+        path=path,
+    )
 
 
 def _outgoing(value: str) -> str:

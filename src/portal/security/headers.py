@@ -5,30 +5,37 @@ from __future__ import annotations
 from litestar.datastructures import CacheControlHeader
 from litestar.types import Message, Scope
 
-# No inline script or style anywhere: htmx is configured (meta htmx-config) not to
-# inject its indicator style and not to eval.
-CSP = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "font-src 'self'",
-        "connect-src 'self'",
-        "form-action 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    ]
-)
+from portal.templating import InlineStyle
 
+
+# No inline script anywhere, and one inline style: the site's stylesheet, allowed by its
+# hash (templating.InlineStyle). htmx is configured (meta htmx-config) not to inject its
+# indicator style and not to eval.
+def csp(style_source: str = "") -> str:
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            f"style-src 'self' {style_source}".rstrip(),
+            "img-src 'self' data:",
+            "font-src 'self'",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+CSP = csp()
 # Pages that show personal data: no copy in the browser's or a proxy's cache.
 NO_STORE = CacheControlHeader(no_store=True)
 
 
-def security_headers(production: bool) -> list[tuple[bytes, bytes]]:
+def security_headers(production: bool, style_source: str = "") -> list[tuple[bytes, bytes]]:
     headers = [
-        (b"content-security-policy", CSP.encode()),
+        (b"content-security-policy", csp(style_source).encode()),
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"strict-origin-when-cross-origin"),
         (b"x-frame-options", b"DENY"),
@@ -40,18 +47,36 @@ def security_headers(production: bool) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-def security_headers_hook(production: bool):
-    """A `before_send` hook: Litestar runs it for every response, 404s included."""
-    headers = security_headers(production)
+def _allow_style(header: tuple[bytes, bytes], source: str) -> tuple[bytes, bytes]:
+    """A policy a page set itself (e.g. stripe_routes.allow_checkout) built from csp()
+    without the stylesheet's hash: add it, so the page keeps its look."""
+    name, value = header
+    if name.lower() != b"content-security-policy" or source.encode() in value:
+        return header
+    return name, value.replace(b"style-src 'self'", f"style-src 'self' {source}".encode(), 1)
+
+
+def security_headers_hook(production: bool, style: InlineStyle | None = None):
+    """A `before_send` hook: Litestar runs it for every response, 404s included. The
+    policy names the inlined stylesheet's hash, recomputed only when the file changes."""
+    made: dict[str, list[tuple[bytes, bytes]]] = {}
+
+    def headers_now() -> list[tuple[bytes, bytes]]:
+        source = style.csp_source() if style else ""
+        if source not in made:
+            made.clear()
+            made[source] = security_headers(production, source)
+        return made[source]
 
     async def add_headers(message: Message, scope: Scope) -> None:
         if message["type"] == "http.response.start":
-            present = {name.lower() for name, _ in message.get("headers", [])}
-            message["headers"] = [
-                *message.get("headers", []),
-                *(h for h in headers if h[0] not in present),
-            ]
+            headers = message.get("headers", [])
+            present = {name.lower() for name, _ in headers}
+            if b"content-security-policy" in present and style:
+                headers = [_allow_style(h, style.csp_source()) for h in headers]
+            message["headers"] = [*headers, *(h for h in headers_now() if h[0] not in present)]
 
+    add_headers.headers_now = headers_now  # the static files' fast path sends the same
     return add_headers
 
 

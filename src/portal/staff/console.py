@@ -10,15 +10,16 @@ in as the resident, or a change to billing data (that is the billing system's jo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import aiosqlite
 
 from portal.accounts import audit
-from portal.accounts.links import issue_link
+from portal.accounts.links import EMAIL_CHANGE, VERIFY, Link, issue_link
 from portal.accounts.signin import ACCOUNT_FAILURES_MAX, forget_failures
 from portal.accounts.validation import confirm_email_problem, email_problem, normalize_email
+from portal.autopay.scheduled import ScheduledService
+from portal.autopay.service import AutoPayService
 from portal.billing.numbers import number_key
 from portal.billing.service import BillingService, amount_due
 from portal.db import Database, is_row_id, utcnow
@@ -33,8 +34,6 @@ from portal.staff.sessions import StaffMember
 SEARCH_LIMIT = 50
 REASON_MAX = 500
 NOTE_MAX = 2000
-VERIFY_FOR = timedelta(days=7)  # as a registration's own link
-EMAIL_CHANGE_FOR = timedelta(hours=24)  # as My Profile's
 
 
 class ReasonForm(Form):
@@ -46,7 +45,7 @@ class StaffEmailForm(Form):
 
 
 class NoteForm(Form):
-    fields = ("note",)
+    fields = ("text",)
 
 
 class StaffPaymentForm(PaymentForm):
@@ -74,20 +73,15 @@ class LoginView:
     trail: list[Any]
 
 
+@dataclass
 class ConsoleService:
-    def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        mailer: Any,
-        billing: BillingService,
-        payments: PaymentsService,
-    ) -> None:
-        self.db = db
-        self.settings = settings
-        self.mailer = mailer
-        self.billing = billing
-        self.payments = payments
+    db: Database
+    settings: Settings
+    mailer: Any
+    billing: BillingService
+    payments: PaymentsService
+    autopay: AutoPayService
+    scheduled: ScheduledService
 
     # --- search ------------------------------------------------------------------------
 
@@ -206,8 +200,26 @@ class ConsoleService:
                 " WHERE account_id = ? ORDER BY id DESC LIMIT 50",
                 (account_id,),
             ),
+            # The login's saved methods as a receipt names them: never the processor's token.
+            "methods": await self.db.fetchall(
+                "SELECT id, method, brand, last4, exp_month, exp_year, nickname, is_default"
+                " FROM saved_methods WHERE user_id = ? AND removed_at IS NULL"
+                " ORDER BY is_default DESC, id",
+                (user_id,),
+            ),
+            "autopay": await self.autopay.status(account_id),
+            "scheduled": await self.scheduled.list(account_id),
             "login": await self.login_view(user_id) if user_id else None,
         }
+
+    async def schedule(self, account_id: int, schedule_id: int) -> Any:
+        """One of this account's scheduled one-time payments (None for another's)."""
+        if not is_row_id(schedule_id):
+            return None
+        return await self.db.fetchone(
+            "SELECT id FROM schedules WHERE id = ? AND account_id = ? AND kind = 'scheduled'",
+            (schedule_id, account_id),
+        )
 
     async def login_view(self, user_id: int) -> LoginView | None:
         if not is_row_id(user_id):
@@ -256,7 +268,15 @@ class ConsoleService:
         account_id: int | None = None,
         user_id: int | None = None,
         detail: str | None = None,
+        resident: tuple[str, str, str | None] | None = None,
     ) -> None:
+        """The staff action, its audit row under the staff member's name and, with
+        `resident` (event, username, detail), the row the resident's own trail shows."""
+        if resident:
+            event, username, resident_detail = resident
+            await audit.record(
+                conn, event, username=username, client=client, detail=resident_detail
+            )
         await conn.execute(
             "INSERT INTO staff_actions (at, staff_id, staff_username, action, account_id, user_id,"
             " reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -284,36 +304,49 @@ class ConsoleService:
             return None
         return await self.db.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
 
+    async def _mail_link(
+        self, conn: aiosqlite.Connection, login: Any, client: str, kind: Link, **link: Any
+    ) -> None:
+        """An emailed one-time link for the login, in the language the resident chose
+        (it lives as long as the same link the resident asks for themselves)."""
+        with _locale(login["locale"]):
+            await issue_link(
+                conn,
+                self.mailer,
+                self.settings,
+                kind,
+                user_id=login["id"],
+                username=login["username"],
+                client=client,
+                **link,
+            )
+
+    async def _login_for(self, user_id: int, form: ReasonForm) -> tuple[Any, Result | None]:
+        """The login an action is for, and the answer when there is none ('missing') or
+        the reason is missing ('invalid')."""
+        login = await self._login(user_id)
+        if login is None:
+            return None, Result("missing")
+        problem = reason_problem(form.reason)
+        return login, Result.invalid({"reason": problem}) if problem else None
+
     async def resend_verification(
         self, staff: StaffMember, user_id: int, form: ReasonForm, client: str
     ) -> Result:
-        login = await self._login(user_id)
-        if login is None:
-            return Result("missing")
-        problem = reason_problem(form.reason)
-        if problem:
-            return Result.invalid({"reason": problem})
+        login, refused = await self._login_for(user_id, form)
+        if refused:
+            return refused
         if login["verified_at"]:
             return Result.invalid({"reason": _("This login is already verified")})
         async with self.db.write() as conn:
-            with _locale(login["locale"]):
-                await issue_link(
-                    conn,
-                    self.mailer,
-                    self.settings,
-                    user_id=login["id"],
-                    purpose="verify",
-                    lifetime=VERIFY_FOR,
-                    to=login["email"],
-                    template="verify_email",
-                    path="/verify",
-                    query={"username": login["username"]},
-                    code_param="verificationcode",
-                    context={},
-                    audit_event="verification_resent_by_staff",
-                    username=login["username"],
-                    client=client,
-                )
+            await self._mail_link(
+                conn,
+                login,
+                client,
+                VERIFY,
+                to=login["email"],
+                audit_event="verification_resent_by_staff",
+            )
             await self._record(
                 conn, staff, client, "resend_verification", form.reason, user_id=user_id
             )
@@ -322,17 +355,21 @@ class ConsoleService:
     async def unlock(
         self, staff: StaffMember, user_id: int, form: ReasonForm, client: str
     ) -> Result:
-        login = await self._login(user_id)
-        if login is None:
-            return Result("missing")
-        problem = reason_problem(form.reason)
-        if problem:
-            return Result.invalid({"reason": problem})
+        login, refused = await self._login_for(user_id, form)
+        if refused:
+            return refused
         async with self.db.write() as conn:
             # The same release as a password reset: the failures against the name end.
             await forget_failures(conn, user_id, login["username_key"])
-            await audit.record(conn, "unlocked_by_staff", username=login["username"], client=client)
-            await self._record(conn, staff, client, "unlock", form.reason, user_id=user_id)
+            await self._record(
+                conn,
+                staff,
+                client,
+                "unlock",
+                form.reason,
+                user_id=user_id,
+                resident=("unlocked_by_staff", login["username"], None),
+            )
         return Result()
 
     async def change_email(
@@ -355,23 +392,14 @@ class ConsoleService:
             return Result.invalid(errors)
         address = normalize_email(form.new_email) or form.new_email
         async with self.db.write() as conn:
-            with _locale(login["locale"]):
-                await issue_link(
-                    conn,
-                    self.mailer,
-                    self.settings,
-                    user_id=login["id"],
-                    purpose="email",
-                    lifetime=EMAIL_CHANGE_FOR,
-                    to=address,
-                    template="confirm_email_change",
-                    path="/profile/email/confirm",
-                    context={},
-                    audit_event="email_change_requested_by_staff",
-                    username=login["username"],
-                    client=client,
-                    data=address,
-                )
+            await self._mail_link(
+                conn,
+                login,
+                client,
+                EMAIL_CHANGE,
+                to=address,
+                audit_event="email_change_requested_by_staff",
+            )
             await self._record(
                 conn,
                 staff,
@@ -401,13 +429,6 @@ class ConsoleService:
             if row is None:
                 return Result("missing")
             await conn.execute("DELETE FROM user_accounts WHERE account_id = ?", (account_id,))
-            await audit.record(
-                conn,
-                "account_released_by_staff",
-                username=row["username"],
-                client=client,
-                detail=f"account={account_id}",
-            )
             await self._record(
                 conn,
                 staff,
@@ -416,27 +437,127 @@ class ConsoleService:
                 form.reason,
                 account_id=account_id,
                 user_id=row["user_id"],
+                resident=("account_released_by_staff", row["username"], f"account={account_id}"),
             )
         return Result()
 
     async def add_note(
         self, staff: StaffMember, account_id: int, form: NoteForm, client: str
     ) -> Result:
-        if not form.note:
-            return Result.invalid({"note": _("Enter the note")})
-        if len(form.note) > NOTE_MAX:
+        if not form.text:
+            return Result.invalid({"text": _("Enter the note")})
+        if len(form.text) > NOTE_MAX:
             return Result.invalid(
-                {"note": _("Keep the note to %(max)s characters or fewer", max=NOTE_MAX)}
+                {"text": _("Keep the note to %(max)s characters or fewer", max=NOTE_MAX)}
             )
         async with self.db.write() as conn:
             await conn.execute(
                 "INSERT INTO account_notes (account_id, staff_id, at, body) VALUES (?, ?, ?, ?)",
-                (account_id, staff.staff_id, utcnow(), form.note),
+                (account_id, staff.staff_id, utcnow(), form.text),
             )
             await self._record(
-                conn, staff, client, "note", form.note[:REASON_MAX], account_id=account_id
+                conn, staff, client, "note", form.text[:REASON_MAX], account_id=account_id
             )
         return Result()
+
+    async def cancel_autopay(
+        self, staff: StaffMember, account_id: int, form: ReasonForm, client: str
+    ) -> Result:
+        """Turn AutoPay off for the resident ('not_enrolled' when it was off): the same
+        stop as their own, told to them by email."""
+        problem = reason_problem(form.reason)
+        if problem:
+            return Result.invalid({"reason": problem})
+        account = await self.account(account_id)
+        async with self.db.write() as conn:
+            enrolment = await self.autopay.stop_in(conn, account_id)
+            if enrolment is None:
+                return Result("not_enrolled")
+            await self._canceled(
+                conn, staff, client, form.reason, account, enrolment["user_id"], "autopay", {}
+            )
+        return Result()
+
+    async def cancel_scheduled(
+        self,
+        staff: StaffMember,
+        account_id: int,
+        form: ReasonForm,
+        client: str,
+        *,
+        schedule_id: int,
+    ) -> Result:
+        """Cancel a scheduled payment the runner has not started ('too_late' after): the
+        same cancel as the resident's own, told to them by email."""
+        problem = reason_problem(form.reason)
+        if problem:
+            return Result.invalid({"reason": problem})
+        account = await self.account(account_id)
+        async with self.db.write() as conn:
+            row = await self.scheduled.cancel_in(conn, account_id, schedule_id)
+            if row is None:
+                return Result("too_late")
+            await self._canceled(
+                conn,
+                staff,
+                client,
+                form.reason,
+                account,
+                row["user_id"],
+                "scheduled",
+                {"amount_cents": row["amount_cents"], "schedule": {"run_on": row["run_on"]}},
+                schedule_id=schedule_id,
+            )
+        return Result()
+
+    async def _canceled(
+        self,
+        conn: aiosqlite.Connection,
+        staff: StaffMember,
+        client: str,
+        reason: str,
+        account: Any,
+        user_id: int,
+        kind: str,
+        context: dict,
+        schedule_id: int | None = None,
+    ) -> None:
+        """After a cancel, in its transaction: the resident's audit row, the staff action
+        and the email to the login that set the payment up."""
+        cursor = await conn.execute(
+            "SELECT username, email, locale FROM users WHERE id = ?", (user_id,)
+        )
+        login = await cursor.fetchone()
+        what = "autopay" if kind == "autopay" else "scheduled_payment"
+        on = f" schedule={schedule_id}" if schedule_id else ""
+        await self._record(
+            conn,
+            staff,
+            client,
+            f"cancel_{what}",
+            reason,
+            account_id=account["id"],
+            user_id=user_id,
+            detail=on.strip() or None,
+            resident=(
+                f"{what}_canceled_by_staff",
+                login["username"],
+                f"account={account['account_number']}{on}",
+            ),
+        )
+        context.update(
+            username=login["username"],
+            service_address=account["service_address"],
+            kind=kind,
+            link=f"{self.settings.base_url}/accounts/{account['id']}/{kind}",
+        )
+        await self.mailer.enqueue(
+            conn,
+            to=login["email"],
+            template="canceled_by_staff",
+            context=context,
+            locale=login["locale"],
+        )
 
     async def take_payment(
         self, staff: StaffMember, account_id: int, form: StaffPaymentForm, client: str

@@ -22,8 +22,21 @@ ACTIONS = (
     "release_account",
     "note",
     "phone_payment",
+    "cancel_autopay",
+    "cancel_scheduled_payment",
 )
 PAGE_LIMIT = 200
+# The CSV's columns: its header, and the row's field.
+CSV_COLUMNS = (
+    ("at_utc", "at"),
+    ("staff", "staff_username"),
+    ("action", "action"),
+    ("customer_number", "customer_number"),
+    ("account_number", "account_number"),
+    ("login", "login"),
+    ("reason", "reason"),
+    ("detail", "detail"),
+)
 CSV_LIMIT = 100_000
 
 
@@ -102,34 +115,9 @@ class OversightService:
             return result
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(
-            [
-                "at_utc",
-                "staff",
-                "action",
-                "customer_number",
-                "account_number",
-                "login",
-                "reason",
-                "detail",
-            ]
-        )
+        writer.writerow(header for header, _key in CSV_COLUMNS)
         for row in result.value:
-            writer.writerow(
-                [
-                    _cell(row[k])
-                    for k in (
-                        "at",
-                        "staff_username",
-                        "action",
-                        "customer_number",
-                        "account_number",
-                        "login",
-                        "reason",
-                        "detail",
-                    )
-                ]
-            )
+            writer.writerow(_cell(row[key]) for _header, key in CSV_COLUMNS)
         return Result(value=out.getvalue())
 
 

@@ -14,11 +14,16 @@ audited):
   GET  /staff/accounts/{account_id}             the resident's account, read-only
   POST /staff/accounts/{account_id}/notes       add a note
   POST /staff/accounts/{account_id}/release     release the account from its login
+  POST /staff/accounts/{account_id}/autopay/cancel                 turn AutoPay off
+  POST /staff/accounts/{account_id}/scheduled/{schedule_id}/cancel cancel a scheduled
+                                                payment not yet started
   GET  /staff/accounts/{account_id}/pay, POST   take a payment by phone -> gateway page
   GET  /staff/logins/{user_id}                  a login with no account left
-  POST /staff/logins/{user_id}/resend-verification
-  POST /staff/logins/{user_id}/unlock
-  POST /staff/logins/{user_id}/email            change the email (the new address confirms)
+  POST /staff/logins/{user_id}/{action}         resend-verification, unlock, email (change
+                                                it: the new address confirms)
+
+Every action needs a reason and is audited under the staff member's name; cancelling
+AutoPay or a scheduled payment also spends from the console_money budget.
 
 Supervisors (router guarded by requires_supervisor, no-store):
   GET  /staff/team                              the staff list
@@ -27,6 +32,8 @@ Supervisors (router guarded by requires_supervisor, no-store):
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from litestar import Response, Router, get, post
 from litestar.di import NamedDependency
@@ -39,6 +46,7 @@ from portal.payments.service import new_key
 from portal.security.auth import requires_staff, requires_supervisor
 from portal.security.cookies import issue_csrf_cookie
 from portal.security.headers import NO_STORE
+from portal.security.throttle import Budget, enforce
 from portal.settings import Settings
 from portal.staff import sessions, totp
 from portal.staff.accounts import EnrolForm, StaffAuthService, StaffSignInForm
@@ -56,31 +64,33 @@ StaffAuth = NamedDependency[StaffAuthService]
 Console = NamedDependency[ConsoleService]
 Oversight = NamedDependency[OversightService]
 SiteSettings = NamedDependency[Settings]
+ConsoleMoney = NamedDependency[Budget]
 
 
 # --- sign-in and enrolment (open) ------------------------------------------------------
 
 
+# ?notice= on the sign-in page: its kind, title and text.
+_SIGN_IN_NOTICES = {
+    "signed-out": ("success", lambda: _("You have signed out"), lambda: None),
+    "session-ended": (
+        "info",
+        lambda: _("Sign in to continue"),
+        lambda: _("Your staff session ended after 15 minutes without activity, or 8 hours in all."),
+    ),
+    "enrolled": (
+        "success",
+        lambda: _("You are enrolled"),
+        lambda: _("Sign in with your username, password and a code from your authenticator app."),
+    ),
+}
+
+
 def _sign_in_notice(notice: str) -> dict | None:
-    if notice == "signed-out":
-        return {"kind": "success", "title": _("You have signed out"), "body": None}
-    if notice == "session-ended":
-        return {
-            "kind": "info",
-            "title": _("Sign in to continue"),
-            "body": _(
-                "Your staff session ended after 15 minutes without activity, or 8 hours in all."
-            ),
-        }
-    if notice == "enrolled":
-        return {
-            "kind": "success",
-            "title": _("You are enrolled"),
-            "body": _(
-                "Sign in with your username, password and a code from your authenticator app."
-            ),
-        }
-    return None
+    if notice not in _SIGN_IN_NOTICES:
+        return None
+    kind, title, body = _SIGN_IN_NOTICES[notice]
+    return {"kind": kind, "title": title(), "body": body()}
 
 
 @get("/staff", cache_control=NO_STORE)
@@ -199,6 +209,19 @@ _DONE = {
     "email": lambda: _(
         "A confirmation link went to the new address. The email address changes when the resident opens it."
     ),
+    "autopay_canceled": lambda: _(
+        "AutoPay is off for this account. The resident was sent an email."
+    ),
+    "scheduled_canceled": lambda: _(
+        "The scheduled payment was canceled. The resident was sent an email."
+    ),
+}
+
+_REFUSED = {
+    "not_enrolled": lambda: _("AutoPay was already off for this account. Nothing was changed."),
+    "too_late": lambda: _(
+        "This payment has already started or ended, so it could not be canceled."
+    ),
 }
 
 
@@ -233,45 +256,84 @@ async def account(request: PortalRequest, account_id: FromPath[int], console: Co
     return await _account_page(request, console, account_id)
 
 
-@post("/staff/accounts/{account_id:int}/notes")
-async def add_note(
-    request: PortalRequest, account_id: FromPath[int], console: Console
+async def _account_action(
+    request: PortalRequest,
+    console: ConsoleService,
+    account_id: int,
+    name: str,
+    action,
+    done: str,
+    form_class=ReasonForm,
 ) -> Template | Redirect:
+    """An action on the account with its inputs named `{name}_{field}` (a reason box, or
+    the note): 422 with the errors, 409 with the alert when it was already done or too
+    late; `done` is the ?done= notice (and the #part to show)."""
     if await console.account(account_id) is None:
         raise NotFoundException()
-    form = await NoteForm.read(request)
-    result = await console.add_note(request.user, account_id, form, client_address(request))
-    if not result.ok:
-        return await _account_page(
-            request,
-            console,
-            account_id,
-            422,
-            errors=result.errors,
-            values=form.values,
-            form_name="note",
-        )
-    return Redirect(f"/staff/accounts/{account_id}?done=note#notes", status_code=303)
-
-
-@post("/staff/accounts/{account_id:int}/release")
-async def release(
-    request: PortalRequest, account_id: FromPath[int], console: Console
-) -> Template | Redirect:
-    if await console.account(account_id) is None:
-        raise NotFoundException()
-    form = await _read_prefixed(ReasonForm, request, "release")
-    result = await console.release(request.user, account_id, form, client_address(request))
+    form = await _read_prefixed(form_class, request, name)
+    result = await action(request.user, account_id, form, client_address(request))
     if result.outcome == "invalid":
         return await _account_page(
             request,
             console,
             account_id,
             422,
-            errors=_named(result.errors, "release"),
-            values=_named(form.values, "release"),
+            errors=_named(result.errors, name),
+            values=_named(form.values, name),
         )
-    return Redirect(f"/staff/accounts/{account_id}?done=released", status_code=303)
+    if result.outcome in _REFUSED:
+        alert = {"kind": "warning", "title": _REFUSED[result.outcome](), "body": None}
+        return await _account_page(request, console, account_id, 409, alert=alert)
+    return Redirect(f"/staff/accounts/{account_id}?done={done}", status_code=303)
+
+
+@post("/staff/accounts/{account_id:int}/notes")
+async def add_note(
+    request: PortalRequest, account_id: FromPath[int], console: Console
+) -> Template | Redirect:
+    return await _account_action(
+        request, console, account_id, "note", console.add_note, "note#notes", NoteForm
+    )
+
+
+@post("/staff/accounts/{account_id:int}/release")
+async def release(
+    request: PortalRequest, account_id: FromPath[int], console: Console
+) -> Template | Redirect:
+    return await _account_action(
+        request, console, account_id, "release", console.release, "released"
+    )
+
+
+@post("/staff/accounts/{account_id:int}/autopay/cancel")
+async def cancel_autopay(
+    request: PortalRequest, account_id: FromPath[int], console: Console, console_money: ConsoleMoney
+) -> Template | Redirect:
+    await enforce(console_money, console.db, client_address(request), request.url.path)
+    return await _account_action(
+        request, console, account_id, "autopay", console.cancel_autopay, "autopay_canceled"
+    )
+
+
+@post("/staff/accounts/{account_id:int}/scheduled/{schedule_id:int}/cancel")
+async def cancel_scheduled(
+    request: PortalRequest,
+    account_id: FromPath[int],
+    schedule_id: FromPath[int],
+    console: Console,
+    console_money: ConsoleMoney,
+) -> Template | Redirect:
+    if await console.schedule(account_id, schedule_id) is None:
+        raise NotFoundException()
+    await enforce(console_money, console.db, client_address(request), request.url.path)
+    return await _account_action(
+        request,
+        console,
+        account_id,
+        f"scheduled_{schedule_id}",
+        partial(console.cancel_scheduled, schedule_id=schedule_id),
+        "scheduled_canceled",
+    )
 
 
 async def _read_prefixed(form_class, request: PortalRequest, form_name: str):
@@ -377,20 +439,27 @@ async def login(request: PortalRequest, user_id: FromPath[int], console: Console
     return await _login_page(request, console, user_id)
 
 
-async def _login_action(
-    request: PortalRequest,
-    console: ConsoleService,
-    user_id: int,
-    name: str,
-    form_class,
-    action,
-    done: str,
-):
+# The actions on a login, by the last part of their URL: the name of their reason box's
+# form, the form, the ConsoleService method, and the ?done= notice.
+_LOGIN_ACTIONS = {
+    "resend-verification": ("resend", ReasonForm, "resend_verification", "resent"),
+    "unlock": ("unlock", ReasonForm, "unlock", "unlocked"),
+    "email": ("email", StaffEmailForm, "change_email", "email"),
+}
+
+
+@post("/staff/logins/{user_id:int}/{action:str}")
+async def login_action(
+    request: PortalRequest, user_id: FromPath[int], action: FromPath[str], console: Console
+) -> Template | Redirect:
+    if action not in _LOGIN_ACTIONS:
+        raise NotFoundException()
+    name, form_class, method, done = _LOGIN_ACTIONS[action]
     view = await console.login_view(user_id)
     if view is None:
         raise NotFoundException()
     form = await _read_prefixed(form_class, request, name)
-    result = await action(request.user, user_id, form, client_address(request))
+    result = await getattr(console, method)(request.user, user_id, form, client_address(request))
     if result.outcome == "missing":
         raise NotFoundException()
     if not result.ok:
@@ -403,33 +472,6 @@ async def _login_action(
             values=_named(form.values, name),
         )
     return _back_to(view.accounts, user_id, done)
-
-
-@post("/staff/logins/{user_id:int}/resend-verification")
-async def resend_verification(
-    request: PortalRequest, user_id: FromPath[int], console: Console
-) -> Template | Redirect:
-    return await _login_action(
-        request, console, user_id, "resend", ReasonForm, console.resend_verification, "resent"
-    )
-
-
-@post("/staff/logins/{user_id:int}/unlock")
-async def unlock(
-    request: PortalRequest, user_id: FromPath[int], console: Console
-) -> Template | Redirect:
-    return await _login_action(
-        request, console, user_id, "unlock", ReasonForm, console.unlock, "unlocked"
-    )
-
-
-@post("/staff/logins/{user_id:int}/email")
-async def change_email(
-    request: PortalRequest, user_id: FromPath[int], console: Console
-) -> Template | Redirect:
-    return await _login_action(
-        request, console, user_id, "email", StaffEmailForm, console.change_email, "email"
-    )
 
 
 # --- supervisors ---------------------------------------------------------------------------
@@ -486,10 +528,10 @@ def handlers(settings: Settings) -> list:
             release,
             pay_form,
             pay,
+            cancel_autopay,
+            cancel_scheduled,
             login,
-            resend_verification,
-            unlock,
-            change_email,
+            login_action,
         ],
     )
     supervisors = Router(

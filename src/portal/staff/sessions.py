@@ -3,15 +3,15 @@ staff_sessions, 15 minutes idle and 8 hours in all, a new id at every sign-in.""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiosqlite
 from litestar.datastructures import Cookie
 
-from portal.db import Database, utcnow
+from portal.accounts.tokens import code_hash, new_code
+from portal.db import Database, utc_text, utcnow
+from portal.security import cookies
 from portal.settings import Settings
 
 COOKIE = "portal_staff"
@@ -36,36 +36,28 @@ class StaffMember:
         return self.role == "supervisor"
 
 
-def _hash(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode()).hexdigest()
-
-
-def _ts(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 async def start(conn: aiosqlite.Connection, staff_id: int) -> str:
     """A new session in the caller's transaction; returns the id for the cookie."""
-    session_id = secrets.token_urlsafe(32)
+    session_id = new_code()
     now = datetime.now(UTC)
     await conn.execute(
         "INSERT INTO staff_sessions (id_hash, staff_id, created_at, last_seen_at, expires_at)"
         " VALUES (?, ?, ?, ?, ?)",
-        (_hash(session_id), staff_id, _ts(now), _ts(now), _ts(now + ABSOLUTE)),
+        (code_hash(session_id), staff_id, utc_text(now), utc_text(now), utc_text(now + ABSOLUTE)),
     )
     return session_id
 
 
 async def end(conn: aiosqlite.Connection, session_id: str | None) -> None:
     if session_id:
-        await conn.execute("DELETE FROM staff_sessions WHERE id_hash = ?", (_hash(session_id),))
+        await conn.execute("DELETE FROM staff_sessions WHERE id_hash = ?", (code_hash(session_id),))
 
 
 async def load(db: Database, session_id: str | None) -> StaffMember | None:
     """The signed-in staff member for a cookie value, or None (over, disabled, unknown)."""
     if not session_id or len(session_id) > 100:
         return None
-    id_hash = _hash(session_id)
+    id_hash = code_hash(session_id)
     row = await db.fetchone(
         "SELECT s.staff_id, s.last_seen_at, s.expires_at, st.username, st.role, st.disabled_at"
         " FROM staff_sessions s JOIN staff st ON st.id = s.staff_id WHERE s.id_hash = ?",
@@ -75,7 +67,7 @@ async def load(db: Database, session_id: str | None) -> StaffMember | None:
         return None
     now = datetime.now(UTC)
     idle = now - datetime.fromisoformat(row["last_seen_at"])
-    if _ts(now) >= row["expires_at"] or idle > IDLE or row["disabled_at"]:
+    if utc_text(now) >= row["expires_at"] or idle > IDLE or row["disabled_at"]:
         async with db.write() as conn:
             await conn.execute("DELETE FROM staff_sessions WHERE id_hash = ?", (id_hash,))
         return None
@@ -89,23 +81,8 @@ async def load(db: Database, session_id: str | None) -> StaffMember | None:
 
 def cookie(session_id: str, settings: Settings) -> Cookie:
     """A browser-session cookie, sent only to /staff pages."""
-    return Cookie(
-        key=COOKIE,
-        value=session_id,
-        httponly=True,
-        secure=settings.production,
-        samesite="strict",
-        path=PATH,
-    )
+    return cookies.session_cookie(COOKIE, session_id, settings, samesite="strict", path=PATH)
 
 
 def clear_cookie(settings: Settings) -> Cookie:
-    return Cookie(
-        key=COOKIE,
-        value="",
-        max_age=0,
-        httponly=True,
-        secure=settings.production,
-        samesite="strict",
-        path=PATH,
-    )
+    return cookies.session_cookie(COOKIE, "", settings, samesite="strict", path=PATH, max_age=0)

@@ -1,0 +1,136 @@
+"""Where a request's time goes, in-process (no server, no network): drives the ASGI app
+directly and prints the CPU time per request beside the bare Litestar route, then
+optionally the top functions of a cProfile run.
+
+    .venv/bin/python scripts/profile_app.py [PATH ...] [--n 2000] [--profile] [--signed-in]
+
+With no PATH: the landing page. The database is a fresh `portal demo` in a temporary
+folder; --signed-in sends a resident's session cookie (for /account and friends).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+BIN = Path(sys.executable).parent
+
+
+async def drive(
+    app, path: str, n: int, headers: list[tuple[bytes, bytes]], form: bytes = b""
+) -> float:
+    path_only, _, query = path.partition("?")
+    if form:  # an htmx POST with its CSRF token, as the per-field check sends
+        headers = [
+            *headers,
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"hx-request", b"true"),
+            (b"content-length", str(len(form)).encode()),
+        ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST" if form else "GET",
+        "scheme": "http",
+        "path": path_only,
+        "raw_path": path_only.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"accept-encoding", b"gzip"), *headers],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    status = []
+
+    async def receive():
+        return {"type": "http.request", "body": form, "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    for _ in range(50):  # warm-up
+        await app(dict(scope, state={}), receive, send)
+    status.clear()
+    started = time.process_time()
+    for _ in range(n):
+        await app(dict(scope, state={}), receive, send)
+    took = time.process_time() - started
+    bad = [s for s in status if s >= 400]
+    if bad:
+        print(f"  {path}: {len(bad)} answers >= 400 (e.g. {bad[0]})")
+    return took / n * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("paths", nargs="*", default=["/"])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--signed-in", action="store_true")
+    parser.add_argument("--form", default="", help="POST this urlencoded body (with a CSRF token)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "profile.sqlite3"
+        os.environ["PORTAL_DATABASE"] = str(db)
+        os.environ.setdefault("PORTAL_TEMPLATES_RELOAD", "0")  # as in production
+        subprocess.run([str(BIN / "portal"), "demo"], check=True, capture_output=True)
+        from bench_server import prepare_resident
+
+        _, session_id, _ = prepare_resident(db)
+        import logging
+
+        from bare_app import app as bare
+
+        from portal.app import create_app
+        from portal.observe.logs import uvicorn_log_config
+
+        logging.config.dictConfig(uvicorn_log_config("text"))
+        app = create_app()
+        cookies = [f"portal_session={session_id}"] if args.signed_in else []
+        form = args.form.encode()
+        if form:
+            from litestar.middleware.csrf import generate_csrf_token
+
+            token = generate_csrf_token(secret=app.state.services.settings.secret_key)
+            cookies.append(f"portal_csrf={token}")
+        headers = [(b"cookie", "; ".join(cookies).encode())] if cookies else []
+        if form:
+            headers.append((b"x-csrftoken", token.encode()))
+
+        async def go() -> None:
+            for handler in app.on_startup:
+                await handler()
+            base = await drive(bare, "/", args.n, [])
+            print(f"bare route: {base:7.1f} us/request (CPU)")
+            for path in args.paths:
+                us = await drive(app, path, args.n, headers, form)
+                print(f"{path}: {us:7.1f} us/request (CPU), {us / base:5.1f}x the bare route")
+                if args.profile:
+                    prof = cProfile.Profile()
+                    prof.enable()
+                    await drive(app, path, args.n, headers, form)
+                    prof.disable()
+                    pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+                    pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+            for handler in app.on_shutdown:
+                await handler()
+
+        asyncio.run(go())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""/static/: the stylesheet, scripts and images, answered from memory.
+
+Every file under static/ is read once, with its gzip form (level 9, made once, kept
+only when smaller), a strong ETag (its content hash) and its content type. A request
+costs a dictionary look-up: no file read, no worker thread, no gzip per request.
+
+- `?v=<hash>` URLs (templating.asset) that match the file are `immutable`: a browser
+  never asks again. Every /static/ answer may be kept for a year, as before.
+- `If-None-Match` with the file's ETag answers 304 Not Modified, no body.
+- With `reload` (development), a file whose modification time changed is read again,
+  so a designer's edit shows on the next request.
+
+Anything else (a missing file, a method other than GET or HEAD) goes on to Litestar,
+which answers it like any other unknown address. Security headers, the request id and
+the log line are added around this, as for every response (app.py).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+PREFIX = "/static/"
+YEAR = b"public, max-age=31536000"
+IMMUTABLE = b"public, max-age=31536000, immutable"
+TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    body: bytes
+    gzipped: bytes | None
+    version: str  # the 10 characters templating.asset() puts in ?v=
+    etag: bytes
+    content_type: bytes
+    modified_ns: int
+
+    @classmethod
+    def read(cls, path: Path) -> StaticFile:
+        body = path.read_bytes()
+        digest = hashlib.sha256(body).hexdigest()
+        packed = gzip.compress(body, compresslevel=9, mtime=0)
+        content_type = TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
+        if content_type and content_type.startswith(("text/", "image/svg")):
+            content_type += "; charset=utf-8" if "charset" not in content_type else ""
+        return cls(
+            body=body,
+            gzipped=packed if len(packed) < len(body) else None,
+            version=digest[:10],
+            etag=f'"{digest[:32]}"'.encode(),
+            content_type=(content_type or "application/octet-stream").encode(),
+            modified_ns=path.stat().st_mtime_ns,
+        )
+
+
+class StaticFiles:
+    def __init__(self, app: ASGIApp, directory: Path, reload: bool) -> None:
+        self.app = app
+        self.directory = directory
+        self.reload = reload
+        self.files = {
+            path.relative_to(directory).as_posix(): StaticFile.read(path)
+            for path in sorted(directory.rglob("*"))
+            if path.is_file()
+        }
+
+    def _file(self, name: str) -> StaticFile | None:
+        found = self.files.get(name)
+        if found is not None and self.reload:
+            path = self.directory / name
+            try:
+                if path.stat().st_mtime_ns != found.modified_ns:
+                    found = self.files[name] = StaticFile.read(path)
+            except OSError:
+                return None
+        return found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        found = self._file(path[len(PREFIX) :])
+        if found is None or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        scope["path_template"] = "/static"  # the log line's and the metrics' route
+        request_headers = dict(scope["headers"])
+        query = scope.get("query_string", b"")
+        versioned = query == b"v=" + found.version.encode()
+        headers = [
+            (b"content-type", found.content_type),
+            (b"etag", found.etag),
+            (b"cache-control", IMMUTABLE if versioned else YEAR),
+            (b"vary", b"Accept-Encoding"),
+        ]
+        if found.etag in request_headers.get(b"if-none-match", b""):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body = found.body
+        if found.gzipped is not None and b"gzip" in request_headers.get(b"accept-encoding", b""):
+            body = found.gzipped
+            headers.append((b"content-encoding", b"gzip"))
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
