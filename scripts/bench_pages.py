@@ -33,6 +33,7 @@ from litestar.testing import AsyncTestClient
 from portal import db as portal_db
 from portal.accounts import sessions
 from portal.accounts.passwords import HASHER
+from portal.accounts.tokens import code_hash
 from portal.app import create_app
 from portal.billing.importer import import_rows
 from portal.db import Database
@@ -293,7 +294,7 @@ def sign_in_resident(path: Path, account_number: str) -> str:
     conn.execute(
         "INSERT INTO sessions (id_hash, user_id, remember, created_at, last_seen_at, expires_at)"
         " VALUES (?, ?, 1, ?, ?, '9999-01-01T00:00:00.000000Z')",
-        (sessions._hash(session_id), user_id, now, now),
+        (code_hash(session_id), user_id, now, now),
     )
     conn.commit()
     conn.close()
