@@ -29,8 +29,8 @@ READERS = 3
 
 # synchronous=FULL: the payment ledger must survive a power cut after we said "paid".
 # busy_timeout: how long a writer waits for another connection's write transaction. A
-# CSV import holds the write lock for its whole file (all rows or none); a big one takes
-# longer than 5 s, and a resident's write must wait for it, not fail with a 500.
+# CSV import commits in batches of tens of milliseconds (billing/importer.py Pace), so a
+# resident's write waits far less; the margin is for a slow disk or a backup restore.
 BUSY_TIMEOUT_SECONDS = 30
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",

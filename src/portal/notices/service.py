@@ -98,10 +98,11 @@ class NoticesService:
             f" b.amount_due_cents - {PAID_SINCE_IMPORT} AS due_cents,"
             " u.id AS user_id, u.email, u.username, u.locale,"
             " (SELECT 1 FROM autopay a WHERE a.account_id = b.account_id) AS on_autopay"
-            " FROM bills b JOIN service_accounts sa ON sa.id = b.account_id"
-            " JOIN user_accounts ua ON ua.account_id = b.account_id"
-            " JOIN users u ON u.id = ua.user_id AND u.verified_at IS NOT NULL"
-            f" WHERE b.id = {LATEST_BILL.format(account='b.account_id')}",
+            # From the linked accounts to their newest bills, not the other way: at a
+            # million accounts, scanning every bill took minutes.
+            f" FROM user_accounts ua JOIN bills b ON b.id = {LATEST_BILL.format(account='ua.account_id')}"
+            " JOIN service_accounts sa ON sa.id = b.account_id"
+            " JOIN users u ON u.id = ua.user_id AND u.verified_at IS NOT NULL",
         )
         sent = 0
         for bill in bills:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from urllib.parse import urlencode
 
 from litestar import Response
@@ -64,8 +65,23 @@ def sign_in_first(request: PortalRequest) -> Response:
 
 
 def server_error(request: PortalRequest, exc: Exception) -> Response:
+    if _database_busy(exc):
+        # Another program held the database longer than the busy timeout (imports
+        # commit in short batches, so this should not happen): the change was rolled
+        # back, and the resident is told to try again, not that something broke.
+        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc)
+        page = _page(request, 503)
+        page.headers["Retry-After"] = "60"
+        return page
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _page(request, 500)
+
+
+def _database_busy(exc: Exception) -> bool:
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+    )
 
 
 def _page(request: PortalRequest, status: int, wait_minutes: int | None = None) -> Template:
