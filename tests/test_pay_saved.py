@@ -200,3 +200,52 @@ async def test_with_htmx_the_steps_answer_with_whole_pages(maria, db_path):
     )
     assert done.status_code == 303 and done.headers["location"].startswith("/pay/receipt/")
     assert one(db_path, "SELECT count(*) FROM sandbox_charges") == 1
+
+
+async def test_a_payment_left_pending_is_settled_by_the_runner_with_one_charge(
+    maria, settings, db_path
+):
+    """The portal stopped after writing the payment row and before asking the processor
+    (or the processor did not answer and the resident went away): after ten minutes the
+    runner asks again with the same key and settles it; still one charge."""
+    from datetime import UTC, datetime, timedelta
+
+    from portal.accounts.sessions import SignedIn
+    from portal.autopay.jobs import run_once
+    from portal.services import Services
+    from portal.templating import make_environment
+
+    method_id = await add_method(maria)
+    form = await start(maria)
+    services = Services.build(settings, make_environment(settings))
+    await services.db.open()
+    try:
+        [user] = query(db_path, "SELECT * FROM users WHERE username = 'maria1'")
+        resident = SignedIn(user["id"], user["username"], user["email"], "en", "-")
+        [account] = query(
+            db_path, "SELECT * FROM service_accounts WHERE id = ?", (maria.account_id,)
+        )
+        [method] = query(db_path, "SELECT * FROM saved_methods WHERE id = ?", (method_id,))
+        await services.saved_pay._payment_row(
+            resident, account, method, 8410, form["idempotency_key"], "203.0.113.5"
+        )
+        assert one(db_path, "SELECT status FROM payments") == "pending"
+        now = datetime.now(UTC)
+        assert (await run_once(services, now))["settled"] == 0  # the resident's turn first
+        assert one(db_path, "SELECT count(*) FROM sandbox_charges") == 0
+        later = await run_once(services, now + timedelta(minutes=11))
+        assert later["settled"] == 1
+        assert (await run_once(services, now + timedelta(minutes=20)))["settled"] == 0
+    finally:
+        await services.db.close()
+    assert one(db_path, "SELECT status FROM payments") == "succeeded"
+    assert one(db_path, "SELECT count(*) FROM sandbox_charges") == 1
+    assert any(m["subject"].startswith("Payment receipt") for m in outbox(db_path))
+    [audit] = query(
+        db_path, "SELECT * FROM audit_log WHERE event = 'saved_method_payment_succeeded'"
+    )
+    assert audit["client"] == "runner" and audit["username"] == "maria1"
+    # The resident pressing Pay now again on that form: the same receipt, no new charge.
+    again = await confirm(maria, form)
+    assert again.status_code == 303 and "/pay/receipt/" in again.headers["location"]
+    assert one(db_path, "SELECT count(*) FROM sandbox_charges") == 1

@@ -44,6 +44,7 @@ async def run_once(
     if services.payments.gateway.name != "sandbox":
         checked = await reconcile(services.payments, RECONCILE_AFTER_MINUTES, now)
         counts["reconciled"] = checked["changed"]
+    counts["settled"] = await services.saved_pay.settle_stale(now)  # one-step payments
     meter.update(2)
     counts["scheduled"] = await services.charger.schedule_bills(now)
     meter.update(3)

@@ -5,24 +5,29 @@ it was first shown. The confirm step commits the payment row (origin 'saved_meth
 key UNIQUE) before the gateway is called, and the gateway gets the same key. The same
 form sent again, or twice at once, finds that row: a settled one answers with its
 receipt, a pending one asks the gateway again with the same key, which charges once.
+A pending one the resident left behind (the processor did not answer, or the portal
+stopped between writing the row and asking) is asked again by the runner after
+STALE_AFTER, with the same key, and settled from the answer: still one charge.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
 from portal.accounts import audit
-from portal.autopay.charges import ask_gateway, settle_charge
+from portal.autopay.charges import ask_gateway, runner_audit, settle_charge
 from portal.autopay.methods import chosen_method
-from portal.db import Database, utcnow
+from portal.db import Database, utc_text, utcnow
 from portal.forms import Form, Result
 from portal.i18n import _, current_locale
 from portal.payments.service import PaymentsService, payment_amount
 from portal.settings import Settings
 
 ORIGIN = "saved_method"
+STALE_AFTER = timedelta(minutes=10)  # the resident's own "Pay now" again comes first
 
 
 class SavedPayForm(Form):
@@ -88,6 +93,34 @@ class SavedPayService:
                 )
         outcome = {"succeeded": "receipt", "pending": "pending"}.get(payment["status"], "declined")
         return Result(outcome, value=f"/pay/receipt/{payment['receipt_token']}")
+
+    async def settle_stale(self, now: datetime) -> int:
+        """The runner's part: ask the gateway again, with the same key, about each one-step
+        payment still pending after STALE_AFTER, and settle it from the answer. Returns
+        how many were settled (a gateway that still does not answer: next round)."""
+        stale = await self.db.fetchall(
+            "SELECT p.*, u.username FROM payments p JOIN users u ON u.id = p.user_id"
+            " WHERE p.status = 'pending' AND p.origin = ? AND p.created_at < ?",
+            (ORIGIN, utc_text(now - STALE_AFTER)),
+        )
+        settled = 0
+        for payment in stale:
+            method = await self.db.fetchone(
+                "SELECT * FROM saved_methods WHERE id = ?", (payment["saved_method_id"],)
+            )
+            result = await ask_gateway(self.payments, payment, method) if method else None
+            if result is None:
+                continue
+            async with self.db.write() as conn:
+                now_row = await settle_charge(self.payments, conn, payment, result, ORIGIN)
+                await runner_audit(
+                    conn,
+                    f"saved_method_payment_{now_row['status']}",
+                    payment,
+                    f"payment={payment['id']} amount={payment['amount_cents']} asked again",
+                )
+            settled += 1
+        return settled
 
     async def _payment_row(
         self, user: Any, account: Any, method: Any, cents: int, key: str, client: str
