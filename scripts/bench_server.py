@@ -327,6 +327,9 @@ def main() -> int:
                 urllib.request.urlopen(base + "/").read().decode(),
             ).group(1)
             gzip = {"Accept-Encoding": "gzip"}
+            # What a signed-in browser sends: the session and the CSRF token cookie that
+            # sign-in gave it (without the token every page would set a new one).
+            signed_in = f"portal_session={session_id}; portal_csrf={token}"
             cases = [
                 ("landing page `/`", base + "/", "", gzip),
                 ("registration page `/register`", base + "/register", "", gzip),
@@ -341,19 +344,19 @@ def main() -> int:
                     "signed-in dashboard `/account`",
                     base + "/account",
                     "",
-                    {**gzip, "Cookie": f"portal_session={session_id}"},
+                    {**gzip, "Cookie": signed_in},
                 ),
                 (
                     "bill history `/accounts/{id}/bills`",
                     f"{base}/accounts/{account_id}/bills",
                     "",
-                    {**gzip, "Cookie": f"portal_session={session_id}"},
+                    {**gzip, "Cookie": signed_in},
                 ),
                 (
                     "usage `/accounts/{id}/usage`",
                     f"{base}/accounts/{account_id}/usage",
                     "",
-                    {**gzip, "Cookie": f"portal_session={session_id}"},
+                    {**gzip, "Cookie": signed_in},
                 ),
                 ("static file `portal.js`", base + script, "", gzip),
             ]

@@ -99,12 +99,13 @@ def main() -> int:
 
         logging.config.dictConfig(uvicorn_log_config("text"))
         app = create_app()
-        cookies = [f"portal_session={session_id}"] if args.signed_in else []
-        form = args.form.encode()
-        if form:
-            from litestar.middleware.csrf import generate_csrf_token
+        from litestar.middleware.csrf import generate_csrf_token
 
-            token = generate_csrf_token(secret=app.state.services.settings.secret_key)
+        token = generate_csrf_token(secret=app.state.services.settings.secret_key)
+        # A signed-in browser has the session and the CSRF cookie sign-in gave it.
+        cookies = [f"portal_session={session_id}", f"portal_csrf={token}"] if args.signed_in else []
+        form = args.form.encode()
+        if form and not args.signed_in:
             cookies.append(f"portal_csrf={token}")
         headers = [(b"cookie", "; ".join(cookies).encode())] if cookies else []
         if form:
