@@ -572,10 +572,8 @@ async def test_a_gateway_timeout_then_a_retry_charges_exactly_once(maria, settin
     assert "asking the gateway again (same key)" in details
 
 
-async def test_the_export_shows_an_autopay_charge_with_its_origin(maria, settings, db_path):
-    method_id = await add_method(maria)
-    await enrol(maria, method_id)
-    await asyncio.to_thread(jobs, settings, at(DUE_DATE))
+def export_payments(settings) -> str:
+    """`portal export payments` of every payment so far, as an operator runs it."""
     result = subprocess.run(
         [sys.executable, "-m", "portal.cli", "export", "payments", "--date", "2099-01-01"],
         env=_env(settings),
@@ -584,7 +582,14 @@ async def test_the_export_shows_an_autopay_charge_with_its_origin(maria, setting
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    header, row = result.stdout.splitlines()
+    return result.stdout
+
+
+async def test_the_export_shows_an_autopay_charge_with_its_origin(maria, settings, db_path):
+    method_id = await add_method(maria)
+    await enrol(maria, method_id)
+    await asyncio.to_thread(jobs, settings, at(DUE_DATE))
+    header, row = export_payments(settings).splitlines()
     assert header.endswith(",origin,mode")
     assert row.endswith(",autopay,TEST") and ",84.10," in row and ",4242," in row
 

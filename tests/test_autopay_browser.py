@@ -56,6 +56,14 @@ def run_jobs(settings) -> str:
     return result.stdout
 
 
+def sign_in(page: Page, base: str) -> None:
+    """Maria signs in from the login page, as the guide shows."""
+    page.goto(base + "/login")
+    page.get_by_label("Username", exact=True).fill("maria1")
+    page.get_by_label("Password", exact=True).fill(GOOD_PASSWORD)
+    page.get_by_role("button", name="Login", exact=True).click()
+
+
 @pytest.mark.parametrize(
     ("js", "viewport"),
     [(True, PHONE), (False, DESKTOP), (False, PHONE), (True, DESKTOP)],
@@ -65,10 +73,7 @@ def test_add_a_card_enrol_skip_and_turn_off_autopay(
     live_server, new_page, live_settings, js, viewport
 ):
     page: Page = new_page(viewport, js=js)
-    page.goto(live_server.url + "/login")
-    page.get_by_label("Username", exact=True).fill("maria1")
-    page.get_by_label("Password", exact=True).fill(GOOD_PASSWORD)
-    page.get_by_role("button", name="Login", exact=True).click()
+    sign_in(page, live_server.url)
     home = page.get_by_role("region", name="123 Euclid Ave")
     expect(fact(home, "AutoPay")).to_contain_text("AutoPay is off.")
     check(page, "My Account, AutoPay off")
@@ -145,10 +150,7 @@ def test_pay_from_a_saved_method_in_one_step_from_my_account(
     live_server, new_page, live_settings, js, viewport
 ):
     page: Page = new_page(viewport, js=js)
-    page.goto(live_server.url + "/login")
-    page.get_by_label("Username", exact=True).fill("maria1")
-    page.get_by_label("Password", exact=True).fill(GOOD_PASSWORD)
-    page.get_by_role("button", name="Login", exact=True).click()
+    sign_in(page, live_server.url)
     expect(page.get_by_role("heading", level=1, name="My Account")).to_be_visible()
 
     # A card that expires at the end of this month, saved on the processor's page.

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 
-from test_autopay import _env, add_method, db_path, maria, one  # noqa: F401 (fixtures)
+from test_autopay import add_method, db_path, export_payments, maria, one  # noqa: F401 (fixtures)
 from test_billing_http import sign_up_and_in
 
 from resident_steps import outbox, post_form, query
@@ -79,15 +77,7 @@ async def test_dashboard_form_confirm_receipt_one_charge_and_export(maria, setti
     assert "saved_method_payment_succeeded" in events
     # The dashboard counts it; the export shows it with its origin.
     assert "$34.10" in (await maria.get("/account")).text
-    exported = subprocess.run(
-        [sys.executable, "-m", "portal.cli", "export", "payments", "--date", "2099-01-01"],
-        env=_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert exported.returncode == 0, exported.stderr
-    assert exported.stdout.splitlines()[1].endswith(",saved_method,TEST")
+    assert export_payments(settings).splitlines()[1].endswith(",saved_method,TEST")
 
 
 async def test_the_same_form_sent_twice_or_at_once_charges_once(maria, client, db_path):

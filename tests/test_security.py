@@ -343,3 +343,35 @@ def test_asset_hash_follows_the_content(tmp_path, monkeypatch):
     assert a == f"/static/a.css?v={sha10(tmp_path / 'a.css')}"
     assert b == f"/static/b.css?v={sha10(tmp_path / 'b.css')}"
     assert a.split("?v=")[1] != b.split("?v=")[1]
+
+
+async def test_static_files_pick_up_a_new_file_in_development_and_read_nothing_outside(
+    tmp_path,
+):
+    from portal.static_files import StaticFiles
+
+    static = tmp_path / "static"
+    static.mkdir()
+    (tmp_path / "secret.txt").write_text("not for the web")
+
+    async def elsewhere(scope, receive, send):  # what Litestar would answer: not found
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    files = StaticFiles(elsewhere, static, reload=True)
+
+    async def get(path: str) -> tuple[int, bytes]:
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
+        await files(scope, None, send)
+        return sent[0]["status"], sent[1]["body"]
+
+    assert (await get("/static/new.css"))[0] == 404
+    (static / "new.css").write_text("p { color: navy }")  # a designer adds a file
+    assert await get("/static/new.css") == (200, b"p { color: navy }")
+    assert (await get("/static/../secret.txt"))[0] == 404
+    assert (await get("/static/%2e%2e/secret.txt"))[0] == 404

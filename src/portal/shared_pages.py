@@ -83,7 +83,9 @@ class Gzipped:
 
 @dataclass
 class Stored:
-    status: int
+    """A 200 page: its headers (no length, no encoding, no cookie) and its text cut at
+    the token."""
+
     headers: list[tuple[bytes, bytes]]
     segments: list[bytes]
     gzipped: Gzipped
@@ -199,7 +201,7 @@ class SharedPages:
         if token is None:
             return None
         segments = b"".join(body).split(token)
-        return Stored(200, kept, segments, Gzipped(segments)), token
+        return Stored(kept, segments, Gzipped(segments)), token
 
     async def _send(
         self, scope: Scope, send: Send, stored: Stored, token: bytes, new_cookie: bool
@@ -219,7 +221,7 @@ class SharedPages:
             content = token.join(stored.segments)
         headers = _vary_accept_encoding(headers)
         headers.append((b"content-length", str(len(content)).encode()))
-        await send({"type": "http.response.start", "status": stored.status, "headers": headers})
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
 

@@ -1,14 +1,15 @@
 """/static/: the stylesheet, scripts and images, answered from memory.
 
-Every file under static/ is read once, with its gzip form (level 9, made once, kept
-only when smaller), a strong ETag (its content hash) and its content type. A request
-costs a dictionary look-up: no file read, no worker thread, no gzip per request.
+Each file under static/ is read when first asked for, with its gzip form (level 9, made
+once, kept only when smaller), a strong ETag (its content hash) and its content type.
+After that a request costs a dictionary look-up: no file read, no worker thread, no gzip
+per request. Only files inside static/ are ever read (the resolved path is checked).
 
 - `?v=<hash>` URLs (templating.asset) that match the file are `immutable`: a browser
   never asks again. Every /static/ answer may be kept for a year, as before.
 - `If-None-Match` with the file's ETag answers 304 Not Modified, no body.
 - With `reload` (development), a file whose modification time changed is read again,
-  so a designer's edit shows on the next request.
+  so a designer's edit (or a new file) shows on the next request.
 
 Anything else (a missing file, a method other than GET or HEAD) goes on to Litestar,
 which answers it like any other unknown address. Security headers, the request id and
@@ -61,23 +62,22 @@ class StaticFile:
 class StaticFiles:
     def __init__(self, app: ASGIApp, directory: Path, reload: bool) -> None:
         self.app = app
-        self.directory = directory
+        self.directory = directory.resolve()
         self.reload = reload
-        self.files = {
-            path.relative_to(directory).as_posix(): StaticFile.read(path)
-            for path in sorted(directory.rglob("*"))
-            if path.is_file()
-        }
+        self.files: dict[str, StaticFile] = {}  # by the name after /static/
 
     def _file(self, name: str) -> StaticFile | None:
         found = self.files.get(name)
-        if found is not None and self.reload:
-            path = self.directory / name
-            try:
-                if path.stat().st_mtime_ns != found.modified_ns:
-                    found = self.files[name] = StaticFile.read(path)
-            except OSError:
+        if found is not None and not self.reload:
+            return found
+        path = (self.directory / name).resolve()
+        try:
+            if not path.is_relative_to(self.directory) or not path.is_file():
                 return None
+            if found is None or path.stat().st_mtime_ns != found.modified_ns:
+                found = self.files[name] = StaticFile.read(path)
+        except (OSError, ValueError):  # unreadable, or a name the file system refuses
+            return None
         return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

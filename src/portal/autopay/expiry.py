@@ -35,8 +35,13 @@ class ExpiryService:
         """Each saved card (of one resident, or everyone's) that expires within WARN_DAYS
         or has expired, with what uses it."""
         cards = "SELECT * FROM saved_methods WHERE removed_at IS NULL AND method = 'card'"
-        if user_id is None:  # the runner: every card, off the event loop
-            rows = await self.db.fetchall(cards + " ORDER BY user_id, id")
+        if user_id is None:  # the runner, off the event loop: only cards whose expiry
+            # month is no later than WARN_DAYS from now (expires_on decides exactly)
+            horizon = today + timedelta(days=WARN_DAYS)
+            rows = await self.db.fetchall(
+                cards + " AND exp_year * 12 + exp_month <= ? ORDER BY user_id, id",
+                (horizon.year * 12 + horizon.month,),
+            )
         else:  # one resident's dashboard: their few cards, by the user_id index
             rows = await self.db.fetchall(
                 cards + " AND user_id = ? ORDER BY id", (user_id,), bounded=True

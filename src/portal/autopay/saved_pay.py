@@ -112,6 +112,11 @@ class SavedPayService:
             if result is None:
                 continue
             async with self.db.write() as conn:
+                cursor = await conn.execute(
+                    "SELECT status FROM payments WHERE id = ?", (payment["id"],)
+                )
+                if (await cursor.fetchone())["status"] != "pending":
+                    continue  # settled meanwhile (the resident's Pay now, another runner)
                 now_row = await settle_charge(self.payments, conn, payment, result, ORIGIN)
                 await runner_audit(
                     conn,
