@@ -111,7 +111,7 @@ async def test_a_card_expiring_within_30_days_is_flagged_and_emailed_once(maria,
     mails = [m for m in outbox(db_path) if "4444" in m["subject"]]
     assert len(mails) == 1, [m["subject"] for m in mails]
     [mail] = mails
-    assert mail["subject"].startswith(f"Su Mastercard terminada en 4444 vence el {expiry}")
+    assert mail["subject"].startswith(f"Su Mastercard terminada en 4444 vence en {expiry}")
     assert "El pago automático usa esta tarjeta" in mail["body_text"]
     assert "/profile/payment-methods" in mail["body_text"]
     assert (
