@@ -375,3 +375,13 @@ async def test_static_files_pick_up_a_new_file_in_development_and_read_nothing_o
     assert await get("/static/new.css") == (200, b"p { color: navy }")
     assert (await get("/static/../secret.txt"))[0] == 404
     assert (await get("/static/%2e%2e/secret.txt"))[0] == 404
+
+
+async def test_a_form_body_that_cannot_be_read_is_refused_like_a_forged_form(probe):
+    await csrf_token(probe)  # the cookie exists; the form carrying the token is broken
+    response = await probe.post(
+        "/_test/echo",
+        content=b"--x\r\nContent-Disposition: form-data; name=\"_csrf_token\"\r\n\r\nabc",
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert_friendly(response, 403, "This form could not be sent")
