@@ -4,7 +4,7 @@ optionally the top functions of a cProfile run.
 
     .venv/bin/python scripts/profile_app.py [PATH ...] [--n 2000] [--profile] [--signed-in]
 
-With no PATH: the landing page. The database is a fresh `portal demo` in a temporary
+With no PATH: the landing page; "{id}" in a PATH is the signed-in resident's account. The database is a fresh `portal demo` in a temporary
 folder; --signed-in sends a resident's session cookie (for /account and friends).
 """
 
@@ -89,7 +89,7 @@ def main() -> int:
         subprocess.run([str(BIN / "portal"), "demo"], check=True, capture_output=True)
         from bench_server import prepare_resident
 
-        _, session_id, _ = prepare_resident(db)
+        _, session_id, account_id = prepare_resident(db)
         import logging
 
         from bare_app import app as bare
@@ -117,6 +117,7 @@ def main() -> int:
             base = await drive(bare, "/", args.n, [])
             print(f"bare route: {base:7.1f} us/request (CPU)")
             for path in args.paths:
+                path = path.replace("{id}", str(account_id))  # the resident's account
                 us = await drive(app, path, args.n, headers, form)
                 print(f"{path}: {us:7.1f} us/request (CPU), {us / base:5.1f}x the bare route")
                 if args.profile:

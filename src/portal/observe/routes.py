@@ -107,7 +107,7 @@ def _loopback(address: str) -> bool:
         return False
 
 
-def metrics_allowed(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def metrics_allowed(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """Loopback (after PORTAL_TRUSTED_PROXIES, so a request relayed by the proxy counts
     as its real client), or `Authorization: Bearer <PORTAL_METRICS_TOKEN>`. Anyone else
     gets the ordinary 404 page: the endpoint is not advertised."""

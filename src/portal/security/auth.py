@@ -47,7 +47,7 @@ def is_staff_path(path: str) -> bool:
     return path == staff_sessions.PATH or path.startswith(staff_sessions.PATH + "/")
 
 
-def requires_resident(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def requires_resident(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """A signed-in resident, or a 401 that becomes the login page with `next`. (A staff
     member is never a resident, wherever a route is mounted.)"""
     if not isinstance(connection.scope.get("user"), sessions.SignedIn):
