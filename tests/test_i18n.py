@@ -163,3 +163,41 @@ async def test_error_page_keeps_the_signed_in_header(settings, client):
     await post_form(client, "/login", {"username": "maria1", "password": GOOD_PASSWORD})
     page = await client.get("/accounts/999/bills")
     assert page.status_code == 404 and "Sign out" in page.text
+
+
+def test_texts_translated_when_a_template_is_compiled_read_as_gettext_says_at_run_time(
+    settings,
+):
+    """Each language's copy of the templates has its fixed texts translated when it is
+    compiled (templating.PortalEnvironment). For every text in the catalog, in both
+    languages, with and without autoescape and with values that need escaping, that copy
+    says exactly what gettext() says at run time."""
+    import json
+
+    from portal import i18n
+    from portal.templating import make_environment
+
+    env = make_environment(settings)
+    with POT.open("rb") as stream:
+        texts = [m.id for m in read_po(stream) if m.id and isinstance(m.id, str)]
+    assert len(texts) > 300
+    tricky = '<b>"Tom" & Jerry</b> 100%'
+    checked = 0
+    for locale in i18n.LOCALES:
+        token = i18n.current_locale.set(locale)
+        try:
+            compiled = env.for_locale(locale)
+            for text in texts:
+                names = sorted(set(re.findall(r"%\((\w+)\)(s|\d*d)", text)))
+                args = "".join(f", {n}={'v' if kind == 's' else 7}" for n, kind in names)
+                call = "{{ _(%s%s) }}" % (json.dumps(text), args)
+                for source in (call, "{% autoescape false %}" + call + "{% endautoescape %}"):
+                    expected = env.from_string(source).render(v=tricky)
+                    assert compiled.from_string(source).render(v=tricky) == expected, text
+                    checked += 1
+        finally:
+            i18n.current_locale.reset(token)
+    assert checked == 4 * len(texts)
+    # And the Spanish copy holds the translation itself, not a call to gettext.
+    code = env.for_locale("es").compile('{{ _("My Account") }}', raw=True)
+    assert "Mi Cuenta" in code and "gettext" not in code

@@ -8,7 +8,6 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.plugins.htmx import HTMXPlugin
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
 from portal.accounts import routes as accounts
@@ -35,7 +34,7 @@ from portal.settings import Settings
 from portal.shared_pages import SharedPages
 from portal.staff import routes as staff
 from portal.static_files import StaticFiles
-from portal.templating import STATIC_DIR, make_environment
+from portal.templating import STATIC_DIR, PageTemplates, make_environment
 from portal.web import PortalRequest
 
 
@@ -92,7 +91,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             no_store_hook,
             proxy_watch.before_send,
         ],
-        template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
+        template_config=TemplateConfig(instance=PageTemplates.from_environment(env)),
         middleware=[
             # __Host- cookie names on the wire in production (security/cookies.py).
             DefineMiddleware(cookies.HostPrefixCookies, production=settings.production),

@@ -14,8 +14,19 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
-from jinja2 import Environment, FileSystemLoader, pass_eval_context, select_autoescape
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    Template,
+    TemplateNotFound,
+    nodes,
+    pass_eval_context,
+    select_autoescape,
+)
 from jinja2.nodes import EvalContext
+from jinja2.visitor import NodeTransformer
+from litestar.exceptions import TemplateNotFoundException
+from litestar.plugins.jinja import JinjaTemplateEngine
 from markupsafe import Markup, escape
 
 from portal import i18n
@@ -187,9 +198,75 @@ def install_gettext(env: Environment) -> None:
     env.globals.update(_=gettext, gettext=gettext, ngettext=ngettext)
 
 
-def make_environment(settings: Settings) -> Environment:
+class _TranslateConstants(NodeTransformer):
+    """`_("text")` and `_("text %(name)s", name=value)` with a literal text become the
+    translation itself (a constant) formatted with the values, exactly as gettext() does
+    at run time: markup under autoescape, so the values are escaped; plain text in a
+    plain-text template; `%%` is `%`. Anything else (a text from a variable, ngettext)
+    stays a call."""
+
+    def __init__(self, locale: str) -> None:
+        self.translations = i18n.translations(locale)
+
+    def visit_Call(self, node: nodes.Call) -> nodes.Node:
+        node = self.generic_visit(node)
+        literal = (
+            isinstance(node.node, nodes.Name)
+            and node.node.name in ("_", "gettext")
+            and len(node.args) == 1
+            and isinstance(node.args[0], nodes.Const)
+            and isinstance(node.args[0].value, str)
+            and node.dyn_args is None
+            and node.dyn_kwargs is None
+        )
+        if not literal:
+            return node
+        text = nodes.MarkSafeIfAutoescape(
+            nodes.Const(self.translations.gettext(node.args[0].value)), lineno=node.lineno
+        )
+        values = [nodes.Pair(nodes.Const(k.key), k.value, lineno=node.lineno) for k in node.kwargs]
+        return nodes.Mod(text, nodes.Dict(values, lineno=node.lineno), lineno=node.lineno)
+
+
+class PortalEnvironment(Environment):
+    """Jinja's environment, plus one compiled copy of the templates per language
+    (`for_locale`): a page's fixed texts are translated once, when its template is
+    compiled, not at every request (a dashboard says `_()` about forty times). The
+    templates, filters and globals are the same objects; only the compiled code differs.
+    Texts that come from variables are still translated at run time by gettext()."""
+
+    translated_for: str | None = None
+
+    def for_locale(self, locale: str) -> PortalEnvironment:
+        cache = self.__dict__.setdefault("_per_locale", {})
+        env = cache.get(locale)
+        if env is None:
+            env = self.overlay(cache_size=400)  # its own (empty) cache of compiled templates
+            env.translated_for = locale
+            cache[locale] = env
+        return env
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        if self.translated_for:
+            tree = _TranslateConstants(self.translated_for).visit(tree)
+        return tree
+
+
+class PageTemplates(JinjaTemplateEngine):
+    """Litestar's Jinja engine, taking each page from the resident's language's copy of
+    the templates (PortalEnvironment.for_locale)."""
+
+    def get_template(self, template_name: str) -> Template:
+        try:
+            return self.engine.for_locale(i18n.current_locale.get()).get_template(template_name)
+        except TemplateNotFound as exc:
+            raise TemplateNotFoundException(template_name=template_name) from exc
+
+
+def make_environment(settings: Settings) -> PortalEnvironment:
     reload = settings.reload_templates
-    env = Environment(
+    env = PortalEnvironment(
         auto_reload=reload,  # off: no stat() of every template on every page
         # PORTAL_TEMPLATES_DIR's files win; the shipped ones fill in the rest.
         loader=FileSystemLoader([*settings.template_dirs, TEMPLATES_DIR]),
