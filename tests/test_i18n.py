@@ -190,7 +190,7 @@ def test_texts_translated_when_a_template_is_compiled_read_as_gettext_says_at_ru
             for text in texts:
                 names = sorted(set(re.findall(r"%\((\w+)\)(s|\d*d)", text)))
                 args = "".join(f", {n}={'v' if kind == 's' else 7}" for n, kind in names)
-                call = "{{ _(%s%s) }}" % (json.dumps(text), args)
+                call = "{{ _(" + json.dumps(text) + args + ") }}"
                 for source in (call, "{% autoescape false %}" + call + "{% endautoescape %}"):
                     expected = env.from_string(source).render(v=tricky)
                     assert compiled.from_string(source).render(v=tricky) == expected, text

@@ -381,7 +381,7 @@ async def test_a_form_body_that_cannot_be_read_is_refused_like_a_forged_form(pro
     await csrf_token(probe)  # the cookie exists; the form carrying the token is broken
     response = await probe.post(
         "/_test/echo",
-        content=b"--x\r\nContent-Disposition: form-data; name=\"_csrf_token\"\r\n\r\nabc",
+        content=b'--x\r\nContent-Disposition: form-data; name="_csrf_token"\r\n\r\nabc',
         headers={"content-type": "multipart/form-data; boundary=x"},
     )
     assert_friendly(response, 403, "This form could not be sent")
