@@ -17,13 +17,13 @@ from email import message_from_bytes
 
 import pytest
 from litestar import get
-from litestar.di import NamedDependency
 from litestar.testing import AsyncTestClient
 
 from portal import i18n
 from portal.app import create_app
 from portal.db import Database
 from portal.mail import Mailer, MailError, OutboxSender
+from portal.services import AppServices
 from portal.settings import Settings
 from portal.templating import make_environment
 
@@ -327,10 +327,10 @@ async def test_stop_ends_the_loop_cleanly(mail_settings, db):
 
 
 @get("/test/enqueue")
-async def enqueue_route(db: NamedDependency[Database], mailer: NamedDependency[Mailer]) -> dict:
-    """What a feature's route handler does: the mailer and db come as dependencies."""
-    async with db.write() as conn:
-        outbox_id = await mailer.enqueue(
+async def enqueue_route(services: AppServices) -> dict:
+    """What a feature's route handler does: the mailer and db come with `services`."""
+    async with services.db.write() as conn:
+        outbox_id = await services.mailer.enqueue(
             conn, to=TO, template="test_message", context={"name": "Route", "link": LINK}
         )
     return {"id": outbox_id}

@@ -1,10 +1,10 @@
 """The one place that owns the shared objects: built once by create_app, kept on
-`app.state.services`, and handed to route handlers as dependencies by name
-(`accounts`, `billing`, `payments` ...). Nothing builds a service per request."""
+`app.state.services`, and handed to route handlers as their `services` parameter
+(`services.billing`, `services.payments` ...). Nothing builds a service per request."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from jinja2 import Environment
 from litestar.di import NamedDependency, Provide
@@ -107,36 +107,14 @@ class Services:
         )
 
     def dependencies(self) -> dict[str, Provide]:
-        """Each shared object as a handler dependency of the same name."""
-        return {
-            f.name: Provide(_constant(getattr(self, f.name)), use_cache=True, sync_to_thread=False)
-            for f in fields(self)
-        }
+        """The one handler dependency, `services`: one object, not one dependency per
+        service, because Litestar resolves a handler's several dependencies as one task
+        each in a task group (a dashboard with five paid 150 µs of CPU for it)."""
+        return {"services": Provide(_constant(self), use_cache=True, sync_to_thread=False)}
 
 
-# The type of each, for a handler's parameter of that name: `billing: Billing`.
-DB = NamedDependency[Database]
-SiteSettings = NamedDependency[Settings]
-Sandbox = NamedDependency[SandboxGateway]
-Registrations = NamedDependency[RegistrationService]
-SignIns = NamedDependency[SignInService]
-Recovery = NamedDependency[RecoveryService]
-Profiles = NamedDependency[ProfileService]
-Linking = NamedDependency[LinkingService]
-Billing = NamedDependency[BillingService]
-Payments = NamedDependency[PaymentsService]
-Lookups = NamedDependency[Budget]
-Checks = NamedDependency[Budget]
-StaffAuth = NamedDependency[StaffAuthService]
-Console = NamedDependency[ConsoleService]
-Oversight = NamedDependency[OversightService]
-Methods = NamedDependency[MethodsService]
-AutoPay = NamedDependency[AutoPayService]
-Scheduled = NamedDependency[ScheduledService]
-SavedPay = NamedDependency[SavedPayService]
-Expiry = NamedDependency[ExpiryService]
-Notices = NamedDependency[NoticesService]
-ConsoleMoney = NamedDependency[Budget]
+# A handler's parameter `services: AppServices` is this object (`services.billing` ...).
+AppServices = NamedDependency[Services]
 
 
 def _constant(value: object):

@@ -47,15 +47,7 @@ from portal.security.auth import requires_resident
 from portal.security.cookies import issue_csrf_cookie
 from portal.security.headers import NO_STORE
 from portal.security.throttle import Throttled, enforce
-from portal.services import (
-    Checks,
-    Lookups,
-    Profiles,
-    Recovery,
-    Registrations,
-    SignIns,
-    SiteSettings,
-)
+from portal.services import AppServices
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, local_path, render
 
@@ -72,12 +64,12 @@ async def register_form(request: PortalRequest) -> Template:
 
 
 @post("/register")
-async def register(
-    request: PortalRequest, registration: Registrations, lookups: Lookups
-) -> Template:
-    await enforce(lookups, registration.db, client_address(request), request.url.path)
+async def register(request: PortalRequest, services: AppServices) -> Template:
+    await enforce(
+        services.lookups, services.registration.db, client_address(request), request.url.path
+    )
     form = await Registration.read(request)
-    result = await registration.register(form, client_address(request))
+    result = await services.registration.register(form, client_address(request))
     if not result.ok:
         return render(
             request,
@@ -98,18 +90,14 @@ async def register(
 
 @post("/register/check/{name:str}")
 async def register_check(
-    request: PortalRequest,
-    name: FromPath[str],
-    registration: Registrations,
-    lookups: Lookups,
-    checks: Checks,
+    request: PortalRequest, name: FromPath[str], services: AppServices
 ) -> Template:
     """Check one field the resident changed; answer with just its message."""
     if name not in REGISTRATION_FIELDS:
         raise NotFoundException()
-    budget = lookups if name in LOOKUP_FIELDS else checks
+    budget = services.lookups if name in LOOKUP_FIELDS else services.checks
     try:
-        await enforce(budget, registration.db, client_address(request), request.url.path)
+        await enforce(budget, services.registration.db, client_address(request), request.url.path)
     except Throttled as refused:
         return Template(
             template_name="partials/field_check.html",
@@ -124,12 +112,12 @@ async def register_check(
             headers={"Vary": "HX-Request"},
         )
     form = await Registration.read(request)
-    error = await registration.field_problem(form, name)
+    error = await services.registration.field_problem(form, name)
     # Changing a password or email re-checks its confirmation, if already typed.
     confirm = {"password": "confirm_password", "email": "confirm_email"}.get(name)
     if confirm and not getattr(form, confirm):
         confirm = None
-    confirm_error = await registration.field_problem(form, confirm) if confirm else None
+    confirm_error = await services.registration.field_problem(form, confirm) if confirm else None
     return Template(
         template_name="partials/field_check.html",
         context={"error": error, "confirm": confirm, "confirm_error": confirm_error},
@@ -141,10 +129,10 @@ async def register_check(
 
 
 @get("/verify")
-async def verify(request: PortalRequest, registration: Registrations) -> Template:
+async def verify(request: PortalRequest, services: AppServices) -> Template:
     username = request.query_params.get("username", "")
     code = request.query_params.get("verificationcode", "")
-    result = await registration.verify(username, code, client_address(request))
+    result = await services.registration.verify(username, code, client_address(request))
     if result.outcome == "verified":
         dialog = {
             "title": _("Verification success"),
@@ -176,9 +164,9 @@ async def resend_form(request: PortalRequest) -> Template:
 
 
 @post("/verify/resend")
-async def resend(request: PortalRequest, registration: Registrations) -> Template:
+async def resend(request: PortalRequest, services: AppServices) -> Template:
     form = await UsernameForm.read(request)
-    result = registration.resend_verification(form, client_address(request))
+    result = services.registration.resend_verification(form, client_address(request))
     if not result.ok:
         return render(
             request, "pages/verify_resend.html", status_code=422, errors=result.errors, username=""
@@ -252,25 +240,27 @@ def _login_problem(outcome: str, value) -> tuple[str, dict | None]:
 
 
 @post("/login")
-async def login(
-    request: PortalRequest, signin: SignIns, settings: SiteSettings
-) -> Template | Redirect:
+async def login(request: PortalRequest, services: AppServices) -> Template | Redirect:
     form = await LoginForm.read(request)
     device = request.cookies.get(DEVICE_COOKIE)
-    result = await signin.sign_in(form, client_address(request), device)
+    result = await services.signin.sign_in(form, client_address(request), device)
     if result.ok:
         response = Redirect(local_path(form.next), status_code=303)
-        response.set_cookie(sessions.cookie(result.value.session_id, form.remember, settings))
+        response.set_cookie(
+            sessions.cookie(result.value.session_id, form.remember, services.settings)
+        )
         if result.value.device:
-            response.set_cookie(device_cookie(result.value.device, settings))
+            response.set_cookie(device_cookie(result.value.device, services.settings))
         locale = result.value.locale
         if i18n.LOCALE_COOKIE not in request.cookies and locale in i18n.LOCALES:
             # A new device: the language the resident chose before follows them.
-            response.set_cookie(i18n.locale_cookie(locale, settings.production))
+            response.set_cookie(i18n.locale_cookie(locale, services.settings.production))
         # Rotation: the session the browser had before (if any) ends now, and so does its
         # CSRF token (one planted or read before sign-in is worth nothing after it).
-        await signin.sign_out(request.cookies.get(sessions.COOKIE), None, client_address(request))
-        issue_csrf_cookie(response, settings)
+        await services.signin.sign_out(
+            request.cookies.get(sessions.COOKIE), None, client_address(request)
+        )
+        issue_csrf_cookie(response, services.settings)
         return response
     message, link = _login_problem(result.outcome, result.value)
     return render(
@@ -285,15 +275,15 @@ async def login(
 
 
 @post("/logout")
-async def logout(request: PortalRequest, signin: SignIns, settings: SiteSettings) -> Redirect:
+async def logout(request: PortalRequest, services: AppServices) -> Redirect:
     user = request.user
-    await signin.sign_out(
+    await services.signin.sign_out(
         request.cookies.get(sessions.COOKIE),
         user.username if user else None,
         client_address(request),
     )
     response = Redirect("/login?notice=signed-out", status_code=303)
-    response.set_cookie(sessions.clear_cookie(settings))
+    response.set_cookie(sessions.clear_cookie(services.settings))
     return response
 
 
@@ -313,11 +303,11 @@ async def forgot_form(request: PortalRequest) -> Template:
 
 
 @post(list(FORGOT))
-async def forgot(request: PortalRequest, recovery: Recovery) -> Template:
+async def forgot(request: PortalRequest, services: AppServices) -> Template:
     """Check the form, answer, then do the work (after the answer: see recovery.later)."""
     page, form_class, check = FORGOT[request.url.path]
     form = await form_class.read(request)
-    result = getattr(recovery, check)(form, client_address(request))
+    result = getattr(services.recovery, check)(form, client_address(request))
     if not result.ok:
         return render(request, page, status_code=422, errors=result.errors)
     return render(
@@ -326,19 +316,19 @@ async def forgot(request: PortalRequest, recovery: Recovery) -> Template:
 
 
 @get("/reset-password", cache_control=NO_STORE)
-async def reset_form(request: PortalRequest, recovery: Recovery) -> Template:
+async def reset_form(request: PortalRequest, services: AppServices) -> Template:
     """Shows the form only: a mail scanner opening the link spends nothing."""
     token = request.query_params.get("token", "")
-    user = await recovery.reset_token_user(token)
+    user = await services.recovery.reset_token_user(token)
     if user is None:
         return render(request, "pages/reset_password.html", status_code=400, invalid=True)
     return render(request, "pages/reset_password.html", token=token, username=user["username"])
 
 
 @post("/reset-password", cache_control=NO_STORE)
-async def reset(request: PortalRequest, recovery: Recovery) -> Template | Redirect:
+async def reset(request: PortalRequest, services: AppServices) -> Template | Redirect:
     form = await ResetForm.read(request)
-    result = await recovery.reset_password(form, client_address(request))
+    result = await services.recovery.reset_password(form, client_address(request))
     if result.outcome == "expired":
         return render(request, "pages/reset_password.html", status_code=400, invalid=True)
     if not result.ok:
@@ -354,8 +344,8 @@ async def reset(request: PortalRequest, recovery: Recovery) -> Template | Redire
 
 
 @get("/profile/email/confirm", cache_control=NO_STORE)
-async def profile_email_confirm(request: PortalRequest, profiles: Profiles) -> Template:
-    result = await profiles.confirm_email_change(
+async def profile_email_confirm(request: PortalRequest, services: AppServices) -> Template:
+    result = await services.profiles.confirm_email_change(
         request.query_params.get("token", ""), client_address(request)
     )
     return render(
@@ -393,54 +383,54 @@ async def _profile_page(
 
 
 @get("/profile")
-async def profile(request: PortalRequest, profiles: Profiles) -> Template:
+async def profile(request: PortalRequest, services: AppServices) -> Template:
     notice = _profile_notice(request.query_params.get("notice", ""))
     alert = {"kind": "success", "title": notice, "body": None} if notice else None
-    return await _profile_page(request, profiles, alert=alert)
+    return await _profile_page(request, services.profiles, alert=alert)
 
 
 @post("/profile/delivery")
-async def profile_delivery(request: PortalRequest, profiles: Profiles) -> Template | Redirect:
+async def profile_delivery(request: PortalRequest, services: AppServices) -> Template | Redirect:
     form = await DeliveryForm.read(request)
-    result = await profiles.set_delivery(request.user, form, client_address(request))
+    result = await services.profiles.set_delivery(request.user, form, client_address(request))
     if not result.ok:
-        return await _profile_page(request, profiles, status_code=422, errors=result.errors)
+        return await _profile_page(
+            request, services.profiles, status_code=422, errors=result.errors
+        )
     return Redirect("/profile?notice=delivery", status_code=303)
 
 
 @post("/profile/password")
-async def profile_password(
-    request: PortalRequest, profiles: Profiles, settings: SiteSettings
-) -> Template | Redirect:
+async def profile_password(request: PortalRequest, services: AppServices) -> Template | Redirect:
     form = await PasswordForm.read(request)
-    result = await profiles.change_password(request.user, form, client_address(request))
+    result = await services.profiles.change_password(request.user, form, client_address(request))
     if not result.ok:
-        return await _profile_page(request, profiles, status_code=422, errors=result.errors)
+        return await _profile_page(
+            request, services.profiles, status_code=422, errors=result.errors
+        )
     session_id, remember = result.value
     response = Redirect("/profile?notice=password", status_code=303)
-    response.set_cookie(sessions.cookie(session_id, remember, settings))
-    issue_csrf_cookie(response, settings)
+    response.set_cookie(sessions.cookie(session_id, remember, services.settings))
+    issue_csrf_cookie(response, services.settings)
     return response
 
 
 @post("/profile/email")
-async def profile_email(request: PortalRequest, profiles: Profiles) -> Template | Redirect:
+async def profile_email(request: PortalRequest, services: AppServices) -> Template | Redirect:
     form = await EmailForm.read(request)
-    result = await profiles.change_email(request.user, form, client_address(request))
+    result = await services.profiles.change_email(request.user, form, client_address(request))
     if not result.ok:
         return await _profile_page(
-            request, profiles, status_code=422, errors=result.errors, values=form.values
+            request, services.profiles, status_code=422, errors=result.errors, values=form.values
         )
     return Redirect("/profile?notice=email-sent", status_code=303)
 
 
 @post("/profile/sign-out-everywhere")
-async def sign_out_everywhere(
-    request: PortalRequest, signin: SignIns, settings: SiteSettings
-) -> Redirect:
-    await signin.sign_out_everywhere(request.user, client_address(request))
+async def sign_out_everywhere(request: PortalRequest, services: AppServices) -> Redirect:
+    await services.signin.sign_out_everywhere(request.user, client_address(request))
     response = Redirect("/login?notice=signed-out-everywhere", status_code=303)
-    response.set_cookie(sessions.clear_cookie(settings))
+    response.set_cookie(sessions.clear_cookie(services.settings))
     return response
 
 

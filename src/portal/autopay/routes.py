@@ -51,7 +51,7 @@ from portal.payments.service import new_key, payment_amount
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
 from portal.security.throttle import enforce
-from portal.services import AutoPay, Billing, Methods, SavedPay, Scheduled
+from portal.services import AppServices
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
 
@@ -142,22 +142,22 @@ async def _methods_page(
 
 
 @get("/profile/payment-methods")
-async def methods_list(request: PortalRequest, methods: Methods) -> Template:
-    return await _methods_page(request, methods)
+async def methods_list(request: PortalRequest, services: AppServices) -> Template:
+    return await _methods_page(request, services.methods)
 
 
 @post("/profile/payment-methods", guards=[spends_money])
-async def methods_add(request: PortalRequest, methods: Methods) -> Template | Redirect:
+async def methods_add(request: PortalRequest, services: AppServices) -> Template | Redirect:
     form = await AddMethodForm.read(request)
-    result = await methods.start(request.user, form, client_address(request))
+    result = await services.methods.start(request.user, form, client_address(request))
     if result.outcome == "invalid":
         return await _methods_page(
-            request, methods, status_code=422, errors=result.errors, values=form.values
+            request, services.methods, status_code=422, errors=result.errors, values=form.values
         )
     if result.outcome == "unavailable":
         return await _methods_page(
             request,
-            methods,
+            services.methods,
             status_code=503,
             values=form.values,
             errors={
@@ -170,9 +170,9 @@ async def methods_add(request: PortalRequest, methods: Methods) -> Template | Re
 
 
 @get("/profile/payment-methods/return")
-async def methods_return(request: PortalRequest, methods: Methods) -> Redirect:
+async def methods_return(request: PortalRequest, services: AppServices) -> Redirect:
     try:
-        result = await methods.finish(
+        result = await services.methods.finish(
             request.user, request.query_params.get("ref", ""), client_address(request)
         )
     except GatewayUnavailable:
@@ -192,22 +192,26 @@ def _row_id(value: int) -> int:
 
 @post("/profile/payment-methods/{method_id:int}/rename", guards=[spends_money])
 async def methods_rename(
-    request: PortalRequest, method_id: FromPath[int], methods: Methods
+    request: PortalRequest, method_id: FromPath[int], services: AppServices
 ) -> Template | Redirect:
     form = await NicknameForm.read(request)
-    result = await methods.rename(request.user, _row_id(method_id), form, client_address(request))
+    result = await services.methods.rename(
+        request.user, _row_id(method_id), form, client_address(request)
+    )
     if result.outcome == "missing":
         raise NotFoundException()
     if not result.ok:
-        return await _methods_page(request, methods, status_code=422, errors=result.errors)
+        return await _methods_page(request, services.methods, status_code=422, errors=result.errors)
     return Redirect("/profile/payment-methods?notice=renamed", status_code=303)
 
 
 @post("/profile/payment-methods/{method_id:int}/default", guards=[spends_money])
 async def methods_default(
-    request: PortalRequest, method_id: FromPath[int], methods: Methods
+    request: PortalRequest, method_id: FromPath[int], services: AppServices
 ) -> Redirect:
-    result = await methods.make_default(request.user, _row_id(method_id), client_address(request))
+    result = await services.methods.make_default(
+        request.user, _row_id(method_id), client_address(request)
+    )
     if result.outcome == "missing":
         raise NotFoundException()
     return Redirect("/profile/payment-methods?notice=default", status_code=303)
@@ -215,15 +219,17 @@ async def methods_default(
 
 @post("/profile/payment-methods/{method_id:int}/remove", guards=[spends_money])
 async def methods_remove(
-    request: PortalRequest, method_id: FromPath[int], methods: Methods
+    request: PortalRequest, method_id: FromPath[int], services: AppServices
 ) -> Template | Redirect:
-    result = await methods.remove(request.user, _row_id(method_id), client_address(request))
+    result = await services.methods.remove(
+        request.user, _row_id(method_id), client_address(request)
+    )
     if result.outcome == "missing":
         raise NotFoundException()
     if result.outcome == "in_use":
         return await _methods_page(
             request,
-            methods,
+            services.methods,
             status_code=409,
             alert={
                 "kind": "warning",
@@ -239,10 +245,12 @@ async def methods_remove(
 # --- AutoPay --------------------------------------------------------------------------
 
 
-async def own_account(request: PortalRequest, account_id: FromPath[int], billing: Billing) -> Any:
+async def own_account(
+    request: PortalRequest, account_id: FromPath[int], services: AppServices
+) -> Any:
     """Dependency `account`: the resident's own account named in the path, or 404 (and an
     audit row) for anybody else's."""
-    account = await billing.own_account(
+    account = await services.billing.own_account(
         request.user, account_id, client_address(request), request.url.path
     )
     if account is None:
@@ -250,9 +258,9 @@ async def own_account(request: PortalRequest, account_id: FromPath[int], billing
     return account
 
 
-async def saved_methods(request: PortalRequest, methods: Methods) -> list:
+async def saved_methods(request: PortalRequest, services: AppServices) -> list:
     """Dependency `saved`: the resident's saved payment methods, the default first."""
-    return await methods.list(request.user.user_id)
+    return await services.methods.list(request.user.user_id)
 
 
 async def _autopay_page(
@@ -293,34 +301,36 @@ async def _autopay_page(
 async def autopay_page(
     request: PortalRequest,
     account: OwnAccount,
-    autopay: AutoPay,
+    services: AppServices,
     saved: SavedMethods,
 ) -> Template:
-    return await _autopay_page(request, account, autopay, saved)
+    return await _autopay_page(request, account, services.autopay, saved)
 
 
 @post("/accounts/{account_id:int}/autopay", guards=[spends_money])
 async def autopay_enrol(
     request: PortalRequest,
     account: OwnAccount,
-    autopay: AutoPay,
+    services: AppServices,
     saved: SavedMethods,
 ) -> Template | Redirect:
     form = await EnrolForm.read(request)
-    result = await autopay.enrol(request.user, account, form, saved, client_address(request))
+    result = await services.autopay.enrol(
+        request.user, account, form, saved, client_address(request)
+    )
     if result.outcome == "invalid":
-        return await _autopay_page(request, account, autopay, saved, **_again(result, form))
+        return await _autopay_page(
+            request, account, services.autopay, saved, **_again(result, form)
+        )
     notice = "changed" if result.outcome == "changed" else "enrolled"
     return Redirect(f"/accounts/{account['id']}/autopay?notice={notice}", status_code=303)
 
 
 @post("/accounts/{account_id:int}/autopay/cancel", guards=[spends_money])
 async def autopay_cancel(
-    request: PortalRequest,
-    account: OwnAccount,
-    autopay: AutoPay,
+    request: PortalRequest, account: OwnAccount, services: AppServices
 ) -> Redirect:
-    await autopay.cancel(request.user, account, client_address(request))
+    await services.autopay.cancel(request.user, account, client_address(request))
     return Redirect(f"/accounts/{account['id']}/autopay?notice=canceled", status_code=303)
 
 
@@ -362,23 +372,27 @@ async def _scheduled_page(
 async def scheduled_page(
     request: PortalRequest,
     account: OwnAccount,
-    scheduled: Scheduled,
+    services: AppServices,
     saved: SavedMethods,
 ) -> Template:
-    return await _scheduled_page(request, account, scheduled, saved)
+    return await _scheduled_page(request, account, services.scheduled, saved)
 
 
 @post("/accounts/{account_id:int}/scheduled", guards=[spends_money])
 async def scheduled_add(
     request: PortalRequest,
     account: OwnAccount,
-    scheduled: Scheduled,
+    services: AppServices,
     saved: SavedMethods,
 ) -> Template | Redirect:
     form = await ScheduleForm.read(request)
-    result = await scheduled.schedule(request.user, account, form, saved, client_address(request))
+    result = await services.scheduled.schedule(
+        request.user, account, form, saved, client_address(request)
+    )
     if not result.ok:
-        return await _scheduled_page(request, account, scheduled, saved, **_again(result, form))
+        return await _scheduled_page(
+            request, account, services.scheduled, saved, **_again(result, form)
+        )
     return Redirect(f"/accounts/{account['id']}/scheduled?notice=scheduled", status_code=303)
 
 
@@ -463,36 +477,38 @@ async def _pay_saved_page(
 
 @get("/accounts/{account_id:int}/pay-saved")
 async def pay_saved_form(
-    request: PortalRequest, account: OwnAccount, saved_pay: SavedPay, saved: SavedMethods
+    request: PortalRequest, account: OwnAccount, services: AppServices, saved: SavedMethods
 ) -> Template:
-    return await _pay_saved_page(request, account, saved_pay, saved)
+    return await _pay_saved_page(request, account, services.saved_pay, saved)
 
 
 @post("/accounts/{account_id:int}/pay-saved", guards=[spends_money])
 async def pay_saved_review(
     request: PortalRequest,
     account: OwnAccount,
-    saved_pay: SavedPay,
+    services: AppServices,
     saved: SavedMethods,
 ) -> Template:
     """The confirm step for a valid form; the form again (422) with what to fix, or
     unchanged when the resident chose to change it."""
     form = await SavedPayForm.read(request)
-    saved_pay.check(form, saved)
+    services.saved_pay.check(form, saved)
     if form.change:
-        return await _pay_saved_page(request, account, saved_pay, saved, values=form.values)
+        return await _pay_saved_page(
+            request, account, services.saved_pay, saved, values=form.values
+        )
     if form.errors:
         return await _pay_saved_page(
             request,
             account,
-            saved_pay,
+            services.saved_pay,
             saved,
             status_code=422,
             errors=form.errors,
             values=form.values,
         )
     return await _pay_saved_page(
-        request, account, saved_pay, saved, step="confirm", values=form.values
+        request, account, services.saved_pay, saved, step="confirm", values=form.values
     )
 
 
@@ -500,13 +516,17 @@ async def pay_saved_review(
 async def pay_saved_confirm(
     request: PortalRequest,
     account: OwnAccount,
-    saved_pay: SavedPay,
+    services: AppServices,
     saved: SavedMethods,
 ) -> Template | Redirect:
     form = await SavedPayForm.read(request)
-    result = await saved_pay.pay(request.user, account, form, saved, client_address(request))
+    result = await services.saved_pay.pay(
+        request.user, account, form, saved, client_address(request)
+    )
     if result.outcome == "invalid":
-        return await _pay_saved_page(request, account, saved_pay, saved, **_again(result, form))
+        return await _pay_saved_page(
+            request, account, services.saved_pay, saved, **_again(result, form)
+        )
     if result.outcome == "unavailable":  # nothing known yet: Pay again sends the same key
         problem = _(
             "The payment processor did not answer, so we do not know yet if it charged you. Press Pay now again: the same payment cannot be charged twice"
@@ -514,7 +534,7 @@ async def pay_saved_confirm(
         return await _pay_saved_page(
             request,
             account,
-            saved_pay,
+            services.saved_pay,
             saved,
             step="confirm",
             status_code=503,

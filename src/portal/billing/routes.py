@@ -33,16 +33,7 @@ from portal.security.auth import requires_resident
 from portal.security.filenames import attachment
 from portal.security.headers import NO_STORE
 from portal.security.throttle import enforce
-from portal.services import (
-    AutoPay,
-    Billing,
-    Expiry,
-    Linking,
-    Lookups,
-    Profiles,
-    Scheduled,
-    SiteSettings,
-)
+from portal.services import AppServices
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
 
@@ -58,16 +49,9 @@ async def _own_account(request: PortalRequest, billing: BillingService, account_
 
 
 @get("/account")
-async def dashboard(
-    request: PortalRequest,
-    billing: Billing,
-    profiles: Profiles,
-    autopay: AutoPay,
-    scheduled: Scheduled,
-    expiry: Expiry,
-) -> Template:
-    summaries = await billing.dashboard(request.user.user_id)
-    profile = await profiles.profile(request.user.user_id)
+async def dashboard(request: PortalRequest, services: AppServices) -> Template:
+    summaries = await services.billing.dashboard(request.user.user_id)
+    profile = await services.profiles.profile(request.user.user_id)
     notice = {
         "linked": _("The account was added to your login."),
         "unlinked": _("The account was removed from your login."),
@@ -80,11 +64,11 @@ async def dashboard(
         summaries=summaries,
         profile=profile,
         alert=alert,
-        today=billing.today(),
-        card_flags=await expiry.flags(request.user.user_id),
-        autopay=await autopay.statuses([s.account["id"] for s in summaries]),
+        today=services.billing.today(),
+        card_flags=await services.expiry.flags(request.user.user_id),
+        autopay=await services.autopay.statuses([s.account["id"] for s in summaries]),
         failed_scheduled={
-            s.account["id"]: await scheduled.failed(s.account["id"]) for s in summaries
+            s.account["id"]: await services.scheduled.failed(s.account["id"]) for s in summaries
         },
     )
 
@@ -95,10 +79,10 @@ async def link_form(request: PortalRequest) -> Template:
 
 
 @post("/account/link")
-async def link(request: PortalRequest, linking: Linking, lookups: Lookups) -> Template | Redirect:
-    await enforce(lookups, linking.db, client_address(request), request.url.path)
+async def link(request: PortalRequest, services: AppServices) -> Template | Redirect:
+    await enforce(services.lookups, services.linking.db, client_address(request), request.url.path)
     form = await ClaimForm.read(request)
-    result = await linking.link(request.user, form, client_address(request))
+    result = await services.linking.link(request.user, form, client_address(request))
     if not result.ok:
         return render(
             request,
@@ -112,55 +96,53 @@ async def link(request: PortalRequest, linking: Linking, lookups: Lookups) -> Te
 
 @post("/accounts/{account_id:int}/unlink")
 async def unlink(
-    request: PortalRequest, account_id: FromPath[int], linking: Linking, billing: Billing
+    request: PortalRequest, account_id: FromPath[int], services: AppServices
 ) -> Redirect:
-    await _own_account(request, billing, account_id)
-    await linking.unlink(request.user, account_id, client_address(request))
+    await _own_account(request, services.billing, account_id)
+    await services.linking.unlink(request.user, account_id, client_address(request))
     return Redirect("/account?notice=unlinked", status_code=303)
 
 
 @get("/accounts/{account_id:int}/bills")
-async def bills(request: PortalRequest, account_id: FromPath[int], billing: Billing) -> Template:
-    account = await _own_account(request, billing, account_id)
+async def bills(
+    request: PortalRequest, account_id: FromPath[int], services: AppServices
+) -> Template:
+    account = await _own_account(request, services.billing, account_id)
     return render(
         request,
         "pages/bills.html",
         account=account,
-        bills=await billing.bills(account_id),
-        payments=await billing.payments(account_id),
+        bills=await services.billing.bills(account_id),
+        payments=await services.billing.payments(account_id),
     )
 
 
 @get("/accounts/{account_id:int}/bills/{bill_id:int}")
 async def bill(
-    request: PortalRequest, account_id: FromPath[int], bill_id: FromPath[int], billing: Billing
+    request: PortalRequest, account_id: FromPath[int], bill_id: FromPath[int], services: AppServices
 ) -> Template:
-    account = await _own_account(request, billing, account_id)
-    found = await billing.bill(account_id, bill_id)
+    account = await _own_account(request, services.billing, account_id)
+    found = await services.billing.bill(account_id, bill_id)
     if found is None:
         raise NotFoundException()
-    unit = unit_name(await billing.unit(account_id))
+    unit = unit_name(await services.billing.unit(account_id))
     return render(request, "pages/bill.html", account=account, bill=found, unit=unit)
 
 
 @get("/accounts/{account_id:int}/bills/{bill_id:int}/pdf")
 async def bill_download(
-    request: PortalRequest,
-    account_id: FromPath[int],
-    bill_id: FromPath[int],
-    billing: Billing,
-    settings: SiteSettings,
+    request: PortalRequest, account_id: FromPath[int], bill_id: FromPath[int], services: AppServices
 ) -> Response:
-    account = await _own_account(request, billing, account_id)
-    found = await billing.bill(account_id, bill_id)
+    account = await _own_account(request, services.billing, account_id)
+    found = await services.billing.bill(account_id, bill_id)
     if found is None:
         raise NotFoundException()
-    unit = await billing.unit(account_id)
+    unit = await services.billing.unit(account_id)
     content = bill_pdf(
         dict(found),
         dict(account),
-        settings.utility_name,
-        settings.support_phone,
+        services.settings.utility_name,
+        services.settings.support_phone,
         labels={"consumption_unit": unit_name(unit)},
     )
     return Response(
@@ -183,10 +165,12 @@ def _month_label(read_date: str) -> str:
 
 
 @get("/accounts/{account_id:int}/usage")
-async def usage(request: PortalRequest, account_id: FromPath[int], billing: Billing) -> Template:
-    account = await _own_account(request, billing, account_id)
-    months = await billing.usage(account_id)
-    leak = billing.possible_leak(months)
+async def usage(
+    request: PortalRequest, account_id: FromPath[int], services: AppServices
+) -> Template:
+    account = await _own_account(request, services.billing, account_id)
+    months = await services.billing.usage(account_id)
+    leak = services.billing.possible_leak(months)
     unit = unit_name(months[-1].unit if months else "HCF")
     points = [
         {
@@ -221,13 +205,13 @@ async def usage(request: PortalRequest, account_id: FromPath[int], billing: Bill
 
 @get("/accounts/{account_id:int}/usage.csv")
 async def usage_csv(
-    request: PortalRequest, account_id: FromPath[int], billing: Billing
+    request: PortalRequest, account_id: FromPath[int], services: AppServices
 ) -> Response:
-    account = await _own_account(request, billing, account_id)
+    account = await _own_account(request, services.billing, account_id)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["account_number", "read_date", "consumption", "unit", "same_month_last_year"])
-    for month in await billing.usage(account_id):
+    for month in await services.billing.usage(account_id):
         writer.writerow(
             [
                 account["account_number"],

@@ -19,7 +19,7 @@ from litestar.response import Template
 
 from portal.db import Database
 from portal.mail import outbox
-from portal.services import DB, SiteSettings
+from portal.services import AppServices
 from portal.settings import Settings
 from portal.web import PortalRequest, render
 
@@ -40,22 +40,24 @@ async def _message(db: Database, message_id: int):
 
 
 @get("/dev/mailbox", name="dev-mailbox")
-async def mailbox(request: PortalRequest, db: DB) -> Template:
-    messages = await outbox.recent(db, MAILBOX_LIMIT)
+async def mailbox(request: PortalRequest, services: AppServices) -> Template:
+    messages = await outbox.recent(services.db, MAILBOX_LIMIT)
     return render(request, "pages/dev_mailbox.html", messages=messages)
 
 
 @get("/dev/mailbox/{message_id:int}", name="dev-mailbox-message")
 async def mailbox_message(
-    request: PortalRequest, db: DB, settings: SiteSettings, message_id: FromPath[int]
+    request: PortalRequest, services: AppServices, message_id: FromPath[int]
 ) -> Template:
-    message = await _message(db, message_id)
-    return render(request, "pages/dev_message.html", message=message, mail_from=settings.mail_from)
+    message = await _message(services.db, message_id)
+    return render(
+        request, "pages/dev_message.html", message=message, mail_from=services.settings.mail_from
+    )
 
 
 @get("/dev/mailbox/{message_id:int}/html", name="dev-mailbox-html")
-async def mailbox_message_html(db: DB, message_id: FromPath[int]) -> Response:
-    message = await _message(db, message_id)
+async def mailbox_message_html(services: AppServices, message_id: FromPath[int]) -> Response:
+    message = await _message(services.db, message_id)
     return Response(
         content=message["body_html"],
         media_type="text/html; charset=utf-8",

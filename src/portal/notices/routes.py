@@ -19,18 +19,18 @@ from portal.i18n import _
 from portal.notices.service import NoticesForm, NoticesService
 from portal.security.auth import requires_resident
 from portal.security.headers import NO_STORE
-from portal.services import Notices
+from portal.services import AppServices
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
 
 
 @get("/profile/notices")
-async def notices_page(request: PortalRequest, notices: Notices) -> Template:
+async def notices_page(request: PortalRequest, services: AppServices) -> Template:
     saved = request.query_params.get("notice") == "saved"
     return render(
         request,
         "pages/notices.html",
-        chosen=await notices.chosen(request.user.user_id),
+        chosen=await services.notices.chosen(request.user.user_id),
         alert={"kind": "success", "title": _("Your email notices were saved."), "body": None}
         if saved
         else None,
@@ -38,9 +38,9 @@ async def notices_page(request: PortalRequest, notices: Notices) -> Template:
 
 
 @post("/profile/notices")
-async def notices_save(request: PortalRequest, notices: Notices) -> Redirect:
+async def notices_save(request: PortalRequest, services: AppServices) -> Redirect:
     form = await NoticesForm.read(request)
-    await notices.save(request.user, form, client_address(request))
+    await services.notices.save(request.user, form, client_address(request))
     return Redirect("/profile/notices?notice=saved", status_code=303)
 
 
@@ -65,16 +65,16 @@ def _unsubscribe_page(
 
 
 @get("/notices/unsubscribe", cache_control=NO_STORE)
-async def unsubscribe_page(request: PortalRequest, notices: Notices) -> Template:
-    user_id, kind = _link(request, notices)
+async def unsubscribe_page(request: PortalRequest, services: AppServices) -> Template:
+    user_id, kind = _link(request, services.notices)
     return _unsubscribe_page(request, user_id, kind, done=False)
 
 
 @post("/notices/unsubscribe", exclude_from_csrf=True, cache_control=NO_STORE)
-async def unsubscribe(request: PortalRequest, notices: Notices) -> Template:
-    user_id, kind = _link(request, notices)
+async def unsubscribe(request: PortalRequest, services: AppServices) -> Template:
+    user_id, kind = _link(request, services.notices)
     if user_id:
-        await notices.unsubscribe(user_id, kind, client_address(request))
+        await services.notices.unsubscribe(user_id, kind, client_address(request))
     return _unsubscribe_page(request, user_id, kind, done=True)
 
 

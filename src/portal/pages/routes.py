@@ -16,7 +16,7 @@ from litestar.response import Redirect, Template
 
 from portal.i18n import LOCALES, locale_cookie
 from portal.pages.styleguide import styleguide_context
-from portal.services import Profiles, SiteSettings
+from portal.services import AppServices
 from portal.settings import Settings
 from portal.web import PortalRequest, local_path, render
 
@@ -34,19 +34,15 @@ async def contact(request: PortalRequest) -> Template:
 
 
 @get("/language")
-async def language(
-    request: PortalRequest,
-    profiles: Profiles,
-    settings: SiteSettings,
-) -> Redirect:
+async def language(request: PortalRequest, services: AppServices) -> Redirect:
     """Switch between English and Español; the choice is kept in a cookie (and, when
     signed in, on the resident's account so emails follow it). Never guessed from location."""
     wanted = request.query_params.get("lang", "")
     response = Redirect(local_path(request.query_params.get("next"), "/"), status_code=303)
     if wanted in LOCALES:
-        response.set_cookie(locale_cookie(wanted, settings.production))
+        response.set_cookie(locale_cookie(wanted, services.settings.production))
         if request.user:
-            await profiles.set_locale(request.user, wanted)
+            await services.profiles.set_locale(request.user, wanted)
     return response
 
 

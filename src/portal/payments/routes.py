@@ -31,7 +31,7 @@ from portal.payments.gateway import SIGNATURE_HEADER, GatewayUnavailable
 from portal.payments.sandbox import SandboxCardForm
 from portal.payments.service import PaymentForm, PaymentsService, initials, mask_address, new_key
 from portal.security.throttle import enforce
-from portal.services import Billing, Lookups, Payments, Sandbox
+from portal.services import AppServices
 from portal.settings import Settings
 from portal.web import PortalRequest, client_address, render
 
@@ -91,39 +91,35 @@ async def _amount_page(
 
 
 @get("/pay")
-async def pay_start(request: PortalRequest, payments: Payments, billing: Billing) -> Template:
+async def pay_start(request: PortalRequest, services: AppServices) -> Template:
     account_id = request.query_params.get("account", "")
     # ASCII digits only, and few enough for SQLite ("²".isdigit() is True; int() refuses it)
     if re.fullmatch(r"[0-9]{1,18}", account_id):
-        account = await _own_linked_account(request, billing, int(account_id))
+        account = await _own_linked_account(request, services.billing, int(account_id))
         if account is not None:
-            return await _amount_page(request, payments, account, owner=True)
+            return await _amount_page(request, services.payments, account, owner=True)
     return render(request, "pages/pay.html")
 
 
 @post("/pay")
-async def pay_lookup(
-    request: PortalRequest, payments: Payments, billing: Billing, lookups: Lookups
-) -> Template:
-    await enforce(lookups, payments.db, client_address(request), request.url.path)
+async def pay_lookup(request: PortalRequest, services: AppServices) -> Template:
+    await enforce(services.lookups, services.payments.db, client_address(request), request.url.path)
     form = await NumbersForm.read(request)
-    result = await payments.look_up(form)
+    result = await services.payments.look_up(form)
     if not result.ok:
         return render(
             request, "pages/pay.html", status_code=422, errors=result.errors, values=form.values
         )
     account = result.value
-    owner = await _is_owner(request, billing, account["id"])
-    return await _amount_page(request, payments, account, owner=owner)
+    owner = await _is_owner(request, services.billing, account["id"])
+    return await _amount_page(request, services.payments, account, owner=owner)
 
 
 @post("/pay/confirm")
-async def pay_confirm(
-    request: PortalRequest, payments: Payments, billing: Billing
-) -> Template | Redirect:
+async def pay_confirm(request: PortalRequest, services: AppServices) -> Template | Redirect:
     form = await PaymentForm.read(request)
-    account_id = payments.account_from_token(form.account_token)
-    account = await payments.account(account_id) if account_id else None
+    account_id = services.payments.account_from_token(form.account_token)
+    account = await services.payments.account(account_id) if account_id else None
     if account is None:
         return render(
             request,
@@ -133,8 +129,10 @@ async def pay_confirm(
                 "customer_number": _("This payment form has expired. Enter your numbers again")
             },
         )
-    linked = await _own_linked_account(request, billing, account_id)
-    result = await payments.start(account_id, request.user.user_id if linked else None, form)
+    linked = await _own_linked_account(request, services.billing, account_id)
+    result = await services.payments.start(
+        account_id, request.user.user_id if linked else None, form
+    )
     if result.outcome == "unavailable":
         # Same form, same idempotency key: trying again cannot charge twice.
         page = render(request, "pages/pay_unavailable.html", status_code=503, values=form.values)
@@ -142,7 +140,7 @@ async def pay_confirm(
     if result.outcome == "invalid":
         return await _amount_page(
             request,
-            payments,
+            services.payments,
             account,
             owner=linked is not None,
             status_code=422,
@@ -154,12 +152,12 @@ async def pay_confirm(
 
 
 @get("/pay/return")
-async def pay_return(request: PortalRequest, payments: Payments) -> Template | Redirect:
+async def pay_return(request: PortalRequest, services: AppServices) -> Template | Redirect:
     ref = request.query_params.get("ref", "")
     try:
-        payment = await payments.settle_from_gateway(ref)
+        payment = await services.payments.settle_from_gateway(ref)
     except GatewayUnavailable:  # the receipt says we are waiting for the processor
-        payment = await payments.by_gateway_ref(ref)
+        payment = await services.payments.by_gateway_ref(ref)
         if payment is None:
             raise NotFoundException() from None
         return Redirect(f"/pay/receipt/{payment['receipt_token']}", status_code=303)
@@ -167,19 +165,21 @@ async def pay_return(request: PortalRequest, payments: Payments) -> Template | R
         raise NotFoundException()
     if payment["status"] == "pending":
         return render(
-            request, "pages/pay_pending.html", checkout_url=payments.gateway.checkout_url(ref)
+            request,
+            "pages/pay_pending.html",
+            checkout_url=services.payments.gateway.checkout_url(ref),
         )
     return Redirect(f"/pay/receipt/{payment['receipt_token']}", status_code=303)
 
 
 @get("/pay/receipt/{token:str}")
 async def pay_receipt(
-    request: PortalRequest, token: FromPath[str], payments: Payments, billing: Billing
+    request: PortalRequest, token: FromPath[str], services: AppServices
 ) -> Template:
-    payment = await payments.by_receipt_token(token)
+    payment = await services.payments.by_receipt_token(token)
     if payment is None:
         raise NotFoundException()
-    owner = await _is_owner(request, billing, payment["account_id"], payment["user_id"])
+    owner = await _is_owner(request, services.billing, payment["account_id"], payment["user_id"])
     address = payment["service_address"] if owner else mask_address(payment["service_address"])
     return render(
         request, "pages/pay_receipt.html", payment=payment, address=address, status_code=200
@@ -188,10 +188,10 @@ async def pay_receipt(
 
 @get("/pay/again/{token:str}")
 async def pay_again(
-    request: PortalRequest, token: FromPath[str], payments: Payments, billing: Billing
+    request: PortalRequest, token: FromPath[str], services: AppServices
 ) -> Template:
-    payment = await payments.by_receipt_token(token)
-    account = await payments.account(payment["account_id"]) if payment else None
+    payment = await services.payments.by_receipt_token(token)
+    account = await services.payments.account(payment["account_id"]) if payment else None
     if account is None:
         raise NotFoundException()
     values = {
@@ -199,14 +199,16 @@ async def pay_again(
         "method": payment["method"] or "card",
         "receipt_email": payment["receipt_email"] or "",
     }
-    owner = await _is_owner(request, billing, account["id"], payment["user_id"])
-    return await _amount_page(request, payments, account, owner=owner, values=values)
+    owner = await _is_owner(request, services.billing, account["id"], payment["user_id"])
+    return await _amount_page(request, services.payments, account, owner=owner, values=values)
 
 
 @post("/payments/webhook", exclude_from_csrf=True)
-async def webhook(request: PortalRequest, payments: Payments) -> Response:
+async def webhook(request: PortalRequest, services: AppServices) -> Response:
     body = await request.body()
-    accepted = await payments.handle_notification(body, request.headers.get(SIGNATURE_HEADER))
+    accepted = await services.payments.handle_notification(
+        body, request.headers.get(SIGNATURE_HEADER)
+    )
     return Response({"received": accepted}, status_code=200 if accepted else 400)
 
 
@@ -215,9 +217,9 @@ async def webhook(request: PortalRequest, payments: Payments) -> Response:
 
 @get("/sandbox-gateway/checkout/{ref:str}")
 async def sandbox_page(
-    request: PortalRequest, ref: FromPath[str], sandbox: Sandbox
+    request: PortalRequest, ref: FromPath[str], services: AppServices
 ) -> Template | Redirect:
-    session = await sandbox.session(ref)
+    session = await services.sandbox.session(ref)
     if session is None:
         raise NotFoundException()
     if session["status"] != "open":
@@ -227,13 +229,13 @@ async def sandbox_page(
 
 @post("/sandbox-gateway/checkout/{ref:str}")
 async def sandbox_pay(
-    request: PortalRequest, ref: FromPath[str], sandbox: Sandbox
+    request: PortalRequest, ref: FromPath[str], services: AppServices
 ) -> Template | Redirect:
     data = (await SandboxCardForm.read(request)).data
-    outcome, errors = await sandbox.complete(ref, data)
+    outcome, errors = await services.sandbox.complete(ref, data)
     if outcome == "missing":
         raise NotFoundException()
-    session = await sandbox.session(ref)
+    session = await services.sandbox.session(ref)
     if outcome == "invalid":
         # Card number and security code are never sent back into the page.
         values = {k: data.get(k, "") for k in ("expiry", "name_on_card")}

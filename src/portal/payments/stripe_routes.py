@@ -19,7 +19,7 @@ from litestar.response import Redirect
 from portal.payments.gateway import GatewayUnavailable
 from portal.payments.trail import handle_event
 from portal.security.headers import CSP
-from portal.services import Payments
+from portal.services import AppServices
 
 CHECKOUT_ORIGIN = "https://checkout.stripe.com"
 
@@ -34,22 +34,22 @@ def allow_checkout(response: Response) -> Response:
 
 
 @post("/payments/stripe/webhook", exclude_from_csrf=True)
-async def stripe_webhook(request: Request, payments: Payments) -> Response:
+async def stripe_webhook(request: Request, services: AppServices) -> Response:
     body = await request.body()
-    event = payments.gateway.parse_event(body, request.headers.get("stripe-signature"))
+    event = services.payments.gateway.parse_event(body, request.headers.get("stripe-signature"))
     if event is None:
         return Response({"received": False}, status_code=400)
     try:
-        outcome = await handle_event(payments, event)
+        outcome = await handle_event(services.payments, event)
     except GatewayUnavailable:
         return Response({"received": False}, status_code=503)
     return Response({"received": True, "outcome": outcome}, status_code=200)
 
 
 @get("/payments/stripe/resume/{ref:str}")
-async def stripe_resume(ref: FromPath[str], payments: Payments) -> Redirect:
+async def stripe_resume(ref: FromPath[str], services: AppServices) -> Redirect:
     try:
-        url = await payments.gateway.session_url(ref)
+        url = await services.payments.gateway.session_url(ref)
     except GatewayUnavailable:
         url = None
     # Not open any more (or Stripe not answering): the return page says how it stands.

@@ -47,7 +47,7 @@ from portal.security.auth import requires_staff, requires_supervisor
 from portal.security.cookies import issue_csrf_cookie
 from portal.security.headers import NO_STORE
 from portal.security.throttle import enforce
-from portal.services import Console, ConsoleMoney, Oversight, SiteSettings, StaffAuth
+from portal.services import AppServices
 from portal.settings import Settings
 from portal.staff import sessions, totp
 from portal.staff.accounts import EnrolForm, StaffAuthService, StaffSignInForm
@@ -96,19 +96,19 @@ async def sign_in_form(request: PortalRequest) -> Template | Redirect:
 
 
 @post("/staff", cache_control=NO_STORE)
-async def sign_in(
-    request: PortalRequest, staff_auth: StaffAuth, settings: SiteSettings
-) -> Template | Redirect:
+async def sign_in(request: PortalRequest, services: AppServices) -> Template | Redirect:
     form = await StaffSignInForm.read(request)
-    result = await staff_auth.sign_in(form, client_address(request))
+    result = await services.staff_auth.sign_in(form, client_address(request))
     if result.ok:
         # Rotation: whatever staff session this browser had ends now.
-        await staff_auth.sign_out(
+        await services.staff_auth.sign_out(
             request.cookies.get(sessions.COOKIE), None, client_address(request)
         )
         response = Redirect("/staff/search", status_code=303)
-        response.set_cookie(sessions.cookie(result.value, settings))
-        issue_csrf_cookie(response, settings)  # a token from before sign-in is worth nothing
+        response.set_cookie(sessions.cookie(result.value, services.settings))
+        issue_csrf_cookie(
+            response, services.settings
+        )  # a token from before sign-in is worth nothing
         return response
     if result.outcome == "missing":
         message = _("Enter your username, password and the code from your authenticator app")
@@ -148,20 +148,20 @@ async def _enrol_page(
 
 
 @get("/staff/enrol", cache_control=NO_STORE)
-async def enrol_form(request: PortalRequest, staff_auth: StaffAuth) -> Template:
+async def enrol_form(request: PortalRequest, services: AppServices) -> Template:
     """Shows the form only: a mail scanner opening the link spends nothing."""
-    return await _enrol_page(request, staff_auth, request.query_params.get("token", ""))
+    return await _enrol_page(request, services.staff_auth, request.query_params.get("token", ""))
 
 
 @post("/staff/enrol", cache_control=NO_STORE)
-async def enrol(request: PortalRequest, staff_auth: StaffAuth) -> Template:
+async def enrol(request: PortalRequest, services: AppServices) -> Template:
     form = await EnrolForm.read(request)
-    result = await staff_auth.enrol(form, client_address(request))
+    result = await services.staff_auth.enrol(form, client_address(request))
     if result.outcome == "expired":
         return render(request, "pages/staff/enrol.html", status_code=400, invalid=True)
     if not result.ok:
         return await _enrol_page(
-            request, staff_auth, form.token, status_code=422, errors=result.errors
+            request, services.staff_auth, form.token, status_code=422, errors=result.errors
         )
     return render(request, "pages/staff/recovery_codes.html", codes=result.value)
 
@@ -170,21 +170,19 @@ async def enrol(request: PortalRequest, staff_auth: StaffAuth) -> Template:
 
 
 @post("/staff/sign-out")
-async def sign_out(
-    request: PortalRequest, staff_auth: StaffAuth, settings: SiteSettings
-) -> Redirect:
-    await staff_auth.sign_out(
+async def sign_out(request: PortalRequest, services: AppServices) -> Redirect:
+    await services.staff_auth.sign_out(
         request.cookies.get(sessions.COOKIE), request.user.username, client_address(request)
     )
     response = Redirect("/staff?notice=signed-out", status_code=303)
-    response.set_cookie(sessions.clear_cookie(settings))
+    response.set_cookie(sessions.clear_cookie(services.settings))
     return response
 
 
 @get("/staff/search")
-async def search(request: PortalRequest, console: Console) -> Template:
+async def search(request: PortalRequest, services: AppServices) -> Template:
     query = request.query_params.get("q", "")[:100]
-    accounts, logins = await console.search(query)
+    accounts, logins = await services.console.search(query)
     return render(
         request,
         "pages/staff/search.html",
@@ -244,8 +242,10 @@ async def _account_page(
 
 
 @get("/staff/accounts/{account_id:int}")
-async def account(request: PortalRequest, account_id: FromPath[int], console: Console) -> Template:
-    return await _account_page(request, console, account_id)
+async def account(
+    request: PortalRequest, account_id: FromPath[int], services: AppServices
+) -> Template:
+    return await _account_page(request, services.console, account_id)
 
 
 async def _account_action(
@@ -280,29 +280,42 @@ async def _account_action(
 
 @post("/staff/accounts/{account_id:int}/notes")
 async def add_note(
-    request: PortalRequest, account_id: FromPath[int], console: Console
+    request: PortalRequest, account_id: FromPath[int], services: AppServices
 ) -> Template | Redirect:
     return await _account_action(
-        request, console, account_id, "note", console.add_note, "note#notes", NoteForm
+        request,
+        services.console,
+        account_id,
+        "note",
+        services.console.add_note,
+        "note#notes",
+        NoteForm,
     )
 
 
 @post("/staff/accounts/{account_id:int}/release")
 async def release(
-    request: PortalRequest, account_id: FromPath[int], console: Console
+    request: PortalRequest, account_id: FromPath[int], services: AppServices
 ) -> Template | Redirect:
     return await _account_action(
-        request, console, account_id, "release", console.release, "released"
+        request, services.console, account_id, "release", services.console.release, "released"
     )
 
 
 @post("/staff/accounts/{account_id:int}/autopay/cancel")
 async def cancel_autopay(
-    request: PortalRequest, account_id: FromPath[int], console: Console, console_money: ConsoleMoney
+    request: PortalRequest, account_id: FromPath[int], services: AppServices
 ) -> Template | Redirect:
-    await enforce(console_money, console.db, client_address(request), request.url.path)
+    await enforce(
+        services.console_money, services.console.db, client_address(request), request.url.path
+    )
     return await _account_action(
-        request, console, account_id, "autopay", console.cancel_autopay, "autopay_canceled"
+        request,
+        services.console,
+        account_id,
+        "autopay",
+        services.console.cancel_autopay,
+        "autopay_canceled",
     )
 
 
@@ -311,18 +324,19 @@ async def cancel_scheduled(
     request: PortalRequest,
     account_id: FromPath[int],
     schedule_id: FromPath[int],
-    console: Console,
-    console_money: ConsoleMoney,
+    services: AppServices,
 ) -> Template | Redirect:
-    if await console.schedule(account_id, schedule_id) is None:
+    if await services.console.schedule(account_id, schedule_id) is None:
         raise NotFoundException()
-    await enforce(console_money, console.db, client_address(request), request.url.path)
+    await enforce(
+        services.console_money, services.console.db, client_address(request), request.url.path
+    )
     return await _account_action(
         request,
-        console,
+        services.console,
         account_id,
         f"scheduled_{schedule_id}",
-        partial(console.cancel_scheduled, schedule_id=schedule_id),
+        partial(services.console.cancel_scheduled, schedule_id=schedule_id),
         "scheduled_canceled",
     )
 
@@ -377,22 +391,26 @@ async def _pay_page(
 
 
 @get("/staff/accounts/{account_id:int}/pay")
-async def pay_form(request: PortalRequest, account_id: FromPath[int], console: Console) -> Template:
-    return await _pay_page(request, console, account_id)
+async def pay_form(
+    request: PortalRequest, account_id: FromPath[int], services: AppServices
+) -> Template:
+    return await _pay_page(request, services.console, account_id)
 
 
 @post("/staff/accounts/{account_id:int}/pay")
 async def pay(
-    request: PortalRequest, account_id: FromPath[int], console: Console
+    request: PortalRequest, account_id: FromPath[int], services: AppServices
 ) -> Template | Redirect:
-    if await console.active_account(account_id) is None:
+    if await services.console.active_account(account_id) is None:
         raise NotFoundException()
     form = await StaffPaymentForm.read(request)
-    result = await console.take_payment(request.user, account_id, form, client_address(request))
+    result = await services.console.take_payment(
+        request.user, account_id, form, client_address(request)
+    )
     if result.outcome == "invalid":
         return await _pay_page(
             request,
-            console,
+            services.console,
             account_id,
             422,
             values={k: form.values[k] for k in ("amount", "method", "receipt_email", "reason")},
@@ -426,8 +444,8 @@ def _back_to(view_accounts: list, user_id: int, done: str) -> Redirect:
 
 
 @get("/staff/logins/{user_id:int}")
-async def login(request: PortalRequest, user_id: FromPath[int], console: Console) -> Template:
-    return await _login_page(request, console, user_id)
+async def login(request: PortalRequest, user_id: FromPath[int], services: AppServices) -> Template:
+    return await _login_page(request, services.console, user_id)
 
 
 # The actions on a login, by the last part of their URL: the name of their reason box's
@@ -441,22 +459,24 @@ _LOGIN_ACTIONS = {
 
 @post("/staff/logins/{user_id:int}/{action:str}")
 async def login_action(
-    request: PortalRequest, user_id: FromPath[int], action: FromPath[str], console: Console
+    request: PortalRequest, user_id: FromPath[int], action: FromPath[str], services: AppServices
 ) -> Template | Redirect:
     if action not in _LOGIN_ACTIONS:
         raise NotFoundException()
     name, form_class, method, done = _LOGIN_ACTIONS[action]
-    view = await console.login_view(user_id)
+    view = await services.console.login_view(user_id)
     if view is None:
         raise NotFoundException()
     form = await _read_prefixed(form_class, request, name)
-    result = await getattr(console, method)(request.user, user_id, form, client_address(request))
+    result = await getattr(services.console, method)(
+        request.user, user_id, form, client_address(request)
+    )
     if result.outcome == "missing":
         raise NotFoundException()
     if not result.ok:
         return await _login_page(
             request,
-            console,
+            services.console,
             user_id,
             422,
             **_shown_again(result.errors, form, name),
@@ -468,14 +488,14 @@ async def login_action(
 
 
 @get("/staff/team")
-async def team(request: PortalRequest, staff_auth: StaffAuth) -> Template:
-    return render(request, "pages/staff/team.html", team=await staff_auth.team())
+async def team(request: PortalRequest, services: AppServices) -> Template:
+    return render(request, "pages/staff/team.html", team=await services.staff_auth.team())
 
 
 @get("/staff/audit")
-async def audit_log(request: PortalRequest, oversight: Oversight) -> Template:
+async def audit_log(request: PortalRequest, services: AppServices) -> Template:
     form = AuditFilterForm.from_query(request.query_params)
-    result = await oversight.actions(form)
+    result = await services.oversight.actions(form)
     return render(
         request,
         "pages/staff/audit.html",
@@ -489,9 +509,9 @@ async def audit_log(request: PortalRequest, oversight: Oversight) -> Template:
 
 
 @get("/staff/audit.csv")
-async def audit_csv(request: PortalRequest, oversight: Oversight) -> Response:
+async def audit_csv(request: PortalRequest, services: AppServices) -> Response:
     form = AuditFilterForm.from_query(request.query_params)
-    result = await oversight.actions_csv(form)
+    result = await services.oversight.actions_csv(form)
     if not result.ok:
         return Response(
             "\n".join(result.errors.values()) + "\n",
