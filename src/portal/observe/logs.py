@@ -60,6 +60,15 @@ def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
 if _previous_factory.__name__ != _record_with_request_id.__name__:
     logging.setLogRecordFactory(_record_with_request_id)
 
+# What our formats never print, so no record gathers it (the logging HOWTO's
+# "Optimization"): the calling file and line (a walk up the stack for every line), the
+# thread, process and task names.
+logging._srcfile = None
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
+logging.logAsyncioTasks = False
+
 
 class RequestLog:
     """Outermost ASGI wrapper (every request, 404s and static files included): sets
