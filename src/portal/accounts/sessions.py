@@ -27,6 +27,12 @@ BROWSER_MAX = timedelta(hours=12)
 REMEMBER = timedelta(days=30)
 TOUCH_EVERY = timedelta(seconds=60)
 
+# When this process last noted a visit of each session (id hash -> time). A page and the
+# requests it starts arrive together: each would see the same old last_seen_at and write
+# the same UPDATE, one after another behind the write lock.
+_noted: dict[str, datetime] = {}
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
 
 @dataclass(frozen=True)
 class SignedIn:
@@ -101,7 +107,9 @@ async def live_session(
     """The row `query` finds for a cookie's session id (by its hash), or None: no such
     session, or it is past its expires_at or `ended(row, idle time)` (then it is deleted).
     A visit is noted once `touch_every` has passed, not at every request (a write per
-    page). Residents' and staff sessions alike; `table` is ours, never from input."""
+    page), and once, not by each of the requests that arrive together (a page and its
+    htmx requests). Residents' and staff sessions alike; `table` is ours, never from
+    input."""
     if not session_id or len(session_id) > 100:
         return None
     id_hash = code_hash(session_id)
@@ -114,7 +122,11 @@ async def live_session(
         async with db.write() as conn:
             await conn.execute(f"DELETE FROM {table} WHERE id_hash = ?", (id_hash,))
         return None
-    if idle > touch_every:
+    if idle > touch_every and now - _noted.get(id_hash, _NEVER) > touch_every:
+        if len(_noted) > 10_000:  # forget visits too old to matter
+            for key in [k for k, at in _noted.items() if now - at > touch_every]:
+                del _noted[key]
+        _noted[id_hash] = now
         async with db.write() as conn:
             await conn.execute(
                 f"UPDATE {table} SET last_seen_at = ? WHERE id_hash = ?", (utcnow(), id_hash)
