@@ -52,6 +52,11 @@ def _long_date(day: date, locale: str) -> str:
     return format_date(day, format="long", locale=locale)
 
 
+@lru_cache(maxsize=8192)
+def _month_year(day: date, locale: str) -> str:
+    return format_date(day, format="MMM yyyy", locale=locale)
+
+
 def money(cents: int | None) -> str:
     if cents is None:
         return ""
@@ -69,6 +74,13 @@ def long_date(value: str | date | None) -> str:
         return ""
     day = date.fromisoformat(value) if isinstance(value, str) else value
     return _long_date(day, format_locale())
+
+
+def month_year(value: str | date) -> str:
+    """A month as "Mar 2026" ("mar 2026" in Spanish): the usage chart's and table's
+    labels (24 of each on a page)."""
+    day = date.fromisoformat(value) if isinstance(value, str) else value
+    return _month_year(day, format_locale())
 
 
 def tel(phone: str | None) -> Markup:

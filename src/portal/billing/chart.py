@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from decimal import Decimal
+from functools import lru_cache
 
 from babel.numbers import format_compact_decimal, format_decimal, format_scientific
 from markupsafe import escape
@@ -211,21 +212,25 @@ def _ticks(highest: float) -> tuple[Decimal, int]:
     return step.normalize(), count
 
 
-def _tick_labels(step: Decimal, count: int) -> list[str]:
+def _tick_labels(step: Decimal, count: int) -> tuple[str, ...]:
     """Plain numbers ("12,500"); compact ones ("12.5K") when plain ones get wide;
     scientific ones beyond trillions (no meter reads that much, but never crash)."""
-    locale = format_locale()
+    return _labels_in(step, count, format_locale())
+
+
+@lru_cache(maxsize=1024)  # few scales recur; Babel parses the locale on every call
+def _labels_in(step: Decimal, count: int, locale: str) -> tuple[str, ...]:
     values = [step * index for index in range(count + 1)]
     if values[-1] < 10**15:
-        labels = [format_decimal(value, locale=locale) for value in values]
+        labels = tuple(format_decimal(value, locale=locale) for value in values)
         if max(len(label) for label in labels) <= 7:
             return labels
-        labels = [
+        labels = tuple(
             format_compact_decimal(value, locale=locale, fraction_digits=1) for value in values
-        ]
+        )
         if max(len(label) for label in labels) <= 7:
             return labels
-    return ["0"] + [format_scientific(value, "0.#E0", locale=locale) for value in values[1:]]
+    return ("0", *(format_scientific(value, "0.#E0", locale=locale) for value in values[1:]))
 
 
 def _n(value: float) -> str:

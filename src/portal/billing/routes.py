@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
 
-from babel.dates import format_date
 from litestar import Response, Router, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
@@ -28,13 +26,14 @@ from portal.accounts.linking import ClaimForm
 from portal.billing.chart import usage_chart_svg
 from portal.billing.pdf import bill_pdf
 from portal.billing.service import BillingService
-from portal.i18n import _, format_locale
+from portal.i18n import _
 from portal.security.auth import requires_resident
 from portal.security.filenames import attachment
 from portal.security.headers import NO_STORE
 from portal.security.throttle import enforce
 from portal.services import AppServices
 from portal.settings import Settings
+from portal.templating import month_year
 from portal.web import PortalRequest, client_address, render
 
 
@@ -160,10 +159,6 @@ def unit_name(unit: str) -> str:
     return {"HCF": _("HCF"), "gallons": _("gallons")}.get(unit, unit)
 
 
-def _month_label(read_date: str) -> str:
-    return format_date(date.fromisoformat(read_date), format="MMM yyyy", locale=format_locale())
-
-
 @get("/accounts/{account_id:int}/usage")
 async def usage(
     request: PortalRequest, account_id: FromPath[int], services: AppServices
@@ -174,7 +169,7 @@ async def usage(
     unit = unit_name(months[-1].unit if months else "HCF")
     points = [
         {
-            "label": _month_label(m.read_date),
+            "label": month_year(m.read_date),
             "month": m.month,
             "value": m.value,
             "flag": bool(leak) and m is months[-1],
@@ -190,7 +185,7 @@ async def usage(
             count=len(months),
         ),
     )
-    labels = {m.read_date: _month_label(m.read_date) for m in months}
+    labels = {m.read_date: month_year(m.read_date) for m in months}
     return render(
         request,
         "pages/usage.html",
