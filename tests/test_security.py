@@ -288,6 +288,28 @@ async def test_pages_are_gzip_compressed_when_the_client_accepts_it(client):
     assert zipped.num_bytes_downloaded < len(plain.content) / 2
 
 
+async def test_rendered_pages_are_gzipped_whole_and_small_answers_are_not(client):
+    """What Litestar renders (here a page with a query string, so not the stored
+    signed-out page) is gzipped in one piece: the right length, the same text, Vary on
+    both headers. A two-byte answer is sent as it is."""
+    await client.get("/")  # not a first visit
+    plain = await client.get("/?lang=x", headers={"Accept-Encoding": "identity"})
+    zipped = await client.get("/?lang=x", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert int(zipped.headers["content-length"]) == zipped.num_bytes_downloaded
+    assert zipped.num_bytes_downloaded < len(plain.content) / 2
+    assert _without_tokens(zipped.text) == _without_tokens(plain.text)
+    vary = {v.strip().lower() for v in zipped.headers["vary"].split(",")}
+    assert {"accept-encoding", "hx-request"} <= vary
+    health = await client.get("/healthz", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in health.headers and health.text.strip() == "ok"
+
+
+def _without_tokens(html: str) -> str:
+    return re.sub(r"[A-Za-z0-9_\-]{30,}", "TOKEN", html)
+
+
 async def test_landing_page_varies_on_hx_request(client):
     response = await client.get("/")
     vary = {v.strip().lower() for v in response.headers.get("vary", "").split(",")}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from litestar import Litestar
-from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
@@ -14,6 +13,7 @@ from portal.accounts import routes as accounts
 from portal.autopay import routes as autopay
 from portal.autopay.jobs import JobsLoop
 from portal.billing import routes as billing
+from portal.compression import GzipPages
 from portal.mail import routes as mail
 from portal.notices import routes as notices
 from portal.observe import logs as observe_logs
@@ -104,12 +104,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # non-ASCII or file tokens: see security/csrf.py.
             DefineMiddleware(CSRFGuard, config=csrf),
         ],
-        # Level 4: within 1-3% of level 6's size on our pages at about half its time.
-        # (Signed-out pages and static files are compressed once, at level 9: see
-        # shared_pages.py and static_files.py.)
-        compression_config=CompressionConfig(
-            backend="gzip", minimum_size=500, gzip_compress_level=4
-        ),
         plugins=[HTMXPlugin()],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         request_max_body_size=settings.max_body_bytes,
@@ -120,7 +114,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Outside Litestar's routing, inside its before_send hooks (security headers): the
     # request id and log line for everything; /static/ from memory (static_files.py);
     # signed-out pages rendered once per language (shared_pages.py).
+    # Pages Litestar renders are gzipped by GzipPages (compression.py), at level 4: within
+    # 1-3% of level 6's size on our pages at about half its time.
     app.asgi_handler = observe_logs.RequestLog(
-        StaticFiles(SharedPages(app.asgi_handler, settings), STATIC_DIR, settings.reload_templates)
+        StaticFiles(
+            SharedPages(GzipPages(app.asgi_handler, level=4), settings),
+            STATIC_DIR,
+            settings.reload_templates,
+        )
     )
     return app

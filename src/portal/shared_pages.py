@@ -33,6 +33,7 @@ from litestar.middleware.csrf import generate_csrf_token
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal import i18n
+from portal.compression import vary_accept_encoding
 from portal.security import cookies
 from portal.settings import Settings
 
@@ -219,16 +220,7 @@ class SharedPages:
             headers.append((b"content-encoding", b"gzip"))
         else:
             content = token.join(stored.segments)
-        headers = _vary_accept_encoding(headers)
+        headers = vary_accept_encoding(headers)
         headers.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
-
-
-def _vary_accept_encoding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    for index, (name, value) in enumerate(headers):
-        if name == b"vary":
-            headers[index] = (name, value + b",Accept-Encoding")  # as Litestar writes it
-            return headers
-    headers.append((b"vary", b"Accept-Encoding"))
-    return headers
