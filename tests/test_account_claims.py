@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 from portal import db as portal_db
 from portal.app import create_app
 from portal.billing.importer import import_text
+from portal.settings import Settings
 
 from resident_steps import outbox, post_form, query
 from resident_steps import registration as two_numbers_registration
@@ -226,6 +227,31 @@ async def test_field_checks_while_typing_are_limited_without_a_full_error_page(p
     )
     assert limited.status_code == 200 and "<html" not in limited.text
     assert "Too many checks from your network" in limited.text
+
+
+async def test_the_field_check_budget_is_the_operators_to_set(proof_settings, monkeypatch):
+    """PORTAL_CHECKS_PER_ADDRESS and PORTAL_CHECKS_OVERALL (where many residents share
+    one address): three checks a minute per network and five overall, here."""
+    monkeypatch.setenv("PORTAL_DATABASE", str(proof_settings.database))
+    monkeypatch.setenv("PORTAL_CHECKS_PER_ADDRESS", "3")
+    monkeypatch.setenv("PORTAL_CHECKS_OVERALL", "5")
+    settings = Settings.from_env()
+    assert (settings.checks_per_address, settings.checks_overall) == (3, 5)
+    settings = replace(settings, trusted_proxies=("testclient",))
+    async with AsyncTestClient(app=create_app(settings), base_url="http://portal.test") as client:
+
+        async def check(address: str) -> bool:
+            answer = await post_form(
+                client,
+                "/register/check/username",
+                {"username": "x"},
+                headers={"HX-Request": "true", "x-forwarded-for": address},
+            )
+            return "Too many checks" not in answer.text
+
+        assert [await check("198.51.100.1") for _ in range(4)] == [True, True, True, False]
+        assert [await check("198.51.100.2"), await check("198.51.100.3")] == [True, True]
+        assert not await check("198.51.100.4")  # five answered in this minute, overall
 
 
 async def test_another_resident_sees_a_bill_holders_details_masked(proof_settings, portal):

@@ -91,7 +91,9 @@ class Services:
             lookups=Budget(
                 "lookups", settings.lookups_per_address, settings.lookups_overall, window=600
             ),
-            checks=Budget("checks", per_network=120, overall=3000, window=60),
+            checks=Budget(
+                "checks", settings.checks_per_address, settings.checks_overall, window=60
+            ),
             staff_auth=StaffAuthService(db, settings),
             console=ConsoleService(db, settings, mailer, billing, payments, autopay, scheduled),
             oversight=OversightService(db, settings),

@@ -184,6 +184,8 @@ class Settings:
     account_proof: str = "bill_amount"
     lookups_per_address: int = 20  # look-ups of bill numbers per network per 10 minutes
     lookups_overall: int = 600  # and for everyone together
+    checks_per_address: int = 120  # per-field checks while typing, per network per minute
+    checks_overall: int = 3000  # and for everyone together
     stripe_secret_key: str = field(default="", repr=False)
     stripe_webhook_secret: str = field(default="", repr=False)
     stripe_api_base: str = STRIPE_API_BASE
@@ -301,6 +303,10 @@ class Settings:
                 get("PORTAL_LOOKUPS_PER_ADDRESS", "20"), "PORTAL_LOOKUPS_PER_ADDRESS"
             ),
             lookups_overall=_int(get("PORTAL_LOOKUPS_OVERALL", "600"), "PORTAL_LOOKUPS_OVERALL"),
+            checks_per_address=_int(
+                get("PORTAL_CHECKS_PER_ADDRESS", "120"), "PORTAL_CHECKS_PER_ADDRESS", 1
+            ),
+            checks_overall=_int(get("PORTAL_CHECKS_OVERALL", "3000"), "PORTAL_CHECKS_OVERALL", 1),
             **_operations(get),
             autopay_days_before=_int(
                 get("PORTAL_AUTOPAY_DAYS_BEFORE", "0"), "PORTAL_AUTOPAY_DAYS_BEFORE", 0, 20
