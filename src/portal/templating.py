@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sqlite3
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
@@ -57,6 +60,15 @@ def _month_year(day: date, locale: str) -> str:
     return format_date(day, format="MMM yyyy", locale=locale)
 
 
+@lru_cache(maxsize=8192)
+def _local_time(value: str, zone: str, locale: str) -> str:
+    """A UTC timestamp from the database in the utility's time zone. The same ones recur:
+    "Amount due as of" is the import's time, shared by every account it brought."""
+    tz = ZoneInfo(zone)
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(tz)
+    return format_datetime(moment, format="medium", tzinfo=tz, locale=locale)
+
+
 def money(cents: int | None) -> str:
     if cents is None:
         return ""
@@ -83,9 +95,11 @@ def month_year(value: str | date) -> str:
     return _month_year(day, format_locale())
 
 
+@lru_cache(maxsize=64, typed=True)  # a Markup key is not a str key: its escaping differs
 def tel(phone: str | None) -> Markup:
     """A phone number as a link that dials it: `(909) 395-2050` becomes
-    `<a href="tel:9093952050">(909) 395-2050</a>` (digits and a leading + only)."""
+    `<a href="tel:9093952050">(909) 395-2050</a>` (digits and a leading + only). Two on
+    every page, almost always the same number: kept once made."""
     if not phone:
         return Markup("")
     digits = ("+" if phone.strip().startswith("+") else "") + "".join(
@@ -95,14 +109,13 @@ def tel(phone: str | None) -> Markup:
 
 
 def install_filters(env: Environment, settings: Settings) -> None:
-    zone = ZoneInfo(settings.timezone)
+    zone = settings.timezone
 
     def local_time(value: str | None) -> str:
         """A UTC timestamp from the database, shown in the utility's time zone."""
         if not value:
             return ""
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(zone)
-        return format_datetime(moment, format="medium", tzinfo=zone, locale=format_locale())
+        return _local_time(value, zone, format_locale())
 
     env.filters.update(
         money=money, number=number, long_date=long_date, local_time=local_time, tel=tel
@@ -149,6 +162,11 @@ def _data_uri(path: Path, modified_ns: int) -> str:
 first_visit: ContextVar[bool] = ContextVar("first_visit", default=False)
 
 
+def _image_data(file_path: str) -> str:
+    path = STATIC_DIR / file_path
+    return _data_uri(path, path.stat().st_mtime_ns)
+
+
 class InlineStyle:
     """static/css/site.css, written into a <style> element on a first visit instead of a
     <link>: a phone's first page then paints after one round trip, not two (on slow 4G
@@ -166,8 +184,10 @@ class InlineStyle:
         self._source = ""
 
     def _current(self) -> None:
+        if self._key is not None and not self.reload:
+            return
         path = STATIC_DIR / self.FILE
-        key = path.stat().st_mtime_ns if self.reload or self._key is None else self._key
+        key = path.stat().st_mtime_ns
         if key != self._key:
             text = path.read_text(encoding="utf-8")
             digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
@@ -249,6 +269,24 @@ class PortalEnvironment(Environment):
 
     translated_for: str | None = None
 
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one dict, not Jinja's ChainMap over the environment's:
+        every include, macro import and context copied or searched the ChainMap key by
+        key in Python (about 5% of a usage page). The environment's globals are all set
+        before the first template loads (make_environment, Litestar's engine)."""
+        return {**self.globals, **(d or {})}
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`{{ bill.bill_date }}` on a database row: a sqlite3.Row has no attributes, only
+        keys, so Jinja's way (getattr, its AttributeError, then the key) raised and caught
+        an exception for every value shown: about 0.6 µs each, 200 on a bill history."""
+        if type(obj) is sqlite3.Row:
+            try:
+                return obj[attribute]
+            except IndexError:
+                pass
+        return super().getattr(obj, attribute)
+
     def for_locale(self, locale: str) -> PortalEnvironment:
         cache = self.__dict__.setdefault("_per_locale", {})
         env = cache.get(locale)
@@ -291,9 +329,7 @@ def make_environment(settings: Settings) -> PortalEnvironment:
     env.globals.update(
         site=settings,
         asset=asset if reload else _asset_once,
-        image_data=lambda file_path: _data_uri(
-            STATIC_DIR / file_path, (STATIC_DIR / file_path).stat().st_mtime_ns if reload else 0
-        ),
+        image_data=_image_data if reload else lru_cache(maxsize=32)(_image_data),
         inline_style=InlineStyle(reload),
         first_visit=first_visit.get,
         current_locale=i18n.current_locale.get,
