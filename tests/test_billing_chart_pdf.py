@@ -8,9 +8,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pypdf import PdfReader
 
-from portal.billing.chart import usage_chart_svg
+from portal.billing.chart import _n, usage_chart_svg
 from portal.billing.pdf import _unicode_font, bill_pdf
 from portal.i18n import current_locale
 from portal.templating import STATIC_DIR
@@ -426,3 +428,10 @@ def test_a_machine_without_unicode_fonts_still_builds_the_bill(monkeypatch) -> N
     account = {**ACCOUNT, "name": "Nguyễn 王"}
     text = pdf_text(bill_pdf(BILL, account, UTILITY, PHONE))
     assert "Nguyên ?" in text
+
+
+@given(st.floats(min_value=-1e5, max_value=1e5, allow_nan=False))
+def test_chart_coordinates_keep_one_decimal_at_most(value):
+    """The chart writes each coordinate as round(value, 1) in its shortest form ("12.5",
+    "120"); _n makes the same text without round()."""
+    assert _n(value) == f"{round(value, 1):g}"
