@@ -24,6 +24,7 @@ from portal.billing.importer import ImportInterrupted, Pace, import_text
 from portal.billing.notify import bill_notifier
 from portal.db import Database, utcnow
 from portal.progress import Meter
+from portal.staff.search_index import refresh_sync
 
 from resident_steps import post_form, query
 from sample_data import add_resident, bills_csv, load_billing, month
@@ -121,6 +122,7 @@ async def write_beside(
 
 
 INDEXED = 40_000
+COUNT_ACCOUNTS = "SELECT count(*) FROM service_accounts"
 
 
 async def test_a_resident_write_never_waits_long_behind_the_search_index_refresh(
@@ -312,3 +314,44 @@ async def test_a_write_that_still_finds_the_database_busy_gets_a_try_again_page(
         assert "Traceback" not in busy.text
         again = await post_form(client, "/login", sign_in)
         assert again.status_code == 422, again.text
+
+
+def test_a_staff_search_during_an_accounts_import_leaves_no_account_out_of_the_index(
+    settings, tmp_path
+):
+    """A staff search refreshes the index when it finds it behind, also while `portal
+    import accounts` is still writing its batches: the accounts written after that
+    refresh must still be indexed (by the import's own refresh at the end)."""
+    portal_db.upgrade(settings.database)
+    path = tmp_path / "accounts.csv"
+    path.write_text(
+        "customer_number,account_number,name,service_address,status\n"
+        + "".join(
+            f"{100_000 + n},{600_000 + n},Resident {n},{n} Euclid Ave,active\n"
+            for n in range(INDEXED)
+        ),
+        encoding="utf-8",
+    )
+    command = subprocess.Popen(
+        [sys.executable, "-m", "portal.cli", "import", "accounts", str(path)],
+        env=env_for(settings.database),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    searches, mid_import = portal_db.connect_sync(settings.database), 0
+    try:
+        while command.poll() is None:  # what each staff search does first
+            written = searches.execute(COUNT_ACCOUNTS).fetchone()[0]
+            refresh_sync(searches, Pace(pause=0.01))
+            mid_import += 0 < written < INDEXED
+            time.sleep(0.01)
+    finally:
+        searches.close()
+    out, err = command.communicate()
+    assert command.returncode == 0, err.decode()
+    assert mid_import >= 1, mid_import  # a search did refresh between the batches
+    found = query(
+        settings.database,
+        "SELECT count(*) AS n FROM account_search WHERE account_search MATCH '\"Euclid\"'",
+    )
+    assert found[0]["n"] == INDEXED

@@ -429,6 +429,13 @@ def import_rows(
                 time.sleep(pace.pause)
             conn.execute("BEGIN IMMEDIATE")
             began, before = time.perf_counter(), conn.total_changes
+            if kind == "accounts":
+                # Each batch's own time, taken inside its write lock: updated_at then
+                # grows from one committed batch to the next, which the staff search
+                # index's refresh relies on when a search runs between two batches
+                # (staff/search_index.py). One time for the whole file let a refresh
+                # mark later batches' accounts as indexed before they were written.
+                now = utcnow()
             if kind == "bills":
                 last_bill = conn.execute("SELECT coalesce(max(id), 0) FROM bills").fetchone()[0]
             while chunk is not None:

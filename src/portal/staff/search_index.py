@@ -1,7 +1,9 @@
 """Keeps the accounts' trigram search index up to date with the billing imports.
 
-Every imported row carries the import's time in updated_at; rows newer than the index's
-stamp are re-indexed. `portal import accounts` does it right after the import (so the
+Every imported account carries the time of its import batch in updated_at (taken
+inside the batch's write lock, so it grows from one committed batch to the next); rows
+newer than the index's stamp are re-indexed, and the stamp becomes the newest time seen
+before they were read, so accounts a running import writes later are indexed next time. `portal import accounts` does it right after the import (so the
 first search after a big import is fast); a staff search does it too when it finds the
 index behind (demo data, or an import by other means).
 
