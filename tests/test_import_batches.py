@@ -125,6 +125,25 @@ INDEXED = 40_000
 COUNT_ACCOUNTS = "SELECT count(*) FROM service_accounts"
 
 
+def euclid_accounts_file(path: Path) -> Path:
+    """INDEXED accounts, all on Euclid Ave."""
+    path.write_text(
+        "customer_number,account_number,name,service_address,status\n"
+        + "".join(
+            f"{100_000 + n},{600_000 + n},Resident {n},{n} Euclid Ave,active\n"
+            for n in range(INDEXED)
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def found_on_euclid(database: Path) -> int:
+    """How many accounts a staff search for "Euclid" can find."""
+    match = "SELECT count(*) AS n FROM account_search WHERE account_search MATCH '\"Euclid\"'"
+    return query(database, match)[0]["n"]
+
+
 async def test_a_resident_write_never_waits_long_behind_the_search_index_refresh(
     settings, tmp_path
 ):
@@ -143,15 +162,7 @@ async def test_a_resident_write_never_waits_long_behind_the_search_index_refresh
     conn.close()
     add_resident(settings.database, "maria1", "500007", "maria@example.com")
     user_id = query(settings.database, "SELECT id FROM users")[0]["id"]
-    path = tmp_path / "accounts.csv"
-    path.write_text(
-        "customer_number,account_number,name,service_address,status\n"
-        + "".join(
-            f"{100_000 + n},{600_000 + n},Resident {n},{n} Euclid Ave,active\n"
-            for n in range(INDEXED)
-        ),
-        encoding="utf-8",
-    )
+    path = euclid_accounts_file(tmp_path / "accounts.csv")
     waits, part_indexed, _ = await write_beside(
         settings.database,
         user_id,
@@ -161,11 +172,7 @@ async def test_a_resident_write_never_waits_long_behind_the_search_index_refresh
     )
     assert max(waits) < 0.25, sorted(waits)[-5:]
     assert part_indexed >= 3, (part_indexed, len(waits))
-    found = query(
-        settings.database,
-        "SELECT count(*) AS n FROM account_search WHERE account_search MATCH '\"Euclid\"'",
-    )
-    assert found[0]["n"] == INDEXED
+    assert found_on_euclid(settings.database) == INDEXED
 
 
 # --- interrupted, then run again: every bill, email and AutoPay charge once -------------
@@ -323,15 +330,7 @@ def test_a_staff_search_during_an_accounts_import_leaves_no_account_out_of_the_i
     import accounts` is still writing its batches: the accounts written after that
     refresh must still be indexed (by the import's own refresh at the end)."""
     portal_db.upgrade(settings.database)
-    path = tmp_path / "accounts.csv"
-    path.write_text(
-        "customer_number,account_number,name,service_address,status\n"
-        + "".join(
-            f"{100_000 + n},{600_000 + n},Resident {n},{n} Euclid Ave,active\n"
-            for n in range(INDEXED)
-        ),
-        encoding="utf-8",
-    )
+    path = euclid_accounts_file(tmp_path / "accounts.csv")
     command = subprocess.Popen(
         [sys.executable, "-m", "portal.cli", "import", "accounts", str(path)],
         env=env_for(settings.database),
@@ -350,8 +349,4 @@ def test_a_staff_search_during_an_accounts_import_leaves_no_account_out_of_the_i
     out, err = command.communicate()
     assert command.returncode == 0, err.decode()
     assert mid_import >= 1, mid_import  # a search did refresh between the batches
-    found = query(
-        settings.database,
-        "SELECT count(*) AS n FROM account_search WHERE account_search MATCH '\"Euclid\"'",
-    )
-    assert found[0]["n"] == INDEXED
+    assert found_on_euclid(settings.database) == INDEXED
