@@ -130,12 +130,15 @@ def mail_settings(settings: Settings, smtp_server: Mailbox) -> Settings:
 class LiveServer:
     """The real app under uvicorn in a thread, on a free loopback port."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, extra_routes: tuple = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = replace(settings, base_url=self.url)
+        app = create_app(self.settings)
+        for route in extra_routes:  # a test's own route (e.g. one that crashes)
+            app.register(route)
         config = uvicorn.Config(
-            create_app(self.settings),
+            app,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",

@@ -1,17 +1,20 @@
-"""The friendly error pages a resident can meet after sending a form, in a real
-Chromium, found by heading as a screen reader finds them, and checked with axe-core:
-the portal busy (503), too many tries (429) and an expired form (403). With JavaScript
-on (a boosted form: portal.js shows the error page like any page) and off."""
+"""The friendly error pages a resident can meet, in a real Chromium, found by heading as
+a screen reader finds them, and checked with axe-core: after sending a form, the portal
+busy (503), too many tries (429) and an expired form (403); and a crash (500), on a
+test-only route that raises. With JavaScript on (a boosted form: portal.js shows the
+error page like any page) and off."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
+from litestar import get
 from playwright.sync_api import expect
 
 from portal import db as portal_db
 
+from conftest import LiveServer
 from helpers import PHONE, assert_accessible
 
 pytestmark = pytest.mark.browser
@@ -75,3 +78,23 @@ def test_error_pages_after_a_form_read_well_and_pass_axe(live_server, new_page, 
     expect(heading(page, "Too many tries")).to_be_visible()
     expect(page.get_by_text("Wait 10 minutes, then try again.", exact=False)).to_be_visible()
     assert_accessible(page, f"429, too many tries ({mode})")
+
+
+@get("/_test/boom")
+async def boom() -> str:
+    raise RuntimeError("secret-detail from the database layer")
+
+
+@JS
+def test_the_crash_page_reads_well_and_passes_axe(settings, new_page, js):
+    server = LiveServer(settings, extra_routes=(boom,)).start()
+    try:
+        page = new_page(PHONE, js=js)
+        response = page.goto(server.url + "/_test/boom")
+        assert response.status == 500
+        expect(heading(page, "Sorry, something went wrong on our side")).to_be_visible()
+        expect(page.get_by_text("Nothing you did caused this.")).to_be_visible()
+        expect(page.get_by_text("secret-detail")).to_have_count(0)
+        assert_accessible(page, f"500 ({'JavaScript on' if js else 'JavaScript off'})")
+    finally:
+        server.stop()
