@@ -3,9 +3,10 @@
 Every imported account carries the time of its import batch in updated_at (taken
 inside the batch's write lock, so it grows from one committed batch to the next); rows
 newer than the index's stamp are re-indexed, and the stamp becomes the newest time seen
-before they were read, so accounts a running import writes later are indexed next time. `portal import accounts` does it right after the import (so the
-first search after a big import is fast); a staff search does it too when it finds the
-index behind (demo data, or an import by other means).
+before they were read, so accounts a running import writes later are indexed next time.
+`portal import accounts` refreshes right after the import (so the first search after a
+big import is fast); a staff search does too when it finds the index behind (demo
+data, or an import by other means).
 
 Re-indexing goes in short transactions paced like the import's (billing/importer.py
 Pace: steps of STEP_ROWS accounts until a transaction has taken 50 ms, then a pause
