@@ -5,11 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from litestar import get
 from litestar.testing import AsyncTestClient
 
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 PHONE = {"width": 320, "height": 640}
 DESKTOP = {"width": 1280, "height": 900}
+
+
+@get("/_test/boom")
+async def boom() -> str:
+    """A test-only route that crashes, for the 500 page (register it on a test's app)."""
+    raise RuntimeError("secret-detail from the database layer")
 
 
 async def csrf_token(client: AsyncTestClient, path: str = "/") -> str:

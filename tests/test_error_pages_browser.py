@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from litestar import get
 from playwright.sync_api import expect
 
 from portal import db as portal_db
 
 from conftest import LiveServer
-from helpers import PHONE, assert_accessible
+from helpers import PHONE, assert_accessible, boom
 
 pytestmark = pytest.mark.browser
 
@@ -78,11 +77,6 @@ def test_error_pages_after_a_form_read_well_and_pass_axe(live_server, new_page, 
     expect(heading(page, "Too many tries")).to_be_visible()
     expect(page.get_by_text("Wait 10 minutes, then try again.", exact=False)).to_be_visible()
     assert_accessible(page, f"429, too many tries ({mode})")
-
-
-@get("/_test/boom")
-async def boom() -> str:
-    raise RuntimeError("secret-detail from the database layer")
 
 
 @JS

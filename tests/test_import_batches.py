@@ -27,7 +27,7 @@ from portal.progress import Meter
 from portal.staff.search_index import refresh_sync
 
 from resident_steps import post_form, query
-from sample_data import add_resident, bills_csv, load_billing, month
+from sample_data import add_resident, bills_csv, load, load_billing, month
 
 ACCOUNTS = 5_000
 MONTHS = 12
@@ -36,6 +36,19 @@ MONTHS = 12
 def env_for(database: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
     return env | {"PORTAL_DATABASE": str(database)}
+
+
+def maria_among(database: Path, accounts_rows: str) -> int:
+    """A migrated database with these accounts (CSV rows without the header) and maria1
+    linked to account 500007; returns her user id."""
+    portal_db.upgrade(database)
+    load(
+        database,
+        "accounts",
+        "customer_number,account_number,name,service_address,status\n" + accounts_rows,
+    )
+    add_resident(database, "maria1", "500007", "maria@example.com")
+    return query(database, "SELECT id FROM users")[0]["id"]
 
 
 def big_bills_file(path: Path) -> Path:
@@ -54,19 +67,10 @@ def big_bills_file(path: Path) -> Path:
 
 
 async def test_a_resident_write_never_waits_long_behind_a_big_import(settings, tmp_path):
-    portal_db.upgrade(settings.database)
-    conn = portal_db.connect_sync(settings.database)
-    import_text(
-        conn,
-        "accounts",
-        "customer_number,account_number,name,service_address,status\n"
-        + "".join(
-            f"{100_000 + n},{500_000 + n},R {n},{n} Main St,active\n" for n in range(ACCOUNTS)
-        ),
+    user_id = maria_among(
+        settings.database,
+        "".join(f"{100_000 + n},{500_000 + n},R {n},{n} Main St,active\n" for n in range(ACCOUNTS)),
     )
-    conn.close()
-    add_resident(settings.database, "maria1", "500007", "maria@example.com")
-    user_id = query(settings.database, "SELECT id FROM users")[0]["id"]
     path = big_bills_file(tmp_path / "bills.csv")
 
     waits, during_writing, out = await write_beside(
@@ -152,16 +156,7 @@ async def test_a_resident_write_never_waits_long_behind_the_search_index_refresh
     in batches, a resident's write waits one batch at most. Here 40,000 accounts (about
     0.2 s in one transaction): the index is seen to fill batch by batch between the
     resident's writes, and is whole at the end."""
-    portal_db.upgrade(settings.database)
-    conn = portal_db.connect_sync(settings.database)
-    import_text(
-        conn,
-        "accounts",
-        "customer_number,account_number,name,service_address,status\n7,500007,M G,1 Elm St,active\n",
-    )
-    conn.close()
-    add_resident(settings.database, "maria1", "500007", "maria@example.com")
-    user_id = query(settings.database, "SELECT id FROM users")[0]["id"]
+    user_id = maria_among(settings.database, "7,500007,M G,1 Elm St,active\n")
     path = euclid_accounts_file(tmp_path / "accounts.csv")
     waits, part_indexed, _ = await write_beside(
         settings.database,

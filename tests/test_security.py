@@ -27,7 +27,7 @@ from portal.security.errors import server_error
 from portal.settings import Settings
 from portal.templating import STATIC_DIR, make_environment
 
-from helpers import csrf_token
+from helpers import boom, csrf_token
 
 BASE = "http://portal.test"
 
@@ -36,11 +36,6 @@ BASE = "http://portal.test"
 async def echo(request: Request) -> str:
     body = await request.body()
     return f"received {len(body)} bytes"
-
-
-@get("/_test/boom")
-async def boom() -> str:
-    raise RuntimeError("secret-detail from the database layer")
 
 
 def probe_app(settings: Settings) -> Litestar:
