@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # request id and log line for everything; /static/ from memory (static_files.py);
     # signed-out pages rendered once per language (shared_pages.py).
     # Pages Litestar renders are gzipped by GzipPages (compression.py), at level 4: within
-    # 1-3% of level 6's size on our pages at about half its time.
+    # 1-3% of level 6's size on our pages at about three quarters of its time (BENCHMARKS).
     app.asgi_handler = observe_logs.RequestLog(
         StaticFiles(
             SharedPages(GzipPages(app.asgi_handler, level=4), settings),
