@@ -79,6 +79,7 @@ def main() -> int:
     parser.add_argument("paths", nargs="*", default=["/"])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--save", help="with --profile: also write the stats to this file")
     parser.add_argument("--signed-in", action="store_true")
     parser.add_argument("--form", default="", help="POST this urlencoded body (with a CSRF token)")
     args = parser.parse_args()
@@ -129,6 +130,8 @@ def main() -> int:
                     prof.enable()
                     await drive(app, path, args.n, headers, form)
                     prof.disable()
+                    if args.save:
+                        prof.dump_stats(args.save)
                     pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
                     pstats.Stats(prof).sort_stats("tottime").print_stats(30)
             for handler in app.on_shutdown:

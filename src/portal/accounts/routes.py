@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 from litestar import Router, get, post
 from litestar.background_tasks import BackgroundTask
+from litestar.enums import MediaType
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -101,6 +102,7 @@ async def register_check(
     except Throttled as refused:
         return Template(
             template_name="partials/field_check.html",
+            media_type=MediaType.HTML,
             context={
                 "error": _(
                     "Too many checks from your network. Wait %(minutes)s minutes, then send the form.",
@@ -120,6 +122,7 @@ async def register_check(
     confirm_error = await services.registration.field_problem(form, confirm) if confirm else None
     return Template(
         template_name="partials/field_check.html",
+        media_type=MediaType.HTML,
         context={"error": error, "confirm": confirm, "confirm_error": confirm_error},
         headers={"Vary": "HX-Request"},
     )

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from litestar import Response
 from litestar.background_tasks import BackgroundTask
+from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
 from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
@@ -95,6 +96,7 @@ def _page(request: PortalRequest, status: int, wait_minutes: int | None = None) 
         i18n.current_locale.set(wanted)
     return Template(
         template_name="pages/error.html",
+        media_type=MediaType.HTML,
         context={
             "status": status,
             "csrf": csrf,
