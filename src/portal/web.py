@@ -33,7 +33,8 @@ class PortalRequest(HTMXRequest):
         super().__init__(scope, receive, send)
         # litestar-htmx's details hold their request, and the request holds them: a
         # cycle that kept every request's objects (scope, form, send wrappers) for the
-        # cycle collector instead of freeing them when the answer is sent (BENCHMARKS).
+        # cycle collector instead of freeing them when the answer is sent (BENCHMARKS.md;
+        # tests/test_event_loop.py).
         self.htmx = HTMXDetails(weakref.proxy(self))
 
     @property
