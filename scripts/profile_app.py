@@ -3,6 +3,7 @@ directly and prints the CPU time per request beside the bare Litestar route, the
 optionally the top functions of a cProfile run.
 
     .venv/bin/python scripts/profile_app.py [PATH ...] [--n 2000] [--profile] [--signed-in]
+        [--concurrency 32]
 
 With no PATH: the landing page; "{id}" in a PATH is the signed-in resident's account. The database is a fresh `portal demo` in a temporary
 folder; --signed-in sends a resident's session cookie (for /account and friends).
@@ -27,7 +28,12 @@ BIN = Path(sys.executable).parent
 
 
 async def drive(
-    app, path: str, n: int, headers: list[tuple[bytes, bytes]], form: bytes = b""
+    app,
+    path: str,
+    n: int,
+    headers: list[tuple[bytes, bytes]],
+    form: bytes = b"",
+    concurrency: int = 1,
 ) -> float:
     path_only, _, query = path.partition("?")
     if form:  # an htmx POST with its CSRF token, as the per-field check sends
@@ -64,9 +70,13 @@ async def drive(
     for _ in range(50):  # warm-up
         await app(dict(scope, state={}), receive, send)
     status.clear()
-    started = time.process_time()
-    for _ in range(n):
-        await app(dict(scope, state={}), receive, send)
+
+    async def one_client(count: int) -> None:
+        for _ in range(count):
+            await app(dict(scope, state={}), receive, send)
+
+    started = time.process_time()  # every thread's CPU (aiosqlite's included)
+    await asyncio.gather(*(one_client(n // concurrency) for _ in range(concurrency)))
     took = time.process_time() - started
     bad = [s for s in status if s >= 400]
     if bad:
@@ -81,6 +91,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--save", help="with --profile: also write the stats to this file")
     parser.add_argument("--signed-in", action="store_true")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="requests in flight at once, as wrk's -c"
+    )
     parser.add_argument("--form", default="", help="POST this urlencoded body (with a CSRF token)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,12 +136,12 @@ def main() -> int:
             print(f"bare route: {base:7.1f} us/request (CPU)")
             for path in args.paths:
                 path = path.replace("{id}", str(account_id))  # the resident's account
-                us = await drive(app, path, args.n, headers, form)
+                us = await drive(app, path, args.n, headers, form, args.concurrency)
                 print(f"{path}: {us:7.1f} us/request (CPU), {us / base:5.1f}x the bare route")
                 if args.profile:
                     prof = cProfile.Profile()
                     prof.enable()
-                    await drive(app, path, args.n, headers, form)
+                    await drive(app, path, args.n, headers, form, args.concurrency)
                     prof.disable()
                     if args.save:
                         prof.dump_stats(args.save)

@@ -97,6 +97,16 @@ async def test_metrics_need_loopback_or_the_token(settings):
         assert name in text
 
 
+async def test_every_request_is_counted_by_route_and_status(settings):
+    labels = {"method": "GET", "path": "/accounts/{account_id}/bills", "app_name": "portal"}
+    before = {s: sample("portal_requests_total", status_code=s, **labels) for s in ("302", "303")}
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        for _ in range(3):
+            await client.get("/accounts/7/bills", follow_redirects=False)
+    after = {s: sample("portal_requests_total", status_code=s, **labels) for s in ("302", "303")}
+    assert sum(after.values()) - sum(before.values()) == 3
+
+
 def test_metrics_from_loopback_but_not_relayed_from_outside(settings):
     server = LiveServer(replace(settings, trusted_proxies=("127.0.0.1",))).start()
     try:

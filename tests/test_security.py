@@ -201,6 +201,17 @@ async def test_a_post_with_a_wrong_csrf_token_is_refused(probe):
     assert response.status_code == 403
 
 
+async def test_a_post_with_another_genuine_token_than_its_cookie_is_refused(probe, settings):
+    """Both tokens signed with our secret, but not the same one: a token lifted from
+    someone else's page does not pass with this browser's cookie."""
+    from litestar.middleware.csrf import generate_csrf_token
+
+    await csrf_token(probe)
+    other = generate_csrf_token(secret=settings.secret_key)
+    response = await probe.post("/_test/echo", content=b"x", headers={"x-csrftoken": other})
+    assert response.status_code == 403
+
+
 async def test_a_post_with_the_csrf_token_passes(probe):
     token = await csrf_token(probe)
     by_header = await probe.post("/_test/echo", content=b"abc", headers={"x-csrftoken": token})

@@ -291,7 +291,8 @@ class PortalEnvironment(Environment):
         cache = self.__dict__.setdefault("_per_locale", {})
         env = cache.get(locale)
         if env is None:
-            env = self.overlay(cache_size=400)  # its own (empty) cache of compiled templates
+            # Its own (empty) cache of compiled templates: see template_cache_size.
+            env = self.overlay(cache_size=template_cache_size(self.auto_reload))
             env.translated_for = locale
             cache[locale] = env
         return env
@@ -314,10 +315,18 @@ class PageTemplates(JinjaTemplateEngine):
             raise TemplateNotFoundException(template_name=template_name) from exc
 
 
+def template_cache_size(reload: bool) -> int:
+    """Without reloading, every compiled template is kept in a plain dict (Jinja's -1):
+    the templates are a fixed set of files, and Jinja's bounded cache moves each template
+    it hands out to the end of a list, under a lock, about ten times per page."""
+    return 400 if reload else -1
+
+
 def make_environment(settings: Settings) -> PortalEnvironment:
     reload = settings.reload_templates
     env = PortalEnvironment(
         auto_reload=reload,  # off: no stat() of every template on every page
+        cache_size=template_cache_size(reload),
         # PORTAL_TEMPLATES_DIR's files win; the shipped ones fill in the rest.
         loader=FileSystemLoader([*settings.template_dirs, TEMPLATES_DIR]),
         autoescape=select_autoescape(default=True, default_for_string=True),

@@ -18,6 +18,7 @@ whether a username exists.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import secrets
@@ -59,6 +60,7 @@ class NewSession:
     device: str | None  # a new remembered-device value for the cookie, if one was issued
 
 
+@functools.lru_cache(maxsize=4096)  # parsed once per address (every throttled request)
 def network(client: str) -> str:
     """The unit a limit counts: an IPv4 address, or an IPv6 /64 (one household or
     phone gets a whole /64, so counting single IPv6 addresses would be no limit)."""

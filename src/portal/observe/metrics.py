@@ -81,12 +81,25 @@ def record_outbox(backlog: int, oldest_age_seconds: float) -> None:
     OUTBOX_OLDEST_AGE.set(max(0.0, oldest_age_seconds))
 
 
+# (method, route, status) -> that combination's counter and histogram. prometheus_client's
+# labels() checks and joins its label values on every call; this is a dictionary look-up.
+# Bounded: a flood of made-up methods is counted without being remembered here.
+_request_children: dict[tuple[str, str, int], tuple] = {}
+REQUEST_CHILDREN_MAX = 2000
+
+
 def record_request(method: str, route: str, status: int, seconds: float) -> None:
     """One answered request; `route` is the route template ("-" when none matched)."""
     if route in NOT_COUNTED:
         return
-    labels = (method, route, str(status), PREFIX)
-    REQUESTS.labels(*labels).inc()
-    REQUEST_SECONDS.labels(*labels).observe(seconds)
+    key = (method, route, status)
+    children = _request_children.get(key)
+    if children is None:
+        labels = (method, route, str(status), PREFIX)
+        children = (REQUESTS.labels(*labels), REQUEST_SECONDS.labels(*labels))
+        if len(_request_children) < REQUEST_CHILDREN_MAX:
+            _request_children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
     if status >= 500:
-        REQUEST_ERRORS.labels(*labels).inc()
+        REQUEST_ERRORS.labels(method, route, str(status), PREFIX).inc()

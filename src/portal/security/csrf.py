@@ -10,6 +10,7 @@ could not be sent".
 
 from __future__ import annotations
 
+from secrets import compare_digest
 from typing import Any
 
 from litestar.exceptions import ClientException, PermissionDeniedException
@@ -39,4 +40,8 @@ class CSRFGuard(CSRFMiddleware):
         tokens = (request_csrf_token, cookie_csrf_token)
         if not all(isinstance(token, str) and token.isascii() for token in tokens):
             return False
+        if compare_digest(request_csrf_token, cookie_csrf_token):
+            # The same token twice (what our forms and htmx send): one HMAC to check,
+            # not the same one computed twice.
+            return self._decode_csrf_token(request_csrf_token) is not None
         return super()._csrf_tokens_match(request_csrf_token, cookie_csrf_token)
