@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -38,3 +39,7 @@ def test_access_log_drops_query_strings(tmp_path):
         output, _ = server.communicate(timeout=20)
     assert "GET /verify?" in output
     assert "SECRETCODE123" not in output and "maria1" not in output
+    # One line per request: local time to the millisecond, level, logger, the request id
+    # read out on the phone (no 0/O, 1/I/L), method, path, status, route, duration.
+    line = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO portal\.request \[[A-HJKMNP-Z2-9]{10}\] "
+    assert re.search(line + r"GET /verify\?… 400 route=/verify \d+\.\dms$", output, re.M), output

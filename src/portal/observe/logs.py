@@ -35,10 +35,14 @@ request_id: ContextVar[str] = ContextVar("request_id", default="-")
 REQUEST_FIELDS = ("method", "path", "route", "status", "duration_ms")
 
 
+# byte -> its letter (byte % 31), for bytes.translate
+_ID_TABLE = bytes(ord(ID_ALPHABET[b % 31]) for b in range(256))
+
+
 def new_request_id() -> str:
     """Ten characters from one read of the system's random source (not ten: this runs
     for every request). 31 letters leave a small bias that an id does not mind."""
-    return "".join(ID_ALPHABET[b % 31] for b in secrets.token_bytes(10))
+    return secrets.token_bytes(10).translate(_ID_TABLE).decode("ascii")
 
 
 def current_request_id() -> str | None:
@@ -143,10 +147,30 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
+class TextFormatter(logging.Formatter):
+    """logging's own format (TEXT_FORMAT, `2026-12-03 12:51:14,221`), with the date and
+    time to the second made once per second, not once per line (time.strftime was a
+    fifth of writing a request's line)."""
+
+    def __init__(self, fmt: str = TEXT_FORMAT, datefmt: str | None = None) -> None:
+        super().__init__(fmt, datefmt)
+        self._second: tuple[int, str] = (-1, "")  # one tuple: threads may share a formatter
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        second, text = self._second
+        if int(record.created) != second:
+            second = int(record.created)
+            text = time.strftime(self.default_time_format, self.converter(second))
+            self._second = (second, text)
+        return self.default_msec_format % (text, record.msecs)
+
+
 def formatter_config(log_format: str) -> dict[str, Any]:
     if log_format == "json":
         return {"()": JsonFormatter}
-    return {"format": TEXT_FORMAT}
+    return {"()": TextFormatter}
 
 
 def logging_config(log_format: str) -> LoggingConfig:

@@ -108,11 +108,14 @@ BACK_BUTTON_FORMS = {("POST", "/pay")}
 PRIVATE_NO_CACHE = b"private, no-cache"
 
 
+_NO_STORE_EXACT = frozenset(NO_STORE_PREFIXES)
+_NO_STORE_STARTS = tuple(p + end for p in NO_STORE_PREFIXES for end in ("/", "."))
+
+
 def needs_no_store(path: str) -> bool:
-    return any(
-        path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + ".")
-        for prefix in NO_STORE_PREFIXES
-    )
+    """A NO_STORE_PREFIXES path itself, or below it (/account/…), or with a suffix
+    (/pay.json). Asked for every response: one set look-up and one startswith."""
+    return path in _NO_STORE_EXACT or path.startswith(_NO_STORE_STARTS)
 
 
 async def no_store_hook(message: Message, scope: Scope) -> None:
