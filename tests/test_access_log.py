@@ -1,13 +1,21 @@
-"""`portal serve`'s access log must not print one-time codes from emailed links."""
+"""`portal serve`'s access log: one line per request in the configured format, never
+the one-time codes of emailed links."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import sys
 import time
 import urllib.request
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from portal.app import create_app
+from portal.observe import logs
 
 from conftest import free_port
 
@@ -43,3 +51,42 @@ def test_access_log_drops_query_strings(tmp_path):
     # read out on the phone (no 0/O, 1/I/L), method, path, status, route, duration.
     line = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO portal\.request \[[A-HJKMNP-Z2-9]{10}\] "
     assert re.search(line + r"GET /verify\?… 400 route=/verify \d+\.\dms$", output, re.M), output
+
+
+@pytest.mark.parametrize("formatter", [logs.TextFormatter(), logs.JsonFormatter()])
+def test_the_request_line_written_directly_is_what_logging_writes(formatter):
+    """RequestLog writes its line through the formatter alone when logging is ours
+    (observe/logs.py): the same text, to the millisecond, as a record through logging."""
+    fields = {"method": "GET", "path": "/verify?…", "route": "/verify", "status": 400}
+    fields["duration_ms"] = 1.2
+    record = logging.getLogger("portal.request").makeRecord(
+        "portal.request",
+        logging.INFO,
+        "(unknown file)",
+        0,
+        logs.REQUEST_LINE,
+        ("GET", "/verify?…", 400, "/verify", 1.23),
+        None,
+        extra={"event": "request", **fields},
+    )
+    record.request_id = "ABCDEFGH23"
+    for created in (1764765074.2219, 1764765074.9996, time.time()):
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        direct = formatter.request_line(created, "ABCDEFGH23", record.getMessage(), fields)
+        assert direct == formatter.format(record)
+
+
+async def test_a_handler_of_an_operators_own_still_receives_request_lines(settings):
+    """Logging set up otherwise than ours: the line goes through logging, record and all."""
+    records: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = records.append
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        logging.getLogger("portal.request").addHandler(listener)
+        try:
+            await client.get("/healthz")
+        finally:
+            logging.getLogger("portal.request").removeHandler(listener)
+    assert [(r.method, r.route, r.status, r.event) for r in records] == [
+        ("GET", "/healthz", 200, "request")
+    ]
