@@ -76,17 +76,18 @@ def test_the_request_line_written_directly_is_what_logging_writes(formatter):
         assert direct == formatter.format(record)
 
 
-async def test_a_handler_of_an_operators_own_still_receives_request_lines(settings):
+@pytest.mark.parametrize("logger", ["portal.request", "portal"])
+async def test_a_handler_of_an_operators_own_still_receives_request_lines(settings, logger):
     """Logging set up otherwise than ours: the line goes through logging, record and all."""
     records: list[logging.LogRecord] = []
     listener = logging.Handler()
     listener.emit = records.append
     async with AsyncTestClient(app=create_app(settings)) as client:
-        logging.getLogger("portal.request").addHandler(listener)
+        logging.getLogger(logger).addHandler(listener)
         try:
             await client.get("/healthz")
         finally:
-            logging.getLogger("portal.request").removeHandler(listener)
+            logging.getLogger(logger).removeHandler(listener)
     assert [(r.method, r.route, r.status, r.event) for r in records] == [
         ("GET", "/healthz", 200, "request")
     ]

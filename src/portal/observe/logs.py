@@ -120,20 +120,17 @@ def write_request_line(rid: str, method: str, path: str, status: int, route: str
     with one of our formatters), the formatter writes the line itself, the same text
     logging would write (tests/test_access_log.py). Anything else that listens (a test's
     capture, an operator's handler) gets it through `logging` as before."""
+    fields = {
+        "method": method,
+        "path": path,
+        "route": route,
+        "status": status,
+        "duration_ms": round(took, 1),
+    }
+    message = REQUEST_LINE % (method, path, status, route, took)
     handler = _only_our_handler()
     if handler is not None:
-        line = handler.formatter.request_line(  # type: ignore[union-attr]
-            time.time(),
-            rid,
-            REQUEST_LINE % (method, path, status, route, took),
-            {
-                "method": method,
-                "path": path,
-                "route": route,
-                "status": status,
-                "duration_ms": round(took, 1),
-            },
-        )
+        line = handler.formatter.request_line(time.time(), rid, message, fields)  # type: ignore[union-attr]
         try:
             with handler.lock:  # type: ignore[union-attr]
                 handler.stream.write(line + handler.terminator)
@@ -141,29 +138,19 @@ def write_request_line(rid: str, method: str, path: str, status: int, route: str
             return
         except Exception:  # noqa: BLE001 - logging's own path reports a broken stream
             pass
-    log.info(
-        REQUEST_LINE,
-        method,
-        path,
-        status,
-        route,
-        took,
-        extra={
-            "event": "request",
-            "method": method,
-            "path": path,
-            "route": route,
-            "status": status,
-            "duration_ms": round(took, 1),
-        },
-    )
+    log.info("%s", message, extra={"event": "request", **fields})
 
 
 def _only_our_handler() -> logging.StreamHandler | None:
+    """The root's one stream handler with our formatter, if a request's record would
+    reach it and nothing else; None otherwise."""
     root = logging.root
-    if log.handlers or log.filters or not log.propagate or root.filters:
-        return None
-    if len(root.handlers) != 1 or not log.isEnabledFor(logging.INFO):
+    logger = log
+    while logger is not root:  # portal.request, portal: no handlers, filters, or stops
+        if logger.handlers or logger.filters or logger.disabled or not logger.propagate:
+            return None
+        logger = logger.parent
+    if root.filters or len(root.handlers) != 1 or not log.isEnabledFor(logging.INFO):
         return None
     handler = root.handlers[0]
     if (
