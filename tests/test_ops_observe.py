@@ -107,6 +107,18 @@ async def test_every_request_is_counted_by_route_and_status(settings):
     assert sum(after.values()) - sum(before.values()) == 3
 
 
+async def test_made_up_methods_are_counted_together_not_one_series_each(settings):
+    before = sample(
+        "portal_requests_total", method="OTHER", path="-", status_code="404", app_name="portal"
+    )
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        for n in range(3):
+            await client.request(f"MADEUP{n}", "/nowhere")
+    labels = {"path": "-", "status_code": "404", "app_name": "portal"}
+    assert sample("portal_requests_total", method="OTHER", **labels) == before + 3
+    assert not sample("portal_requests_total", method="MADEUP0", **labels)
+
+
 def test_metrics_from_loopback_but_not_relayed_from_outside(settings):
     server = LiveServer(replace(settings, trusted_proxies=("127.0.0.1",))).start()
     try:

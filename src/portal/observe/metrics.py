@@ -81,17 +81,22 @@ def record_outbox(backlog: int, oldest_age_seconds: float) -> None:
     OUTBOX_OLDEST_AGE.set(max(0.0, oldest_age_seconds))
 
 
+# The method label: HTTP's own methods, and "OTHER" for anything a client makes up (each
+# new label value is a new series that the process keeps and /metrics prints for ever).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
 # (method, route, status) -> that combination's counter and histogram. prometheus_client's
 # labels() checks and joins its label values on every call; this is a dictionary look-up.
-# Bounded: a flood of made-up methods is counted without being remembered here.
 _request_children: dict[tuple[str, str, int], tuple] = {}
-REQUEST_CHILDREN_MAX = 2000
+REQUEST_CHILDREN_MAX = 2000  # a safety bound; routes x methods x statuses stay far below
 
 
 def record_request(method: str, route: str, status: int, seconds: float) -> None:
     """One answered request; `route` is the route template ("-" when none matched)."""
     if route in NOT_COUNTED:
         return
+    if method not in METHODS:
+        method = "OTHER"
     key = (method, route, status)
     children = _request_children.get(key)
     if children is None:
