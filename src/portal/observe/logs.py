@@ -158,7 +158,6 @@ def _only_our_handler() -> logging.StreamHandler | None:
         or handler.filters
         or handler.level > logging.INFO
         or type(handler.formatter) not in (TextFormatter, JsonFormatter)
-        or (type(handler.formatter) is TextFormatter and handler.formatter._fmt != TEXT_FORMAT)
     ):
         return None
     return handler
@@ -213,17 +212,15 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
 class TextFormatter(logging.Formatter):
-    """logging's own format (TEXT_FORMAT, `2026-12-03 12:51:14,221`), with the date and
-    time to the second made once per second, not once per line (time.strftime was a
-    fifth of writing a request's line)."""
+    """TEXT_FORMAT, always (`2026-12-03 12:51:14,221 INFO …`), with the date and time to
+    the second made once per second, not once per line (time.strftime was a fifth of
+    writing a request's line)."""
 
-    def __init__(self, fmt: str = TEXT_FORMAT, datefmt: str | None = None) -> None:
-        super().__init__(fmt, datefmt)
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
         self._second: tuple[int, str] = (-1, "")  # one tuple: threads may share a formatter
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        if datefmt:
-            return super().formatTime(record, datefmt)
         second, text = self._second
         if int(record.created) != second:
             second = int(record.created)
