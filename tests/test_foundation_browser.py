@@ -7,8 +7,10 @@ from __future__ import annotations
 from urllib.parse import urljoin, urlsplit
 
 import pytest
+from litestar import MediaType, get
 from playwright.sync_api import expect
 
+from conftest import LiveServer
 from helpers import DESKTOP, PHONE, assert_accessible
 
 pytestmark = pytest.mark.browser
@@ -158,3 +160,30 @@ def test_the_axe_check_can_fail(new_page):
     message = str(failed.value)
     assert "image-alt" in message
     assert "label" in message
+
+
+@get("/_test/unlabelled", media_type=MediaType.HTML)
+async def unlabelled() -> str:
+    """A test-only page with a text box that has no label."""
+    return (
+        "<!doctype html><html lang='en'><head><title>Broken</title></head>"
+        "<body><main><h1>Broken</h1><input type='text' name='q'></main></body></html>"
+    )
+
+
+def test_the_axe_check_of_a_page_without_javascript_judges_each_page_shown(settings, new_page):
+    """The no-JavaScript check shows each page again in one kept JavaScript-on page: it
+    must judge the page shown now, not one before (first load, then in place)."""
+    server = LiveServer(settings, extra_routes=(unlabelled,)).start()
+    try:
+        page = new_page(PHONE, js=False)
+        page.goto(server.url + "/")
+        assert_accessible(page, "landing page")
+        page.goto(server.url + "/_test/unlabelled")
+        with pytest.raises(pytest.fail.Exception) as failed:
+            assert_accessible(page, "deliberately broken")
+        assert "label" in str(failed.value) and "JavaScript off" in str(failed.value)
+        page.goto(server.url + "/")
+        assert_accessible(page, "landing page again")
+    finally:
+        server.stop()
