@@ -1,6 +1,6 @@
 """The friendly error pages a resident can meet, in a real Chromium, found by heading as
 a screen reader finds them, and checked with axe-core: after sending a form, the portal
-busy (503), too many tries (429) and an expired form (403); and a crash (500), on a
+busy (503), too many tries (429), an expired form (403) and a form too large (413); and a crash (500), on a
 test-only route that raises. With JavaScript on (a boosted form: portal.js shows the
 error page like any page) and off."""
 
@@ -77,6 +77,15 @@ def test_error_pages_after_a_form_read_well_and_pass_axe(live_server, new_page, 
     expect(heading(page, "Too many tries")).to_be_visible()
     expect(page.get_by_text("Wait 10 minutes, then try again.", exact=False)).to_be_visible()
     assert_accessible(page, f"429, too many tries ({mode})")
+
+    # 413: a form far larger than any real one (over 64 KB), refused before it is read.
+    page.goto(live_server.url + "/login")
+    page.get_by_label("Username").fill("a" * 70_000)
+    page.get_by_label("Password", exact=True).fill("not the right password")
+    page.get_by_role("button", name="Login", exact=True).click()
+    expect(heading(page, "What you sent is too large")).to_be_visible()
+    expect(page.get_by_text("Go back and send less text or a smaller file.")).to_be_visible()
+    assert_accessible(page, f"413, a form too large ({mode})")
 
 
 @JS
