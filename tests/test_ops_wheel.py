@@ -49,7 +49,12 @@ def build_wheel(tmp: Path) -> Path:
             tree.mkdir(exist_ok=True)
             shutil.copy2(source, tree / name)
     out = tmp / "dist"
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(tree))
+    built = run(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(tree)
+    )
+    # setuptools warns before it drops support: a deprecated licence table, or a folder
+    # of data it "would ignore" (templates, translations, migrations) if not listed.
+    assert "BuildBackendWarning" not in built.stderr, built.stderr
     (wheel,) = out.glob("portal-*.whl")
     return wheel
 
