@@ -7,6 +7,11 @@ optionally the top functions of a cProfile run.
 
 With no PATH: the landing page; "{id}" in a PATH is the signed-in resident's account. The database is a fresh `portal demo` in a temporary
 folder; --signed-in sends a resident's session cookie (for /account and friends).
+
+--parts also prints, per request, the wall time spent inside Jinja's Template.render,
+inside the page gzip, and inside any function named as `module:Qualified.name`
+(e.g. `--parts portal.billing.chart:usage_chart_svg`); unlike cProfile, it times only
+those calls, so their figures are not inflated by the profiler.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
+import importlib
+import inspect
 import os
 import pstats
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +93,74 @@ async def drive(
     return took / n * 1e6
 
 
+PARTS: dict[str, float] = {}
+
+
+def _timed(name: str, fn):
+    """fn, adding the wall time of each call to PARTS[name]."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def timed_async(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                PARTS[name] += time.perf_counter() - started
+
+        return timed_async
+
+    @functools.wraps(fn)
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            PARTS[name] += time.perf_counter() - started
+
+    return timed
+
+
+class _TimedGzip:
+    """zlib.compressobj for portal.compression, timing compress() and flush()."""
+
+    DEFLATED = zlib.DEFLATED
+
+    def __init__(self, *args) -> None:
+        self.packer = zlib.compressobj(*args)
+        self.compress = _timed("gzip", self.packer.compress)
+        self.flush = _timed("gzip", self.packer.flush)
+
+    @staticmethod
+    def compressobj(*args):
+        return _TimedGzip(*args)
+
+
+def time_parts(names: list[str]) -> None:
+    """Wrap Jinja's render, the page gzip and the named functions (also where another
+    module imported them by name)."""
+    import jinja2
+
+    import portal.compression
+
+    PARTS.update(render=0.0, gzip=0.0)
+    jinja2.Template.render = _timed("render", jinja2.Template.render)
+    portal.compression.zlib = _TimedGzip
+    for name in names:
+        module_name, _, path = name.partition(":")
+        *owners, attribute = path.split(".")
+        owner = importlib.import_module(module_name)
+        for part in owners:
+            owner = getattr(owner, part)
+        original = getattr(owner, attribute)
+        PARTS[name] = 0.0
+        wrapped = _timed(name, original)
+        setattr(owner, attribute, wrapped)
+        for module in list(sys.modules.values()):
+            if module is not owner and getattr(module, attribute, None) is original:
+                setattr(module, attribute, wrapped)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("paths", nargs="*", default=["/"])
@@ -95,6 +172,13 @@ def main() -> int:
         "--concurrency", type=int, default=1, help="requests in flight at once, as wrk's -c"
     )
     parser.add_argument("--form", default="", help="POST this urlencoded body (with a CSRF token)")
+    parser.add_argument(
+        "--parts",
+        nargs="?",
+        const="",
+        default=None,
+        help="time Jinja's render, the gzip and these module:Qualified.name functions",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "profile.sqlite3"
@@ -116,6 +200,8 @@ def main() -> int:
         from portal.observe.logs import uvicorn_log_config
 
         logging.config.dictConfig(uvicorn_log_config("text"))
+        if args.parts is not None:
+            time_parts([name for name in args.parts.split(",") if name])
         app = create_app()
         from litestar.middleware.csrf import generate_csrf_token
 
@@ -136,8 +222,15 @@ def main() -> int:
             print(f"bare route: {base:7.1f} us/request (CPU)")
             for path in args.paths:
                 path = path.replace("{id}", str(account_id))  # the resident's account
+                PARTS.update(dict.fromkeys(PARTS, 0.0))
                 us = await drive(app, path, args.n, headers, form, args.concurrency)
                 print(f"{path}: {us:7.1f} us/request (CPU), {us / base:5.1f}x the bare route")
+                if PARTS:
+                    counted = args.n + 50  # drive()'s warm-up requests are timed too
+                    print(
+                        "  "
+                        + ", ".join(f"{k} {v / counted * 1e6:.1f} us" for k, v in PARTS.items())
+                    )
                 if args.profile:
                     prof = cProfile.Profile()
                     prof.enable()
