@@ -36,6 +36,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 BIN = Path(sys.executable).parent
 
 
+def requests_made(n: int, concurrency: int) -> int:
+    """drive()'s timed requests: n shared evenly between the clients (at least one each)."""
+    return max(1, n // concurrency) * concurrency
+
+
 async def drive(
     app,
     path: str,
@@ -85,12 +90,13 @@ async def drive(
             await app(dict(scope, state={}), receive, send)
 
     started = time.process_time()  # every thread's CPU (aiosqlite's included)
-    await asyncio.gather(*(one_client(n // concurrency) for _ in range(concurrency)))
+    each = requests_made(n, concurrency) // concurrency
+    await asyncio.gather(*(one_client(each) for _ in range(concurrency)))
     took = time.process_time() - started
     bad = [s for s in status if s >= 400]
     if bad:
         print(f"  {path}: {len(bad)} answers >= 400 (e.g. {bad[0]})")
-    return took / n * 1e6
+    return took / requests_made(n, concurrency) * 1e6
 
 
 PARTS: dict[str, float] = {}
@@ -226,7 +232,8 @@ def main() -> int:
                 us = await drive(app, path, args.n, headers, form, args.concurrency)
                 print(f"{path}: {us:7.1f} us/request (CPU), {us / base:5.1f}x the bare route")
                 if PARTS:
-                    counted = args.n + 50  # drive()'s warm-up requests are timed too
+                    # drive()'s 50 warm-up requests are timed too
+                    counted = requests_made(args.n, args.concurrency) + 50
                     print(
                         "  "
                         + ", ".join(f"{k} {v / counted * 1e6:.1f} us" for k, v in PARTS.items())
