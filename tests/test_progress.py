@@ -55,14 +55,23 @@ class OnTerminal:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         self.master = master
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "portal.cli", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env_for(database),
-            close_fds=True,
-        )
+        # A command run at a terminal gets Ctrl-C (SIGINT) with its default action. When
+        # the tests themselves run in the background (`make test &` in a script), the
+        # shell ignores SIGINT for them, and an ignored signal stays ignored in every
+        # command they start. A signal with a handler is reset to its default when a
+        # command starts, so one is set while this one starts.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "portal.cli", *args],
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=env_for(database),
+                close_fds=True,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         os.close(slave)
         self.output = b""
 
