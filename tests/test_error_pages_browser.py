@@ -1,8 +1,8 @@
 """The friendly error pages a resident can meet, in a real Chromium, found by heading as
 a screen reader finds them, and checked with axe-core: after sending a form, the portal
-busy (503), too many tries (429), an expired form (403) and a form too large (413); and a crash (500), on a
-test-only route that raises. With JavaScript on (a boosted form: portal.js shows the
-error page like any page) and off."""
+busy (503), too many tries (429), an expired form (403) and a form too large (413); and
+a crash (500), on a test-only route that raises. With JavaScript on (a boosted form:
+portal.js shows the error page like any page) and off."""
 
 from __future__ import annotations
 
