@@ -158,7 +158,7 @@ async def test_usage_chart_table_comparison_leak_notice_and_csv(two_residents, s
     assert "much higher than usual" in page and "(909) 395-2050" in page
     assert "+210%" in page  # 31 against 10 the same month a year before
     response = await maria.get(f"/accounts/{account_id}/usage.csv")
-    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert (
         len(rows) == 24

@@ -409,7 +409,7 @@ async def test_dev_mailbox_lists_and_shows_messages(settings, client):
 
     response = await client.get(f"/dev/mailbox/{first}/html")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
     assert "sandbox" in response.headers["content-security-policy"]
     assert "script-src 'self'" not in response.headers["content-security-policy"]
     assert '<html lang="en">' in response.text

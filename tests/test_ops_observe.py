@@ -46,7 +46,7 @@ async def test_probes_answer_plain_text_without_session_or_csrf_work(settings, c
     for path, body in (("/healthz", "ok\n"), ("/readyz", None)):
         response = await client.get(path)
         assert response.status_code == 200, response.text
-        assert response.headers["content-type"].startswith("text/plain")
+        assert response.headers["content-type"] == "text/plain; charset=utf-8"
         assert "set-cookie" not in response.headers
         assert body is None or response.text == body
     ready = (await client.get("/readyz")).text

@@ -695,8 +695,12 @@ async def test_supervisor_sees_team_and_filters_and_exports_staff_actions(staff,
     assert "<td>note</td>" not in none.text
     bad = await staff.get("/staff/audit", params={"date_from": "yesterday"})
     assert bad.status_code == 422 and "Enter a date like" in bad.text
+    bad_csv = await staff.get("/staff/audit.csv", params={"date_from": "yesterday"})
+    assert bad_csv.status_code == 400 and "Enter a date like" in bad_csv.text
+    assert bad_csv.headers["content-type"] == "text/plain; charset=utf-8"
     exported = await staff.get("/staff/audit.csv", params={"action": "note"})
-    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    assert exported.status_code == 200
+    assert exported.headers["content-type"] == "text/csv; charset=utf-8"
     assert exported.headers["cache-control"] == "no-store"
     rows = list(csv.reader(io.StringIO(exported.text)))
     assert rows[0][:3] == ["at_utc", "staff", "action"] and len(rows) == 3

@@ -218,7 +218,7 @@ async def usage_csv(
         )
     return Response(
         out.getvalue(),
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",
         headers={
             "Content-Disposition": attachment(f"usage-{account['account_number']}.csv"),
             "Cache-Control": "private, no-store",

@@ -60,7 +60,7 @@ async def mailbox_message_html(services: AppServices, message_id: FromPath[int])
     message = await _message(services.db, message_id)
     return Response(
         content=message["body_html"],
-        media_type="text/html; charset=utf-8",
+        media_type="text/html",
         headers={"Content-Security-Policy": HTML_PART_CSP},
     )
 

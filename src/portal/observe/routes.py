@@ -39,7 +39,7 @@ def _text(lines: list[str], status: int = 200) -> Response:
     return Response(
         "\n".join(lines) + "\n",
         status_code=status,
-        media_type="text/plain; charset=utf-8",
+        media_type="text/plain",
         headers={"Cache-Control": "no-store"},
     )
 

@@ -515,12 +515,12 @@ async def audit_csv(request: PortalRequest, services: AppServices) -> Response:
     if not result.ok:
         return Response(
             "\n".join(result.errors.values()) + "\n",
-            media_type="text/plain; charset=utf-8",
+            media_type="text/plain",
             status_code=400,
         )
     return Response(
         result.value,
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="staff-actions.csv"'},
     )
 
