@@ -39,6 +39,9 @@ class Resident:
     async def get(self, path: str, **kwargs):
         return await self._use().get(path, **kwargs)
 
+    async def head(self, path: str):
+        return await self._use().head(path, follow_redirects=False)
+
     async def post(self, path: str, data: dict):
         return await post_form(self._use(), path, data, follow_redirects=False)
 
@@ -221,6 +224,26 @@ async def test_another_residents_account_is_404_and_recorded(two_residents, sett
         settings.database, "SELECT username, detail FROM audit_log WHERE event = 'account_denied'"
     )
     assert [row["username"] for row in denied] == ["maria1"]
+
+
+async def test_head_on_signed_in_pages_is_get_without_the_body(two_residents, settings):
+    """A HEAD runs the same checks as a GET: the resident's own pages answer with their
+    headers only; another resident's account is the same 404, recorded the same way."""
+    maria, _, ids = two_residents
+    own, james = ids["0067890"], ids["0033333"]
+    for path in ("/account", f"/accounts/{own}/usage", f"/accounts/{own}/usage.csv"):
+        got, head = await maria.get(path), await maria.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"" and got.content, path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert "no-store" in head.headers["cache-control"], path
+    assert (await maria.head(f"/accounts/{james}/usage.csv")).status_code == 404
+    denied = query(
+        settings.database, "SELECT count(*) AS n FROM audit_log WHERE event = 'account_denied'"
+    )
+    assert denied[0]["n"] == 1
+    maria.cookies.clear()
+    assert (await maria.head("/account")).status_code == 303  # sign in first, as GET
 
 
 async def test_own_account_with_another_accounts_bill_is_404(two_residents, settings):

@@ -14,6 +14,7 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 
 from portal import i18n
+from portal.head_requests import allowed_methods
 from portal.observe.logs import current_request_id
 from portal.security import cookies
 from portal.security.refusals import refusal_log
@@ -41,7 +42,11 @@ def http_error(request: PortalRequest, exc: HTTPException) -> Response:
         page = _page(request, 429, wait_minutes=exc.wait_minutes)
         page.headers.update(exc.headers)
         return page
-    return _page(request, status)
+    page = _page(request, status)
+    if status == 405 and exc.headers and "allow" in exc.headers:
+        # RFC 9110: a 405 says which methods the address takes (Litestar gives the list).
+        page.headers["Allow"] = allowed_methods(exc.headers["allow"])
+    return page
 
 
 async def _audit_csrf(request: PortalRequest) -> None:
