@@ -35,6 +35,8 @@ async def test_a_405_lists_the_methods_the_address_takes(client):
     assert "<h1" in page.text  # the friendly error page, as before
     check = await client.get("/register/check/username")
     assert check.status_code == 405 and check.headers["allow"] == "POST, OPTIONS"
+    options = await client.options("/contact")
+    assert options.status_code == 204 and options.headers["allow"] == "GET, HEAD, OPTIONS"
 
 
 def test_head_over_http_keeps_the_connection_usable(live_server):

@@ -1,4 +1,5 @@
-"""HEAD answered for every page, as GET is, without the body (RFC 9110, 9.3.2).
+"""HEAD answered for every page, as GET is, without the body (RFC 9110, 9.3.2); the
+methods an address takes (OPTIONS, a 405's Allow) include HEAD wherever GET is.
 
 Litestar answers HEAD only for routes declared with it, so `HEAD /` got 405: uptime
 monitors and link checkers that ask with HEAD saw a broken site. Here the app sees a
@@ -21,8 +22,11 @@ class HeadAsGet:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
+        if scope["type"] != "http" or scope["method"] not in ("HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":  # Litestar's answer lists GET: add HEAD
+            await self.app(scope, receive, _with_head_allowed(send))
             return
 
         async def send_headers_only(message: Message) -> None:
@@ -35,6 +39,21 @@ class HeadAsGet:
             await self.app(scope, receive, send_headers_only)
         finally:
             scope["method"] = "HEAD"
+
+
+def _with_head_allowed(send: Send) -> Send:
+    async def send_allow(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [
+                (name, allowed_methods(value.decode("latin-1")).encode("latin-1"))
+                if name.lower() == b"allow"
+                else (name, value)
+                for name, value in message.get("headers", [])
+            ]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_allow
 
 
 def allowed_methods(allow: str) -> str:
