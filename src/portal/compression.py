@@ -83,5 +83,29 @@ def vary_accept_encoding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes
 def _accepts_gzip(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"accept-encoding":
-            return b"gzip" in value
+            return accepts_gzip(value)
+    return False
+
+
+def accepts_gzip(accept_encoding: bytes) -> bool:
+    """Whether an Accept-Encoding value takes gzip (RFC 9110, 12.5.3): listed, or `*`,
+    without `q=0`. What browsers send ("gzip, deflate, br, zstd") takes the quick way."""
+    value = accept_encoding.lower()
+    if b"q=" not in value:
+        return b"gzip" in value or b"*" in value
+    weights = {}
+    for item in value.split(b","):
+        coding, _, params = item.partition(b";")
+        weight = 1.0
+        for param in params.split(b";"):
+            name, _, number = param.partition(b"=")
+            if name.strip() == b"q":
+                try:
+                    weight = float(number.strip())
+                except ValueError:
+                    weight = 0.0
+        weights[coding.strip()] = weight
+    for coding in (b"gzip", b"x-gzip", b"*"):
+        if coding in weights:
+            return weights[coding] > 0
     return False

@@ -33,7 +33,7 @@ from litestar.middleware.csrf import generate_csrf_token
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal import i18n
-from portal.compression import vary_accept_encoding
+from portal.compression import accepts_gzip, vary_accept_encoding
 from portal.security import cookies
 from portal.settings import Settings
 
@@ -215,7 +215,7 @@ class SharedPages:
         for name, value in scope["headers"]:
             if name == b"accept-encoding":
                 accepts = value
-        if b"gzip" in accepts:
+        if accepts_gzip(accepts):
             content = stored.gzipped.with_token(token)
             headers.append((b"content-encoding", b"gzip"))
         else:

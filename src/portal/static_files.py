@@ -26,6 +26,8 @@ from pathlib import Path
 
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from portal.compression import accepts_gzip
+
 PREFIX = "/static/"
 YEAR = b"public, max-age=31536000"
 IMMUTABLE = b"public, max-age=31536000, immutable"
@@ -104,7 +106,7 @@ class StaticFiles:
             await send({"type": "http.response.body", "body": b""})
             return
         body = found.body
-        if found.gzipped is not None and b"gzip" in request_headers.get(b"accept-encoding", b""):
+        if found.gzipped is not None and accepts_gzip(request_headers.get(b"accept-encoding", b"")):
             body = found.gzipped
             headers.append((b"content-encoding", b"gzip"))
         headers.append((b"content-length", str(len(body)).encode()))
