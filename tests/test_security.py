@@ -355,8 +355,18 @@ async def test_static_files_answer_from_memory_with_gzip_etag_and_304(client):
     assert int(packed.headers["content-length"]) < len(file.read_bytes()) / 2
     assert "accept-encoding" in packed.headers["vary"].lower()
     etag = packed.headers["etag"]
-    again = await client.get("/static/js/htmx.min.js", headers={"if-none-match": etag})
-    assert again.status_code == 304 and again.content == b""
+    again = await client.get(
+        "/static/js/htmx.min.js", headers={"if-none-match": etag, "accept-encoding": "gzip"}
+    )
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    # Each encoding is its own representation, with its own strong ETag (RFC 9110 8.8.3):
+    # a plain copy is not the gzipped one, so its tag gets the whole file.
+    assert plain.headers["etag"] != etag
+    other = {"if-none-match": etag, "accept-encoding": "identity"}
+    whole = await client.get("/static/js/htmx.min.js", headers=other)
+    assert whole.status_code == 200 and whole.content == file.read_bytes()
+    same = {"if-none-match": plain.headers["etag"], "accept-encoding": "identity"}
+    assert (await client.get("/static/js/htmx.min.js", headers=same)).status_code == 304
     assert (await client.get("/static/js/nothing-here.js")).status_code == 404
     assert (await client.get("/static/../pyproject.toml")).status_code == 404
     wrong_method = await client.post("/static/js/htmx.min.js")

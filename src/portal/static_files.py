@@ -95,18 +95,23 @@ class StaticFiles:
         request_headers = dict(scope["headers"])
         query = scope.get("query_string", b"")
         versioned = query == b"v=" + found.version.encode()
+        packed = found.gzipped is not None and accepts_gzip(
+            request_headers.get(b"accept-encoding", b"")
+        )
+        # Each encoding is its own representation, so its own strong ETag (RFC 9110).
+        etag = found.etag[:-1] + b'-gzip"' if packed else found.etag
         headers = [
             (b"content-type", found.content_type),
-            (b"etag", found.etag),
+            (b"etag", etag),
             (b"cache-control", IMMUTABLE if versioned else YEAR),
             (b"vary", b"Accept-Encoding"),
         ]
-        if found.etag in request_headers.get(b"if-none-match", b""):
+        if etag in request_headers.get(b"if-none-match", b""):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
         body = found.body
-        if found.gzipped is not None and accepts_gzip(request_headers.get(b"accept-encoding", b"")):
+        if packed:
             body = found.gzipped
             headers.append((b"content-encoding", b"gzip"))
         headers.append((b"content-length", str(len(body)).encode()))
