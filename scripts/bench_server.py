@@ -13,6 +13,8 @@ stops both at the end. Measures:
   3. bytes over the wire (gzip) for a first visit to the landing, registration and
      dashboard pages, and their largest contentful paint in headless Chromium with
      Lighthouse's slow 4G (562.5 ms latency, 1.47 Mbps down) and a 4x slower CPU.
+Each table says, in a goal column, whether each of issue #13's goals is met, judged on
+the unrounded figure (ratios are printed to three places).
 """
 
 from __future__ import annotations
@@ -37,6 +39,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PASSWORD = "bench resident password"
+
+# The goals of issue #13, checked on the unrounded figures: a ratio of 0.348 is printed
+# 0.348 and "not met", never rounded up to a 0.35 that looks met.
+PAGE_RATIO = 0.35
+RATIO_GOALS = {"static file `portal.js`": 0.5}  # by row name; every other page: PAGE_RATIO
+SIGN_IN_P99_MS = 10
+FIRST_VISIT_BYTES = 12_000  # "12 KB", taken as the stricter 12,000
+FIRST_VISIT_REQUESTS = 4
+FIRST_VISIT_LCP_MS = 1_000
+
+
+def goal(ratio: float, wanted: float) -> str:
+    return f"≥ {wanted}: {'met' if ratio >= wanted else '**not met**'}"
+
+
 SIGN_IN_RESIDENTS = 20
 
 
@@ -367,15 +384,18 @@ def main() -> int:
             baseline = wrk(bare + "/", args.duration, args.connections)
             print(f"\n### Server, {args.connections} connections, {args.duration} s each (wrk)\n")
             print(f"Both servers: {server_stack()}\n")
-            print("| Request | req/s | p50 ms | p99 ms | ratio to bare route (req/s) | errors |")
-            print("| --- | ---: | ---: | ---: | ---: | ---: |")
             print(
-                f'| bare Litestar route answering "ok" | {baseline["rps"]:,.0f} | {baseline["p50"]:.2f} | {baseline["p99"]:.2f} | 1.00 | {baseline["errors"]} |'
+                "| Request | req/s | p50 ms | p99 ms | ratio to bare route (req/s) | goal | errors |"
+            )
+            print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
+            print(
+                f'| bare Litestar route answering "ok" | {baseline["rps"]:,.0f} | {baseline["p50"]:.2f} | {baseline["p99"]:.2f} | 1.000 | | {baseline["errors"]} |'
             )
             for name, url, script, headers in cases:
                 result = wrk(url, args.duration, args.connections, script, headers)
+                ratio = result["rps"] / baseline["rps"]
                 print(
-                    f"| {name} | {result['rps']:,.0f} | {result['p50']:.2f} | {result['p99']:.2f} | {result['rps'] / baseline['rps']:.2f} | {result['errors']} |",
+                    f"| {name} | {result['rps']:,.0f} | {result['p50']:.2f} | {result['p99']:.2f} | {ratio:.3f} | {goal(ratio, RATIO_GOALS.get(name, PAGE_RATIO))} | {result['errors']} |",
                     flush=True,
                 )
 
@@ -394,23 +414,35 @@ def main() -> int:
             achieved = (len(counts) - started) / args.duration
             stop.set()
             print(f"\n### Landing page while sign-ins hash passwords (wrk, {probe} connections)\n")
-            print("| Condition | req/s | p50 ms | p99 ms |")
-            print("| --- | ---: | ---: | ---: |")
+            print("| Condition | req/s | p50 ms | p99 ms | goal |")
+            print("| --- | ---: | ---: | ---: | --- |")
             print(
-                f"| no sign-ins | {quiet['rps']:,.0f} | {quiet['p50']:.2f} | {quiet['p99']:.2f} |"
+                f"| no sign-ins | {quiet['rps']:,.0f} | {quiet['p50']:.2f} | {quiet['p99']:.2f} | |"
             )
+            met = "met" if loaded["p99"] < SIGN_IN_P99_MS else "**not met**"
             print(
-                f"| 20 sign-ins/s asked, {achieved:.1f}/s done (argon2id m=19 MiB, t=2, p=1) | {loaded['rps']:,.0f} | {loaded['p50']:.2f} | {loaded['p99']:.2f} |"
+                f"| 20 sign-ins/s asked, {achieved:.1f}/s done (argon2id m=19 MiB, t=2, p=1) | {loaded['rps']:,.0f} | {loaded['p50']:.2f} | {loaded['p99']:.2f} | p99 < {SIGN_IN_P99_MS} ms: {met} |"
             )
 
             print(
                 "\n### Phone: first visit, slow 4G (562.5 ms RTT, 1.47 Mbps down), 4x CPU slowdown\n"
             )
-            print("| Page | bytes over the wire | requests | largest contentful paint |")
-            print("| --- | ---: | ---: | ---: |")
+            print("| Page | bytes over the wire | requests | largest contentful paint | goal |")
+            print("| --- | ---: | ---: | ---: | --- |")
             for row in phone(base, session_id):
+                met = ""
+                if row["page"] == "landing":
+                    ok = (
+                        row["bytes"] <= FIRST_VISIT_BYTES
+                        and row["requests"] <= FIRST_VISIT_REQUESTS
+                        and row["lcp_ms"] <= FIRST_VISIT_LCP_MS
+                    )
+                    met = (
+                        f"≤ {FIRST_VISIT_BYTES:,} bytes, ≤ {FIRST_VISIT_REQUESTS} requests,"
+                        f" LCP ≤ {FIRST_VISIT_LCP_MS:,} ms: {'met' if ok else '**not met**'}"
+                    )
                 print(
-                    f"| {row['page']} | {row['bytes']:,} | {row['requests']} | {row['lcp_ms']:,.0f} ms |"
+                    f"| {row['page']} | {row['bytes']:,} | {row['requests']} | {row['lcp_ms']:,.0f} ms | {met} |"
                 )
         finally:
             for proc in (portal, bare_proc):
