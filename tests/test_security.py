@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -371,6 +372,30 @@ async def test_static_files_answer_from_memory_with_gzip_etag_and_304(client):
     assert (await client.get("/static/../pyproject.toml")).status_code == 404
     wrong_method = await client.post("/static/js/htmx.min.js")
     assert wrong_method.status_code in (403, 404, 405)  # never the file
+
+
+async def test_icons_and_robots_txt_answer_where_browsers_and_crawlers_look(client):
+    """Browsers without SVG icons ask for /favicon.ico (and iPhones for
+    /apple-touch-icon.png), crawlers for /robots.txt: each is a file, not a 404."""
+    icon = await client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert icon.content == (STATIC_DIR / "img" / "favicon.ico").read_bytes()
+    assert icon.content[:4] == b"\x00\x00\x01\x00" and icon.content[6:8] == b"\x20\x20"  # 32 px
+    for path in ("/apple-touch-icon.png", "/apple-touch-icon-precomposed.png"):
+        touch = await client.get(path)
+        assert touch.status_code == 200 and touch.headers["content-type"] == "image/png"
+        assert touch.content[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">II", touch.content[16:24]) == (180, 180), path
+    robots = await client.get("/robots.txt")
+    assert robots.headers["content-type"] == "text/plain; charset=utf-8"
+    rules = [line for line in robots.text.splitlines() if line and not line.startswith("#")]
+    assert rules[0] == "User-agent: *" and "Disallow: /account" in rules
+    assert "Disallow: /" not in rules  # the public pages stay findable
+    assert not any("staff" in line for line in robots.text.splitlines())  # not advertised
+    for response in (icon, robots):
+        assert response.headers["cache-control"] == "public, max-age=86400"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert (await client.get("/favicon.png")).status_code == 404  # only those names
 
 
 def test_asset_hash_follows_the_content(tmp_path, monkeypatch):

@@ -8,6 +8,8 @@ per request. Only files inside static/ are ever read (the resolved path is check
 - `?v=<hash>` URLs (templating.asset) that match the file are `immutable`: a browser
   never asks again. Every /static/ answer may be kept for a year, as before.
 - `If-None-Match` with the file's ETag answers 304 Not Modified, no body.
+- A few files are also answered at the addresses browsers and crawlers ask for without
+  a link (`AT_ROOT`: /favicon.ico, /apple-touch-icon.png, /robots.txt), kept a day.
 - With `reload` (development), a file whose modification time changed is read again,
   so a designer's edit (or a new file) shows on the next request.
 
@@ -31,7 +33,21 @@ from portal.compression import accepts_gzip
 PREFIX = "/static/"
 YEAR = b"public, max-age=31536000"
 IMMUTABLE = b"public, max-age=31536000, immutable"
-TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+DAY = b"public, max-age=86400"
+# Addresses that browsers and crawlers ask for by convention, not from our pages: old
+# browsers and Safari before 26 want a bitmap icon (make them with scripts/make_icons.py).
+AT_ROOT = {
+    "/favicon.ico": "img/favicon.ico",
+    "/apple-touch-icon.png": "img/apple-touch-icon.png",
+    "/apple-touch-icon-precomposed.png": "img/apple-touch-icon.png",
+    "/robots.txt": "robots.txt",
+}
+TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".ico": "image/x-icon",
+    ".txt": "text/plain; charset=utf-8",
+}
 
 
 @dataclass(frozen=True)
@@ -84,14 +100,16 @@ class StaticFiles:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(PREFIX):
+        if scope["type"] != "http" or not (path.startswith(PREFIX) or path in AT_ROOT):
             await self.app(scope, receive, send)
             return
-        found = self._file(path[len(PREFIX) :])
+        at_root = AT_ROOT.get(path)
+        found = self._file(at_root or path[len(PREFIX) :])
         if found is None or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        scope["path_template"] = "/static"  # the log line's and the metrics' route
+        # the log line's and the metrics' route
+        scope["path_template"] = path if at_root else "/static"
         request_headers = dict(scope["headers"])
         query = scope.get("query_string", b"")
         versioned = query == b"v=" + found.version.encode()
@@ -103,7 +121,7 @@ class StaticFiles:
         headers = [
             (b"content-type", found.content_type),
             (b"etag", etag),
-            (b"cache-control", IMMUTABLE if versioned else YEAR),
+            (b"cache-control", DAY if at_root else IMMUTABLE if versioned else YEAR),
             (b"vary", b"Accept-Encoding"),
         ]
         if etag in request_headers.get(b"if-none-match", b""):
