@@ -26,6 +26,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
 from portal.settings import PROJECT_ROOT
+from portal.static_files import plain_css
 
 from conftest import free_port
 
@@ -185,7 +186,8 @@ def test_wheel_installs_and_serves_from_any_folder(tmp_path):
         assert status == 200 and "New User Registration" in body.decode()
 
         site_css = (PROJECT_ROOT / "static" / "css" / "site.css").read_text(encoding="utf-8")
-        assert f"<style>{site_css}</style>" in landing  # the shipped stylesheet, inlined
+        # the shipped stylesheet, inlined (with var() written out: static_files.py)
+        assert f"<style>{plain_css(site_css)}</style>" in landing
         script = re.search(r'src="(/static/js/portal\.js\?v=[0-9a-f]+)"', landing).group(1)
         status, kind, body = fetch(base + script)
         assert status == 200 and kind.startswith("text/javascript")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import mimetypes
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,9 @@ class StaticFile:
 
     @classmethod
     def read(cls, path: Path) -> StaticFile:
-        body = path.read_bytes()
+        raw = path.read_bytes()
+        version = hashlib.sha256(raw).hexdigest()[:10]  # as templating.asset() hashes it
+        body = plain_css(raw.decode("utf-8")).encode("utf-8") if path.suffix == ".css" else raw
         digest = hashlib.sha256(body).hexdigest()
         packed = gzip.compress(body, compresslevel=9, mtime=0)
         content_type = TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
@@ -70,11 +73,36 @@ class StaticFile:
         return cls(
             body=body,
             gzipped=packed if len(packed) < len(body) else None,
-            version=digest[:10],
+            version=version,
             etag=f'"{digest[:32]}"'.encode(),
             content_type=(content_type or "application/octet-stream").encode(),
             modified_ns=path.stat().st_mtime_ns,
         )
+
+
+# A custom property's definition (`--brand: #005ea2;`) and a use of one (`var(--brand)`).
+_DEFINITION = re.compile(r"(--[A-Za-z0-9_-]+)\s*:\s*([^;{}]+?)\s*(?=[;}])")
+_USE = re.compile(r"var\(\s*(--[A-Za-z0-9_-]+)\s*\)")
+_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+
+
+def plain_css(text: str) -> str:
+    """The stylesheet with each `var(--name)` written out as its value, wherever the
+    name has one value in the whole file (our colours: defined once, never changed).
+    A browser without custom properties (Internet Explorer 11, Opera Mini, Safari
+    before 9.1, Android's old stock browser) drops any declaration that uses var(),
+    which left white text on a white header and white words on colourless buttons.
+    Designers keep editing the variables; the definitions stay in the file. A name
+    given two values (a dark theme, say) is left as var(), as are uses with a fallback."""
+    values: dict[str, set[str]] = {}
+    for name, value in _DEFINITION.findall(_COMMENT.sub("", text)):
+        values.setdefault(name, set()).add(value)
+    constant = {name: next(iter(found)) for name, found in values.items() if len(found) == 1}
+
+    def written_out(use: re.Match) -> str:
+        return constant.get(use.group(1), use.group(0))
+
+    return _USE.sub(written_out, text)
 
 
 class StaticFiles:

@@ -35,6 +35,7 @@ from markupsafe import Markup, escape
 from portal import i18n
 from portal.i18n import format_locale
 from portal.settings import PROJECT_ROOT, Settings
+from portal.static_files import plain_css
 
 
 # Babel parses the locale and the pattern on every call; a bill history formats ~100
@@ -189,7 +190,7 @@ class InlineStyle:
         path = STATIC_DIR / self.FILE
         key = path.stat().st_mtime_ns
         if key != self._key:
-            text = path.read_text(encoding="utf-8")
+            text = plain_css(path.read_text(encoding="utf-8"))  # as /static/ serves it
             digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
             self._css, self._source, self._key = Markup(text), f"'sha256-{digest}'", key
 
