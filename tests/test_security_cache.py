@@ -124,6 +124,20 @@ async def test_public_pages_without_personal_data_and_static_files_stay_cacheabl
     assert "max-age=31536000" in css.headers["cache-control"]
 
 
+async def test_pages_are_kept_out_of_shared_caches(client):
+    """A public page still carries the visitor's own CSRF token (and on a first visit a
+    new token cookie) and their language: a proxy or CDN must not hand one visitor's copy
+    to the next. `private` lets the browser keep it, and nobody else."""
+    for first_visit in (True, False):
+        if first_visit:
+            client.cookies.clear()
+        for path in ("/", "/contact", "/accessibility", "/no-such-page"):
+            response = await client.get(path)
+            assert response.headers["cache-control"] == "private", (path, first_visit)
+    assert (await client.get("/login")).headers["cache-control"] == "no-store"
+    assert "public" in (await client.get("/robots.txt")).headers["cache-control"]
+
+
 def test_prefixes_match_whole_path_segments():
     assert needs_no_store("/pay") and needs_no_store("/pay/receipt/x")
     assert needs_no_store("/accounts/1/usage.csv") and needs_no_store("/account")

@@ -106,6 +106,7 @@ NO_STORE_VALUE = b"no-store"
 # shows no more than initials and a masked address to a guest.
 BACK_BUTTON_FORMS = {("POST", "/pay")}
 PRIVATE_NO_CACHE = b"private, no-cache"
+PRIVATE = b"private"  # the default: a browser may keep it, a shared cache may not
 
 
 _NO_STORE_EXACT = frozenset(NO_STORE_PREFIXES)
@@ -120,11 +121,18 @@ def needs_no_store(path: str) -> bool:
 
 async def no_store_hook(message: Message, scope: Scope) -> None:
     """A `before_send` hook: `Cache-Control: no-store` on NO_STORE_PREFIXES, replacing any
-    other Cache-Control, on every status (a 422 form still shows what was typed)."""
+    other Cache-Control, on every status (a 422 form still shows what was typed). Any
+    other answer that says nothing of caching is `private`: every page carries the
+    visitor's own CSRF token, and often a new token cookie, so no shared cache (a
+    proxy, a CDN in front of the portal) may keep one page for everybody."""
+    if message["type"] != "http.response.start":
+        return
     path = scope.get("path", "")
-    if message["type"] == "http.response.start" and needs_no_store(path):
+    if needs_no_store(path):
         kept = (scope.get("method"), path) in BACK_BUTTON_FORMS and message["status"] == 200
         message["headers"] = [
             *(h for h in message.get("headers", []) if h[0].lower() != b"cache-control"),
             (b"cache-control", PRIVATE_NO_CACHE if kept else NO_STORE_VALUE),
         ]
+    elif not any(name.lower() == b"cache-control" for name, _ in message.get("headers", ())):
+        message["headers"] = [*message.get("headers", []), (b"cache-control", PRIVATE)]
