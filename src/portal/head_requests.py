@@ -57,7 +57,7 @@ def _with_head_allowed(send: Send) -> Send:
 
 
 def allowed_methods(allow: str) -> str:
-    """A 405's Allow header with HEAD wherever GET is allowed (HEAD works there too)."""
+    """An Allow list (a 405's, an OPTIONS answer's) with HEAD wherever GET is in it."""
     methods = [method.strip() for method in allow.split(",") if method.strip()]
     if "GET" in methods and "HEAD" not in methods:
         methods.insert(methods.index("GET") + 1, "HEAD")
