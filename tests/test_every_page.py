@@ -714,6 +714,29 @@ def test_every_page_is_accessible(world, browser, lang, viewport):
     assert not problems, f"{len(problems)} of {visits} pages failed:\n\n" + "\n\n".join(problems)
 
 
+def test_every_page_answers_head_as_it_answers_get(world):
+    """HEAD is answered wherever GET is (src/portal/head_requests.py), in each page's real
+    state: the same status and type, and no body. A page whose link works once gets a
+    link of its own for each."""
+    guest = Browserless(world.server.url)
+    try:
+        for entry in PAGES:
+            client = world.maria.http if entry.signed_in else guest.http
+            head_url, get_url = (
+                (entry.url(world), entry.url(world)) if callable(entry.url) else (entry.url,) * 2
+            )
+            head, got = client.head(head_url), client.get(get_url)
+            where = f"{entry.state} ({get_url})"
+            assert head.status_code == got.status_code, where
+            if entry.signed_in:  # still Maria's session, not the way to the login page
+                assert urlsplit(got.headers.get("location", "")).path != "/login", where
+            assert head.content == b"", where
+            assert got.content or got.is_redirect, where
+            assert head.headers.get("content-type") == got.headers.get("content-type"), where
+    finally:
+        guest.close()
+
+
 # --- the language control ------------------------------------------------------------
 
 
