@@ -13,6 +13,7 @@ a browser does. Writes:
 
 from __future__ import annotations
 
+import base64
 import shutil
 import struct
 from pathlib import Path
@@ -45,8 +46,6 @@ def render(page, svg: str, size: int, background: str, inner: int) -> bytes:
 
 
 def main() -> None:
-    import base64
-
     svg = base64.b64encode((IMG / "favicon.svg").read_bytes()).decode()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"))

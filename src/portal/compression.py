@@ -26,7 +26,7 @@ class GzipPages:
         self.level = level
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _accepts_gzip(scope):
+        if scope["type"] != "http" or not scope_accepts_gzip(scope):
             await self.app(scope, receive, send)
             return
         start: Message | None = None
@@ -80,7 +80,8 @@ def vary_accept_encoding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes
     return headers
 
 
-def _accepts_gzip(scope: Scope) -> bool:
+def scope_accepts_gzip(scope: Scope) -> bool:
+    """Whether the request's Accept-Encoding takes gzip (see accepts_gzip)."""
     for name, value in scope["headers"]:
         if name == b"accept-encoding":
             return accepts_gzip(value)

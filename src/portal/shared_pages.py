@@ -33,7 +33,7 @@ from litestar.middleware.csrf import generate_csrf_token
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal import i18n
-from portal.compression import accepts_gzip, vary_accept_encoding
+from portal.compression import scope_accepts_gzip, vary_accept_encoding
 from portal.security import cookies
 from portal.settings import Settings
 
@@ -211,11 +211,7 @@ class SharedPages:
         if new_cookie:
             cookie = self.cookie_format.replace("TOKENVALUE", token.decode())
             headers.append((b"set-cookie", cookie.encode()))
-        accepts = b""
-        for name, value in scope["headers"]:
-            if name == b"accept-encoding":
-                accepts = value
-        if accepts_gzip(accepts):
+        if scope_accepts_gzip(scope):
             content = stored.gzipped.with_token(token)
             headers.append((b"content-encoding", b"gzip"))
         else:

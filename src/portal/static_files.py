@@ -128,10 +128,10 @@ class StaticFiles:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not (path.startswith(PREFIX) or path in AT_ROOT):
+        at_root = AT_ROOT.get(path)
+        if scope["type"] != "http" or not (at_root or path.startswith(PREFIX)):
             await self.app(scope, receive, send)
             return
-        at_root = AT_ROOT.get(path)
         found = self._file(at_root or path[len(PREFIX) :])
         if found is None or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
