@@ -310,6 +310,101 @@ async def test_idle_session_ends_after_30_minutes_without_remember_me(settings, 
     assert session_count(settings) == 0
 
 
+async def session_left(client, method: str = "GET", cookie: str | None = None) -> int:
+    """The idle warning's question (GET /session) or its "Stay signed in" (POST), as
+    session_timeout.js asks it; the seconds the answer gives."""
+    headers = {"Accept": "application/json"}
+    if cookie:
+        headers["Cookie"] = cookie
+    if method == "POST":
+        response = await post_form(client, "/session", {}, headers=headers)
+    else:
+        response = await client.get("/session", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "no-store"
+    return response.json()["left"]
+
+
+def last_seen(settings):
+    [row] = query(settings.database, "SELECT last_seen_at FROM sessions")
+    return row["last_seen_at"]
+
+
+async def test_idle_warning_asks_how_long_is_left_without_counting_as_a_visit(settings, maria):
+    """GET /session says how long until the idle sign-out, and asking is not activity:
+    a page left open, asking every so often, does not keep its session alive."""
+    assert await session_left(maria) == 0  # nobody signed in
+    await sign_in(maria)
+    assert 30 * 60 - 5 <= await session_left(maria) <= 30 * 60
+    execute(settings.database, "UPDATE sessions SET last_seen_at = ?", (ago(minutes=28),))
+    seen = last_seen(settings)
+    for _ in range(3):
+        assert 110 <= await session_left(maria) <= 120
+    assert last_seen(settings) == seen
+    execute(settings.database, "UPDATE sessions SET last_seen_at = ?", (ago(minutes=31),))
+    assert await session_left(maria) == 0
+    # another resident's cookie, or rubbish, is no session at all
+    assert await session_left(maria, cookie=f"{COOKIE}=made-up") == 0
+
+
+async def test_stay_signed_in_restarts_the_idle_limit(settings, maria):
+    session_id = cookie_value(await sign_in(maria))
+    execute(settings.database, "UPDATE sessions SET last_seen_at = ?", (ago(minutes=29),))
+    assert await session_left(maria) <= 60
+    assert 30 * 60 - 5 <= await session_left(maria, "POST") <= 30 * 60
+    assert datetime.fromisoformat(last_seen(settings)) > datetime.now(UTC) - timedelta(seconds=5)
+    execute(settings.database, "UPDATE sessions SET last_seen_at = ?", (ago(minutes=29),))
+    assert await signed_in_ok(maria, session_id)  # still signed in after 29 + 29 minutes
+    # Without the form's token it is refused, and changes nothing.
+    execute(settings.database, "UPDATE sessions SET last_seen_at = ?", (ago(minutes=20),))
+    seen = last_seen(settings)
+    refused = await maria.post("/session", headers={"Accept": "application/json"})
+    assert refused.status_code == 403
+    assert last_seen(settings) == seen
+    # A session already over stays over.
+    execute(settings.database, "UPDATE sessions SET last_seen_at = ?", (ago(minutes=31),))
+    assert await session_left(maria, "POST") == 0
+    assert not await signed_in_ok(maria, session_id)
+
+
+async def test_stay_signed_in_without_the_script_goes_back_to_my_account(settings, maria):
+    await sign_in(maria)
+    response = await post_form(maria, "/session", {}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/account"
+    execute(settings.database, "UPDATE sessions SET last_seen_at = ?", (ago(minutes=31),))
+    response = await post_form(maria, "/session", {}, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?notice=timed-out"
+    page = await maria.get(response.headers["location"])
+    assert "You were signed out" in page.text
+    assert "we sign you out after 30 minutes without activity" in page.text
+
+
+async def test_remember_me_has_no_idle_warning(settings, maria):
+    """With Remember me the session has no idle limit: its pages carry no warning, and
+    the time left is its 30 days."""
+    await sign_in(maria)
+    page = await maria.get("/account")
+    assert "data-session-timeout" in page.text and "You will be signed out soon" in page.text
+    await sign_in(maria, remember=True)
+    page = await maria.get("/account")
+    assert "data-session-timeout" not in page.text
+    assert 29 * 86400 < await session_left(maria) <= 30 * 86400
+
+
+async def test_login_form_says_what_remember_me_changes(settings, portal):
+    for path in ("/login", "/"):
+        page = await portal.get(path)
+        assert 'aria-describedby="remember-hint"' in page.text
+        assert (
+            "Keeps you logged in on this device for 30 days. Without it, we sign you out"
+            " after 30 minutes without activity." in page.text
+        )
+    spanish = await portal.get("/login", cookies={"portal_lang": "es"})
+    assert "cerramos su sesión después de 30 minutos sin actividad" in spanish.text
+
+
 def _wal_frames(path) -> int:
     """Pages written to the database since the last call (each write adds its pages to
     the WAL; a full checkpoint then empties it)."""

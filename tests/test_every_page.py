@@ -277,6 +277,8 @@ NOT_PAGES: dict[str, str] = {
     "/healthz": "plain text for monitoring (tests/test_ops_observe.py)",
     "/readyz": "plain text for monitoring (tests/test_ops_observe.py)",
     "/metrics": "Prometheus text for monitoring (tests/test_ops_observe.py)",
+    "/session": "JSON for the idle sign-out warning's script; the warning itself: axe in tests/test_session_timeout_browser.py",
+    "/staff/session": "JSON for the staff idle sign-out warning (tests/test_staff_http.py)",
     # The staff console's signed-in pages: a staff session (password + TOTP), which this
     # resident sweep does not have. tests/test_staff_browser.py walks each with axe-core,
     # keyboard only, at desktop width and 768 px.

@@ -176,6 +176,44 @@ async def test_stolen_staff_cookie_is_useless_after_idle_timeout(staff, settings
         assert "Maria" not in response.text
 
 
+async def test_staff_idle_warning_asks_without_a_visit_and_stay_signed_in_extends(staff, settings):
+    """The console warns before its 15-minute idle sign-out as residents' pages do:
+    GET /staff/session says how long is left without counting as activity; POST (the
+    warning's "Stay signed in") restarts the limit."""
+    json = {"Accept": "application/json"}
+
+    async def left(method: str = "GET") -> int:
+        if method == "POST":
+            response = await post_form(staff, "/staff/session", {}, headers=json)
+        else:
+            response = await staff.get("/staff/session", headers=json)
+        assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+        return response.json()["left"]
+
+    assert await left() == 0  # no staff session
+    await staff_client(staff, settings)
+    page = await staff.get("/staff/search")
+    assert 'data-url="/staff/session"' in page.text and "Stay signed in" in page.text
+    assert 'action="/staff/sign-out"' in page.text
+    execute(settings.database, "UPDATE staff_sessions SET last_seen_at = ?", (ago(minutes=14),))
+    [before] = query(settings.database, "SELECT last_seen_at FROM staff_sessions")
+    assert 50 <= await left() <= 60
+    assert query(settings.database, "SELECT last_seen_at FROM staff_sessions") == [before]
+    assert 15 * 60 - 5 <= await left("POST") <= 15 * 60
+    execute(settings.database, "UPDATE staff_sessions SET last_seen_at = ?", (ago(minutes=14),))
+    assert (await staff.get("/staff/search")).status_code == 200  # 14 + 14 minutes
+    plain = await post_form(staff, "/staff/session", {}, follow_redirects=False)
+    assert plain.status_code == 303 and plain.headers["location"] == "/staff/search"
+    # A disabled member's session has no time left, and "Stay signed in" cannot revive it.
+    from portal import db as portal_db
+    from portal.staff.accounts import disable_staff
+
+    conn = portal_db.connect_sync(settings.database)
+    disable_staff(conn, "carla")
+    conn.close()
+    assert await left() == 0 and await left("POST") == 0
+
+
 async def test_absolute_lifetime_is_8_hours(staff, settings):
     await staff_client(staff, settings)
     [row] = query(settings.database, "SELECT created_at, expires_at FROM staff_sessions")

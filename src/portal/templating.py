@@ -33,6 +33,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from markupsafe import Markup, escape
 
 from portal import i18n
+from portal.accounts import sessions
 from portal.i18n import format_locale
 from portal.settings import PROJECT_ROOT, Settings
 from portal.static_files import plain_css
@@ -344,6 +345,9 @@ def make_environment(settings: Settings) -> PortalEnvironment:
         first_visit=first_visit.get,
         current_locale=i18n.current_locale.get,
         dev_mailbox=settings.dev_mailbox,
+        # For the Remember me hint (partials/login_form.html).
+        session_idle_minutes=sessions.RESIDENT_TIMEOUT.idle_minutes,
+        session_remember_days=sessions.REMEMBER.days,
     )
     install_filters(env, settings)
     return env

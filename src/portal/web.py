@@ -1,5 +1,5 @@
 """Helpers shared by every routes module: the request class, the safe `next`, the
-client address, and
+client address, the answer to a session-time question, and
 "one handler, two renderings".
 
 `render()` returns the full page for a plain request and the named partial for an htmx
@@ -17,7 +17,7 @@ from litestar.datastructures import FormMultiDict
 from litestar.enums import MediaType
 from litestar.exceptions import ClientException
 from litestar.plugins.htmx import HTMXDetails, HTMXRequest
-from litestar.response import Template
+from litestar.response import Redirect, Response, Template
 from litestar.types import Receive, Scope, Send
 
 from portal.accounts.sessions import SignedIn
@@ -103,3 +103,12 @@ def client_address(request: PortalRequest) -> str:
         if hop not in trusted:
             return hop[:64]
     return peer
+
+
+def session_time(request: PortalRequest, left: int, home: str, ended_url: str) -> Response:
+    """The answer to the idle-warning script's GET or POST of /session (/staff/session):
+    `{"left": seconds}`. A plain form post ("Stay signed in" without the script) goes
+    back to `home`, or to `ended_url` if the session was already over."""
+    if request.method == "POST" and "application/json" not in request.headers.get("accept", ""):
+        return Redirect(home if left else ended_url, status_code=303)
+    return Response({"left": left}, media_type=MediaType.JSON, status_code=200)

@@ -4,7 +4,8 @@
    - Closes a message dialog in place and returns focus to the page; keeps Tab inside it.
    - After a boosted page change (hx-boost on <body>): an error page is shown like any
      page, and focus goes where a new page should put it: the element marked autofocus
-     (an error summary, a success message, a dialog), else the page's h1. */
+     (an error summary, a success message, a dialog), else the page's h1.
+   - Loads session_timeout.js on pages that warn before an idle sign-out. */
 (function () {
   "use strict";
 
@@ -66,6 +67,19 @@
     }
   }
 
+  // The warning before an idle sign-out lives in its own file, fetched only by pages
+  // that carry it (partials/session_timeout.html names it), so the others do not pay
+  // for it. Once loaded, it follows boosted page changes by itself.
+  var idleScript = false;
+  function loadIdleWarning() {
+    var box = document.querySelector("[data-session-timeout]");
+    if (idleScript || !box) { return; }
+    idleScript = true;
+    var script = document.createElement("script");
+    script.src = box.getAttribute("data-script");
+    document.head.appendChild(script);
+  }
+
   function syncInvalid(slot) {
     if (!slot || !slot.id || slot.id.slice(-6) !== "-error") { return; }
     // After an out-of-band swap the event names the replaced (old) slot: read the live one.
@@ -101,12 +115,14 @@
   document.addEventListener("htmx:afterSettle", function (event) {
     if (!event.detail.boosted) { return; }
     setupDialogs(document);
+    loadIdleWarning();
     focusNewPage();
   });
 
   document.addEventListener("DOMContentLoaded", function () {
     setupShowPassword(document);
     setupDialogs(document);
+    loadIdleWarning();
   });
   document.addEventListener("htmx:afterSwap", function (event) {
     syncInvalid(event.detail.target);

@@ -8,6 +8,8 @@ URL map (open to everyone):
   GET  /verify/resend, POST            send a new verification link
   GET  /login, POST /login             Login to My Account
   POST /logout                         sign out
+  GET  /session, POST                  how long until an idle sign-out (the warning's
+                                       question, not a visit); "Stay signed in"
   GET  /forgot-username, POST          Forgot Username
   GET  /forgot-password, POST          Forgot Password
   GET  /reset-password?token=, POST    choose a new password from the emailed link
@@ -27,7 +29,7 @@ from litestar.background_tasks import BackgroundTask
 from litestar.enums import MediaType
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, Response, Template
 
 from portal import i18n
 from portal.accounts import sessions
@@ -50,7 +52,7 @@ from portal.security.headers import NO_STORE
 from portal.security.throttle import Throttled, enforce
 from portal.services import AppServices
 from portal.settings import Settings
-from portal.web import PortalRequest, client_address, local_path, render
+from portal.web import PortalRequest, client_address, local_path, render, session_time
 
 # Per-field checks that may look the bill's numbers up spend the look-up budget.
 LOOKUP_FIELDS = {"account_number", "bill_amount"}
@@ -198,6 +200,15 @@ def _login_notice(notice: str) -> dict | None:
             "title": _("Your password has been changed"),
             "body": _("Log in with your new password."),
         }
+    if notice == "timed-out":
+        return {
+            "kind": "info",
+            "title": _("You were signed out"),
+            "body": _(
+                "For your security, we sign you out after %(minutes)s minutes without activity. Log in to continue.",
+                minutes=sessions.RESIDENT_TIMEOUT.idle_minutes,
+            ),
+        }
     if notice == "session-ended":
         return {
             "kind": "info",
@@ -298,6 +309,20 @@ FORGOT = {
     "/forgot-username": ("pages/forgot_username.html", ForgotUsernameForm, "forgot_username"),
     "/forgot-password": ("pages/forgot_password.html", ForgotPasswordForm, "forgot_password"),
 }
+
+
+# The warning before an idle sign-out (partials/session_timeout.html, static/js/portal.js).
+# Outside SessionAuth: asking is not a visit (accounts/sessions.py).
+@get("/session", opt={"exclude_from_auth": True}, cache_control=NO_STORE)
+async def session_status(request: PortalRequest, services: AppServices) -> Response:
+    left = await sessions.time_left(services.db, request.cookies.get(sessions.COOKIE))
+    return session_time(request, left, "/account", sessions.RESIDENT_TIMEOUT.ended_url)
+
+
+@post("/session", opt={"exclude_from_auth": True}, cache_control=NO_STORE)
+async def session_keep_alive(request: PortalRequest, services: AppServices) -> Response:
+    left = await sessions.keep_alive(services.db, request.cookies.get(sessions.COOKIE))
+    return session_time(request, left, "/account", sessions.RESIDENT_TIMEOUT.ended_url)
 
 
 @get(list(FORGOT))
@@ -460,6 +485,8 @@ def handlers(settings: Settings) -> list:
         login_form,
         login,
         logout,
+        session_status,
+        session_keep_alive,
         forgot_form,
         forgot,
         reset_form,

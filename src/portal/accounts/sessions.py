@@ -26,6 +26,7 @@ IDLE = timedelta(minutes=30)
 BROWSER_MAX = timedelta(hours=12)
 REMEMBER = timedelta(days=30)
 TOUCH_EVERY = timedelta(seconds=60)
+WARN_BEFORE = timedelta(minutes=2)  # the warning opens this long before an idle sign-out
 
 # When this process last noted a visit of each session (id hash -> time). A page and the
 # requests it starts arrive together: each would see the same old last_seen_at and write
@@ -35,12 +36,39 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
+class SessionTimeout:
+    """What a page's warning before an idle sign-out needs (partials/session_timeout.html):
+    the idle limit in minutes, when the page first asks how long is left (seconds after
+    it loads: a visit is noted only every `touch_every`, so the limit may have started
+    that long before the page), where to ask, and where to go once the session is over."""
+
+    idle_minutes: int
+    first_check: int
+    url: str
+    ended_url: str
+
+    @classmethod
+    def of(cls, idle: timedelta, touch_every: timedelta, url: str, ended_url: str):
+        first = idle - touch_every - WARN_BEFORE
+        return cls(int(idle.total_seconds()) // 60, int(first.total_seconds()), url, ended_url)
+
+
+@dataclass(frozen=True)
 class SignedIn:
     user_id: int
     username: str
     email: str
     locale: str
     session_hash: str
+    remember: bool = False
+
+    @property
+    def timeout(self) -> SessionTimeout | None:
+        """The warning before an idle sign-out; none with Remember me (no idle limit)."""
+        return None if self.remember else RESIDENT_TIMEOUT
+
+
+RESIDENT_TIMEOUT = SessionTimeout.of(IDLE, TOUCH_EVERY, "/session", "/login?notice=timed-out")
 
 
 async def start(conn: aiosqlite.Connection, user_id: int, remember: bool) -> str:
@@ -83,6 +111,11 @@ SESSION_ROW = (
 )
 
 
+def _idle_limit(row: Any) -> timedelta | None:
+    """Without Remember me, 30 idle minutes; with it, none (only its expires_at)."""
+    return None if row["remember"] else IDLE
+
+
 def _ended(row: Any, idle: timedelta) -> bool:
     """Before its expires_at: without Remember me, after 30 idle minutes."""
     return not row["remember"] and idle > IDLE
@@ -93,7 +126,24 @@ async def load(db: Database, session_id: str | None) -> SignedIn | None:
     row = await live_session(db, session_id, SESSION_ROW, "sessions", _ended, TOUCH_EVERY)
     if row is None:
         return None
-    return SignedIn(row["user_id"], row["username"], row["email"], row["locale"], row["id_hash"])
+    return SignedIn(
+        row["user_id"],
+        row["username"],
+        row["email"],
+        row["locale"],
+        row["id_hash"],
+        bool(row["remember"]),
+    )
+
+
+async def time_left(db: Database, session_id: str | None) -> int:
+    """Seconds before this resident's session ends if nothing more happens (0: over)."""
+    return (await seconds_left(db, session_id, SESSION_ROW, _idle_limit))[1]
+
+
+async def keep_alive(db: Database, session_id: str | None) -> int:
+    """Note a visit now ("Stay signed in"); the seconds left after it (0: already over)."""
+    return await note_visit(db, session_id, SESSION_ROW, "sessions", _idle_limit)
 
 
 async def live_session(
@@ -132,6 +182,51 @@ async def live_session(
                 f"UPDATE {table} SET last_seen_at = ? WHERE id_hash = ?", (utcnow(), id_hash)
             )
     return row
+
+
+async def seconds_left(
+    db: Database,
+    session_id: str | None,
+    query: str,
+    idle_limit: Callable[[Any], timedelta | None],
+) -> tuple[str | None, int]:
+    """(the id's hash, seconds) before the session `query` finds ends if nothing more
+    happens: at its expires_at, or `idle_limit(row)` after its last noted visit. Only
+    reads: asking is not a visit, so a page left open does not keep its session alive.
+    (None, 0) when there is no such session or it is over."""
+    if not session_id or len(session_id) > 100:
+        return None, 0
+    id_hash = code_hash(session_id)
+    row = await db.fetchone(query, (id_hash,))
+    if row is None:
+        return None, 0
+    ends = datetime.fromisoformat(row["expires_at"])
+    limit = idle_limit(row)
+    if limit is not None:
+        ends = min(ends, datetime.fromisoformat(row["last_seen_at"]) + limit)
+    left = int((ends - datetime.now(UTC)).total_seconds())
+    return (id_hash, left) if left > 0 else (None, 0)
+
+
+async def note_visit(
+    db: Database,
+    session_id: str | None,
+    query: str,
+    table: str,
+    idle_limit: Callable[[Any], timedelta | None],
+) -> int:
+    """A visit noted now, whatever `touch_every` says; the seconds left after it, or 0
+    for a session that is already over (it stays over). `table` is ours."""
+    id_hash, left = await seconds_left(db, session_id, query, idle_limit)
+    if id_hash is None:
+        return 0
+    now = datetime.now(UTC)
+    _noted[id_hash] = now
+    async with db.write() as conn:
+        await conn.execute(
+            f"UPDATE {table} SET last_seen_at = ? WHERE id_hash = ?", (utc_text(now), id_hash)
+        )
+    return (await seconds_left(db, session_id, query, idle_limit))[1]
 
 
 def cookie(session_id: str, remember: bool, settings: Settings) -> Cookie:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from portal.accounts.sessions import SignedIn
 from portal.billing.chart import usage_chart_svg
 from portal.billing.service import AccountSummary, UsageMonth
 from portal.i18n import _
@@ -23,6 +24,8 @@ def styleguide_context() -> dict:
             "body": _("Your account has been successfully verified."),
             "close_url": "/dev/styleguide",
         },
+        # session_timeout.html shown open (the page hides it until the time comes).
+        "sample_session": SignedIn(0, "resident1", "resident1@example.com", "en", "-"),
         "sample_money": 12345,
         "sample_methods": [
             {"value": "card", "label": _("Credit or debit card")},

@@ -10,6 +10,9 @@ URL map (open: the staff sign-in and the one-time enrolment link):
 Staff, either role (router guarded by requires_staff, no-store; anybody else: 404,
 audited):
   POST /staff/sign-out                          sign out
+  GET  /staff/session, POST                     how long until an idle sign-out (not a
+                                                visit; open, answers 0 without a
+                                                session); "Stay signed in"
   GET  /staff/search?q=                         find a customer
   GET  /staff/accounts/{account_id}             the resident's account, read-only
   POST /staff/accounts/{account_id}/notes       add a note
@@ -59,7 +62,7 @@ from portal.staff.console import (
     StaffPaymentForm,
 )
 from portal.staff.oversight import ACTIONS, AuditFilterForm
-from portal.web import PortalRequest, client_address, render
+from portal.web import PortalRequest, client_address, render, session_time
 
 # --- sign-in and enrolment (open) ------------------------------------------------------
 
@@ -525,6 +528,20 @@ async def audit_csv(request: PortalRequest, services: AppServices) -> Response:
     )
 
 
+# The warning before an idle sign-out, as for residents (accounts/routes.py): outside
+# SessionAuth, since asking is not a visit.
+@get("/staff/session", opt={"exclude_from_auth": True}, cache_control=NO_STORE)
+async def session_status(request: PortalRequest, services: AppServices) -> Response:
+    left = await sessions.time_left(services.db, request.cookies.get(sessions.COOKIE))
+    return session_time(request, left, "/staff/search", sessions.TIMEOUT.ended_url)
+
+
+@post("/staff/session", opt={"exclude_from_auth": True}, cache_control=NO_STORE)
+async def session_keep_alive(request: PortalRequest, services: AppServices) -> Response:
+    left = await sessions.keep_alive(services.db, request.cookies.get(sessions.COOKIE))
+    return session_time(request, left, "/staff/search", sessions.TIMEOUT.ended_url)
+
+
 def handlers(settings: Settings) -> list:
     staff = Router(
         path="/",
@@ -550,4 +567,13 @@ def handlers(settings: Settings) -> list:
         cache_control=NO_STORE,
         route_handlers=[team, audit_log, audit_csv],
     )
-    return [sign_in_form, sign_in, enrol_form, enrol, staff, supervisors]
+    return [
+        sign_in_form,
+        sign_in,
+        enrol_form,
+        enrol,
+        session_status,
+        session_keep_alive,
+        staff,
+        supervisors,
+    ]

@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 from litestar.datastructures import Cookie
 
-from portal.accounts.sessions import live_session
+from portal.accounts.sessions import SessionTimeout, live_session, note_visit, seconds_left
 from portal.accounts.tokens import code_hash, new_code
 from portal.db import Database, utc_text
 from portal.security import cookies
@@ -36,6 +36,14 @@ class StaffMember:
     @property
     def supervisor(self) -> bool:
         return self.role == "supervisor"
+
+    @property
+    def timeout(self) -> SessionTimeout:
+        """The warning before an idle sign-out (accounts/sessions.py)."""
+        return TIMEOUT
+
+
+TIMEOUT = SessionTimeout.of(IDLE, TOUCH_EVERY, PATH + "/session", PATH + "?notice=session-ended")
 
 
 async def start(conn: aiosqlite.Connection, staff_id: int) -> str:
@@ -63,6 +71,11 @@ SESSION_ROW = (
 )
 
 
+def _idle_limit(row: Any) -> timedelta:
+    """15 idle minutes; none left once the member is disabled."""
+    return timedelta(0) if row["disabled_at"] else IDLE
+
+
 def _ended(row: Any, idle: timedelta) -> bool:
     """Before its expires_at: after 15 idle minutes, or once the member is disabled."""
     return idle > IDLE or bool(row["disabled_at"])
@@ -74,6 +87,16 @@ async def load(db: Database, session_id: str | None) -> StaffMember | None:
     if row is None:
         return None
     return StaffMember(row["staff_id"], row["username"], row["role"], row["id_hash"])
+
+
+async def time_left(db: Database, session_id: str | None) -> int:
+    """Seconds before this staff session ends if nothing more happens (0: over)."""
+    return (await seconds_left(db, session_id, SESSION_ROW, _idle_limit))[1]
+
+
+async def keep_alive(db: Database, session_id: str | None) -> int:
+    """Note a visit now ("Stay signed in"); the seconds left after it (0: already over)."""
+    return await note_visit(db, session_id, SESSION_ROW, "staff_sessions", _idle_limit)
 
 
 def cookie(session_id: str, settings: Settings) -> Cookie:
