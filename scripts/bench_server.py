@@ -33,6 +33,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from http.cookiejar import CookieJar
 from pathlib import Path
 
@@ -118,11 +119,14 @@ def prepare_resident(db: Path) -> tuple[str, str, int]:
     account_id = conn.execute(
         "SELECT account_id FROM user_accounts WHERE rowid = ?", (linked.lastrowid,)
     ).fetchone()[0]
+    # Without Remember me, as most residents sign in: the pages carry the idle sign-out
+    # warning (partials/session_timeout.html). The requests themselves keep it alive.
     session_id = secrets.token_urlsafe(32)
+    seen = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     conn.execute(
         "INSERT INTO sessions (id_hash, user_id, remember, created_at, last_seen_at, expires_at)"
-        " VALUES (?, ?, 1, ?, ?, '9999-01-01T00:00:00.000000Z')",
-        (code_hash(session_id), cur.lastrowid, now, now),
+        " VALUES (?, ?, 0, ?, ?, '9999-01-01T00:00:00.000000Z')",
+        (code_hash(session_id), cur.lastrowid, now, seen),
     )
     # The sign-in load's residents: 20 of them, so no one login is tried 20 times a second
     # (one login's attempts wait for each other: accounts/signin.py).

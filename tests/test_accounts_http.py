@@ -381,12 +381,29 @@ async def test_stay_signed_in_without_the_script_goes_back_to_my_account(setting
     assert "we sign you out after 30 minutes without activity" in page.text
 
 
+def warning_markup(page: str) -> str:
+    start = page.index('<div class="dialog-backdrop" data-session-timeout')
+    return page[start : page.index("</div>\n</div>", start)]
+
+
 async def test_remember_me_has_no_idle_warning(settings, maria):
     """With Remember me the session has no idle limit: its pages carry no warning, and
-    the time left is its 30 days."""
+    the time left is its 30 days. Without it, every page carries the same warning,
+    nothing of the visitor's in it (it is made once per language), in their language."""
     await sign_in(maria)
-    page = await maria.get("/account")
-    assert "data-session-timeout" in page.text and "You will be signed out soon" in page.text
+    page = (await maria.get("/account")).text
+    warning = warning_markup(page)
+    assert "You will be signed out soon" in warning and 'data-url="/session"' in warning
+    assert warning_markup((await maria.get("/profile")).text) == warning
+    token = maria.cookies.get("portal_csrf")
+    assert token and token in page and token not in warning and "maria" not in warning
+    await make_user(settings, maria, **JAMES)
+    other = second_device(maria)
+    await sign_in(other, username="james2")
+    assert warning_markup((await other.get("/profile")).text) == warning
+    await other.get("/language?lang=es&next=/profile")
+    spanish = warning_markup((await other.get("/profile")).text)
+    assert "Su sesión se cerrará pronto" in spanish and "Mantener la sesión abierta" in spanish
     await sign_in(maria, remember=True)
     page = await maria.get("/account")
     assert "data-session-timeout" not in page.text

@@ -44,6 +44,12 @@ def last_visit(settings, minutes_ago: float | None = None) -> datetime:
     return datetime.fromisoformat(row["last_seen_at"])
 
 
+def counting(page: Page) -> None:
+    """Wait until the page's warning script runs (it is loaded after the page), so the
+    clock moves after its first question is set."""
+    page.wait_for_selector("[data-session-timeout][data-ready]", state="attached")
+
+
 def sign_in(page: Page, url: str) -> None:
     page.goto(url + "/login")
     page.get_by_label("Username", exact=True).fill("maria1")
@@ -57,6 +63,7 @@ def test_warning_before_idle_sign_out_stays_signed_in_or_signs_out(live_server, 
     page = new_page(PHONE, js=True)
     page.clock.install()
     sign_in(page, live_server.url)  # a boosted sign-in: the warning's script comes later
+    counting(page)
     warning = page.get_by_role("alertdialog", name=WARNING)
     expect(warning).to_be_hidden()
 
@@ -112,17 +119,25 @@ def test_warning_before_idle_sign_out_stays_signed_in_or_signs_out(live_server, 
 
 def test_activity_elsewhere_puts_the_warning_off(live_server, new_page):
     """The page asks the server before it warns: a visit noted meanwhile (another tab,
-    another request) moves the warning later instead of showing it."""
+    another request) moves the warning later instead of showing it. Its Sign out signs
+    out."""
     settings = live_server.settings
     page = new_page(PHONE, js=True)
     page.clock.install()
     sign_in(page, live_server.url)
     page.goto(live_server.url + "/account")  # a whole page load, the script from the start
+    counting(page)
     warning = page.get_by_role("alertdialog", name=WARNING)
     last_visit(settings, minutes_ago=10)  # another tab was used 10 minutes ago
-    page.clock.fast_forward("27:01")
-    page.wait_for_timeout(300)
+    with page.expect_response(lambda r: r.url.endswith("/session")) as asked:
+        page.clock.fast_forward("27:01")
+    assert asked.value.json()["left"] > 19 * 60
+    page.wait_for_timeout(300)  # the answer's handler sets the next question
     expect(warning).to_be_hidden()
     last_visit(settings, minutes_ago=28)
     page.clock.fast_forward("18:01")  # asked again 2 minutes before the end it heard of
     expect(warning).to_be_visible()
+    # Sign out, from the warning: the session ends on the server.
+    warning.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("You have signed out")).to_be_visible()
+    assert not query(settings.database, "SELECT * FROM sessions")

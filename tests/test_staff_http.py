@@ -194,7 +194,7 @@ async def test_staff_idle_warning_asks_without_a_visit_and_stay_signed_in_extend
     await staff_client(staff, settings)
     page = await staff.get("/staff/search")
     assert 'data-url="/staff/session"' in page.text and "Stay signed in" in page.text
-    assert 'action="/staff/sign-out"' in page.text
+    assert 'data-sign-out-url="/staff/sign-out"' in page.text
     execute(settings.database, "UPDATE staff_sessions SET last_seen_at = ?", (ago(minutes=14),))
     [before] = query(settings.database, "SELECT last_seen_at FROM staff_sessions")
     assert 50 <= await left() <= 60

@@ -2,7 +2,7 @@
    portal.js loads this file on pages that carry the warning. It asks the server how
    long is left (GET data-url, which does not count as activity), opens the warning two
    minutes before the end with a countdown, and "Stay signed in" (or Escape) posts to
-   the same URL. When the server says the session is over, it goes to data-ended-url
+   the same URL; "Sign out" posts to data-sign-out-url. When the server says the session is over, it goes to data-ended-url
    with the page as `next`. The server's answer decides every step, so activity in other
    tabs, and a computer that slept, are counted right. No framework; ES5. */
 (function () {
@@ -15,10 +15,7 @@
     var xhr = new XMLHttpRequest();
     xhr.open(method, box.getAttribute("data-url"));
     xhr.setRequestHeader("Accept", "application/json");
-    if (method === "POST") {
-      var token = box.querySelector("input[name=_csrf_token]");
-      if (token) { xhr.setRequestHeader("X-CSRFToken", token.value); }
-    }
+    if (method === "POST") { xhr.setRequestHeader("X-CSRFToken", csrfToken()); }
     xhr.onload = function () {
       var left = null;
       if (xhr.status === 200) {
@@ -28,6 +25,27 @@
     };
     xhr.onerror = function () { done(null); };
     xhr.send();
+  }
+
+  // The page's CSRF token, from the header htmx sends (base.html): the warning's markup
+  // is the same for everybody, so it carries none.
+  function csrfToken() {
+    var holder = document.querySelector("[hx-headers]");
+    try { return JSON.parse(holder.getAttribute("hx-headers"))["x-csrftoken"] || ""; } catch (e) { return ""; }
+  }
+
+  function signOut(box) {
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = box.getAttribute("data-sign-out-url");
+    form.setAttribute("hx-boost", "false");
+    var token = document.createElement("input");
+    token.type = "hidden";
+    token.name = "_csrf_token";
+    token.value = csrfToken();
+    form.appendChild(token);
+    document.body.appendChild(form);
+    form.submit();
   }
 
   function scheduleCheck(seconds) {
@@ -102,14 +120,13 @@
     idle.box = box;
     if (!box || !window.XMLHttpRequest || !window.JSON) { return; }
     var dialog = box.querySelector("[role=alertdialog]");
-    box.querySelector("[data-session-keep]").addEventListener("submit", function (event) {
-      event.preventDefault();
-      stayOn(box);
-    });
+    box.querySelector("[data-session-keep]").addEventListener("click", function () { stayOn(box); });
+    box.querySelector("[data-session-sign-out]").addEventListener("click", function () { signOut(box); });
     dialog.addEventListener("keydown", function (event) {
       if (event.key === "Escape" || event.key === "Esc") { event.preventDefault(); stayOn(box); }
     });
     scheduleCheck(+box.getAttribute("data-first-check"));
+    box.setAttribute("data-ready", "");  // counting from now (tests wait for it)
   }
 
   document.addEventListener("keydown", function (event) {

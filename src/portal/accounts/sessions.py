@@ -40,17 +40,20 @@ class SessionTimeout:
     """What a page's warning before an idle sign-out needs (partials/session_timeout.html):
     the idle limit in minutes, when the page first asks how long is left (seconds after
     it loads: a visit is noted only every `touch_every`, so the limit may have started
-    that long before the page), where to ask, and where to go once the session is over."""
+    that long before the page), where to ask, where to go once the session is over, and
+    where its Sign out button posts. Nothing of one visitor's: the warning's markup is
+    made once per language and kind of session (templating.session_warning)."""
 
     idle_minutes: int
     first_check: int
     url: str
     ended_url: str
+    sign_out_url: str
 
     @classmethod
-    def of(cls, idle: timedelta, touch_every: timedelta, url: str, ended_url: str):
-        first = idle - touch_every - WARN_BEFORE
-        return cls(int(idle.total_seconds()) // 60, int(first.total_seconds()), url, ended_url)
+    def of(cls, idle: timedelta, touch_every: timedelta, url: str, ended: str, sign_out: str):
+        first = int((idle - touch_every - WARN_BEFORE).total_seconds())
+        return cls(int(idle.total_seconds()) // 60, first, url, ended, sign_out)
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,9 @@ class SignedIn:
         return None if self.remember else RESIDENT_TIMEOUT
 
 
-RESIDENT_TIMEOUT = SessionTimeout.of(IDLE, TOUCH_EVERY, "/session", "/login?notice=timed-out")
+RESIDENT_TIMEOUT = SessionTimeout.of(
+    IDLE, TOUCH_EVERY, "/session", "/login?notice=timed-out", "/logout"
+)
 
 
 async def start(conn: aiosqlite.Connection, user_id: int, remember: bool) -> str:

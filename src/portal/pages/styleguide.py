@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portal.accounts.sessions import SignedIn
+from portal.accounts.sessions import RESIDENT_TIMEOUT
 from portal.billing.chart import usage_chart_svg
 from portal.billing.service import AccountSummary, UsageMonth
 from portal.i18n import _
@@ -25,7 +25,7 @@ def styleguide_context() -> dict:
             "close_url": "/dev/styleguide",
         },
         # session_timeout.html shown open (the page hides it until the time comes).
-        "sample_session": SignedIn(0, "resident1", "resident1@example.com", "en", "-"),
+        "sample_timeout": RESIDENT_TIMEOUT,
         "sample_money": 12345,
         "sample_methods": [
             {"value": "card", "label": _("Credit or debit card")},

@@ -43,7 +43,9 @@ class StaffMember:
         return TIMEOUT
 
 
-TIMEOUT = SessionTimeout.of(IDLE, TOUCH_EVERY, PATH + "/session", PATH + "?notice=session-ended")
+TIMEOUT = SessionTimeout.of(
+    IDLE, TOUCH_EVERY, PATH + "/session", PATH + "?notice=session-ended", PATH + "/sign-out"
+)
 
 
 async def start(conn: aiosqlite.Connection, staff_id: int) -> str:
