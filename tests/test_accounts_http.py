@@ -1046,6 +1046,57 @@ async def test_delivery_preference(settings, maria):
     assert not re.search(r'name="paperless"[^>]*checked', page.text)
 
 
+async def test_delivery_export_tells_the_billing_system_each_linked_accounts_choice(
+    settings, maria, monkeypatch, capsys, tmp_path
+):
+    """`portal export delivery`: the billing system prints and mails the paper bills, so
+    it gets every linked account's choice, as residents made it on the forms; a login
+    whose email is not confirmed yet is left out (its account keeps printed bills)."""
+    from portal.cli import main as portal_main
+
+    monkeypatch.setenv("PORTAL_DATABASE", str(settings.database))
+
+    def export(*args: str) -> list[str]:
+        assert portal_main(["export", "delivery", *args]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    # maria1 registered for paperless bills only (the fixture); James has not confirmed.
+    await make_user(settings, maria, verified=False, **JAMES)
+    assert export() == [
+        "customer_number,account_number,paperless,printed",
+        "0012345,0067890,true,false",
+    ]
+    await sign_in(maria)
+    both = {"paperless": "on", "printed": "on"}
+    assert (await post_form(maria, "/profile/delivery", both)).status_code == 200
+    execute(
+        settings.database,
+        "UPDATE users SET verified_at = ? WHERE username = 'james2'",
+        (ago(seconds=1),),
+    )
+    out = tmp_path / "delivery.csv"
+    assert portal_main(["export", "delivery", "--output", str(out)]) == 0
+    assert "bill delivery of 2 account(s) written to" in capsys.readouterr().err
+    assert out.read_text().splitlines() == [
+        "customer_number,account_number,paperless,printed",
+        "0012345,0067890,true,true",
+        "0022222,0033333,true,false",
+    ]
+    assert not list(tmp_path.glob("*.part"))
+    # An unlinked account is no longer in the file: the billing system's default again.
+    [row] = query(
+        settings.database,
+        "SELECT account_id FROM user_accounts ua JOIN users u ON u.id = ua.user_id WHERE u.username = 'maria1'",
+    )
+    assert (await post_form(maria, f"/accounts/{row[0]}/unlink", {})).status_code == 200
+    assert export("--quiet") == [
+        "customer_number,account_number,paperless,printed",
+        "0022222,0033333,true,false",
+    ]
+    assert portal_main(["export", "delivery", "--date", "2026-11-20"]) == 2
+    assert "--date is for payments" in capsys.readouterr().err
+
+
 PROFILE_POSTS = [
     "/profile/delivery",
     "/profile/password",

@@ -314,6 +314,8 @@ def _interrupted_import(stop) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.what == "delivery":
+        return cmd_export_delivery(args)
     from datetime import date, datetime
     from zoneinfo import ZoneInfo
 
@@ -347,6 +349,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.quiet:
         kind = "TEST payment(s) (test gateway or key)" if test_mode else "payment(s)"
         print(f"batch {batch}: {count} {kind} written to {where}", file=sys.stderr)
+    return 0
+
+
+def cmd_export_delivery(args: argparse.Namespace) -> int:
+    """`portal export delivery`: every linked account's bill delivery (accounts/delivery_export.py)."""
+    from portal.accounts.delivery_export import export_delivery
+
+    if args.date:
+        return _error("--date is for payments: the delivery file is always today's snapshot")
+    settings = _settings()
+    db.upgrade(settings.database)
+    conn = db.connect_sync(settings.database)
+    try:
+        with meter_for(args.quiet) as meter:
+            text, count = export_delivery(conn, meter)
+    finally:
+        conn.close()
+    where = "standard output"
+    if args.output:
+        # Whole or not at all: the billing system may pick the file up at any moment.
+        output = Path(args.output)
+        part = output.with_name(output.name + ".part")
+        part.write_text(text, encoding="utf-8")
+        part.replace(output)
+        where = args.output
+    else:
+        sys.stdout.write(text)
+    if not args.quiet:
+        print(f"bill delivery of {count} account(s) written to {where}", file=sys.stderr)
     return 0
 
 
@@ -502,8 +533,12 @@ def parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=cmd_import)
 
     export = sub.add_parser("export", help="export data for the billing system", parents=[quiet])
-    export.add_argument("what", choices=["payments"])
-    export.add_argument("--date", help="the batch's day, YYYY-MM-DD (default: today)")
+    export.add_argument(
+        "what",
+        choices=["payments", "delivery"],
+        help="payments: a day's batch; delivery: every linked account's paperless/printed choice",
+    )
+    export.add_argument("--date", help="payments: the batch's day, YYYY-MM-DD (default: today)")
     export.add_argument("--output", help="write to this file instead of standard output")
     export.add_argument("--format", choices=["csv"], default="csv", help="csv (the only one)")
     export.set_defaults(func=cmd_export)

@@ -1,0 +1,51 @@
+"""How each account's bills should be delivered, as CSV, for the billing system.
+
+Residents choose paperless bills, printed bills or both when they register and on My
+Profile. The portal sends the "Your bill is ready" emails itself, but only the billing
+system prints and mails paper: without this file, a resident who chose paperless bills
+still gets paper, and one who asked for printed bills as well may not.
+
+The file is a whole snapshot, not a list of changes: every service account linked to an
+online account whose email address is confirmed, with that login's choice. An account
+not in the file (never registered, unlinked since, or its login not yet confirmed) keeps
+the billing system's own default, printed bills. So the billing system can load each
+day's file over the last one, and a missed day loses nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+
+from portal.progress import Meter
+
+COLUMNS = ["customer_number", "account_number", "paperless", "printed"]
+REPORT_EVERY = 1000
+
+
+def export_delivery(conn: sqlite3.Connection, meter: Meter | None = None) -> tuple[str, int]:
+    """The CSV text of every linked account's delivery choice, and its number of rows,
+    in customer and account number order (so two days' files compare line by line)."""
+    meter = meter or Meter()
+    rows = conn.execute(
+        "SELECT sa.customer_number, sa.account_number, u.paperless, u.printed"
+        " FROM user_accounts ua JOIN users u ON u.id = ua.user_id"
+        " JOIN service_accounts sa ON sa.id = ua.account_id"
+        " WHERE u.verified_at IS NOT NULL"
+        " ORDER BY sa.customer_number, sa.account_number"
+    ).fetchall()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    meter.stage("exporting bill delivery", total=len(rows), unit="rows")
+    for count, (customer, account, paperless, printed) in enumerate(rows, start=1):
+        writer.writerow([customer, account, _flag(paperless), _flag(printed)])
+        if count % REPORT_EVERY == 0:
+            meter.update(count)
+    meter.update(len(rows))
+    return out.getvalue(), len(rows)
+
+
+def _flag(value: int) -> str:
+    return "true" if value else "false"
