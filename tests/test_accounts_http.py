@@ -1056,16 +1056,25 @@ async def test_delivery_export_tells_the_billing_system_each_linked_accounts_cho
 
     monkeypatch.setenv("PORTAL_DATABASE", str(settings.database))
 
+    def linked_at(username: str) -> str:
+        return query(
+            settings.database,
+            "SELECT linked_at FROM user_accounts ua JOIN users u ON u.id = ua.user_id"
+            " WHERE u.username = ?",
+            (username,),
+        )[0][0]
+
     def export(*args: str) -> list[str]:
         assert portal_main(["export", "delivery", *args]) == 0
         return capsys.readouterr().out.splitlines()
 
+    header = "customer_number,account_number,paperless,printed,linked_at"
+
     # maria1 registered for paperless bills only (the fixture); James has not confirmed.
     await make_user(settings, maria, verified=False, **JAMES)
-    assert export() == [
-        "customer_number,account_number,paperless,printed",
-        "0012345,0067890,true,false",
-    ]
+    maria_linked = linked_at("maria1")
+    assert maria_linked.endswith("Z") and datetime.fromisoformat(maria_linked)
+    assert export() == [header, f"0012345,0067890,true,false,{maria_linked}"]
     await sign_in(maria)
     both = {"paperless": "on", "printed": "on"}
     assert (await post_form(maria, "/profile/delivery", both)).status_code == 200
@@ -1077,10 +1086,11 @@ async def test_delivery_export_tells_the_billing_system_each_linked_accounts_cho
     out = tmp_path / "delivery.csv"
     assert portal_main(["export", "delivery", "--output", str(out)]) == 0
     assert "bill delivery of 2 account(s) written to" in capsys.readouterr().err
+    james_linked = linked_at("james2")
     assert out.read_text().splitlines() == [
-        "customer_number,account_number,paperless,printed",
-        "0012345,0067890,true,true",
-        "0022222,0033333,true,false",
+        header,
+        f"0012345,0067890,true,true,{maria_linked}",
+        f"0022222,0033333,true,false,{james_linked}",
     ]
     assert not list(tmp_path.glob("*.part"))
     # An unlinked account is no longer in the file: the billing system's default again.
@@ -1089,10 +1099,7 @@ async def test_delivery_export_tells_the_billing_system_each_linked_accounts_cho
         "SELECT account_id FROM user_accounts ua JOIN users u ON u.id = ua.user_id WHERE u.username = 'maria1'",
     )
     assert (await post_form(maria, f"/accounts/{row[0]}/unlink", {})).status_code == 200
-    assert export("--quiet") == [
-        "customer_number,account_number,paperless,printed",
-        "0022222,0033333,true,false",
-    ]
+    assert export("--quiet") == [header, f"0022222,0033333,true,false,{james_linked}"]
     assert portal_main(["export", "delivery", "--date", "2026-11-20"]) == 2
     assert "--date is for payments" in capsys.readouterr().err
 

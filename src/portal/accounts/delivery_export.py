@@ -10,6 +10,11 @@ online account whose email address is confirmed, with that login's choice. An ac
 not in the file (never registered, unlinked since, or its login not yet confirmed) keeps
 the billing system's own default, printed bills. So the billing system can load each
 day's file over the last one, and a missed day loses nothing.
+
+`linked_at` says since when the account has been in this online account (UTC). Whoever
+holds a bill can open an online account for it (SECURITY.md, Known gaps), so before it
+stops mailing paper to an account for the first time, the billing system should tell
+the service address on the last paper bill.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import sqlite3
 
 from portal.progress import Meter
 
-COLUMNS = ["customer_number", "account_number", "paperless", "printed"]
+COLUMNS = ["customer_number", "account_number", "paperless", "printed", "linked_at"]
 REPORT_EVERY = 1000
 
 
@@ -29,7 +34,7 @@ def export_delivery(conn: sqlite3.Connection, meter: Meter | None = None) -> tup
     in customer and account number order (so two days' files compare line by line)."""
     meter = meter or Meter()
     rows = conn.execute(
-        "SELECT sa.customer_number, sa.account_number, u.paperless, u.printed"
+        "SELECT sa.customer_number, sa.account_number, u.paperless, u.printed, ua.linked_at"
         " FROM user_accounts ua JOIN users u ON u.id = ua.user_id"
         " JOIN service_accounts sa ON sa.id = ua.account_id"
         " WHERE u.verified_at IS NOT NULL"
@@ -39,8 +44,8 @@ def export_delivery(conn: sqlite3.Connection, meter: Meter | None = None) -> tup
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     meter.stage("exporting bill delivery", total=len(rows), unit="rows")
-    for count, (customer, account, paperless, printed) in enumerate(rows, start=1):
-        writer.writerow([customer, account, _flag(paperless), _flag(printed)])
+    for count, (customer, account, paperless, printed, linked) in enumerate(rows, start=1):
+        writer.writerow([customer, account, _flag(paperless), _flag(printed), linked])
         if count % REPORT_EVERY == 0:
             meter.update(count)
     meter.update(len(rows))
