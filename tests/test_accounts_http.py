@@ -1068,13 +1068,13 @@ async def test_delivery_export_tells_the_billing_system_each_linked_accounts_cho
         assert portal_main(["export", "delivery", *args]) == 0
         return capsys.readouterr().out.splitlines()
 
-    header = "customer_number,account_number,paperless,printed,linked_at"
+    header = "customer_number,account_number,paperless,printed,autopay,linked_at"
 
     # maria1 registered for paperless bills only (the fixture); James has not confirmed.
     await make_user(settings, maria, verified=False, **JAMES)
     maria_linked = linked_at("maria1")
     assert maria_linked.endswith("Z") and datetime.fromisoformat(maria_linked)
-    assert export() == [header, f"0012345,0067890,true,false,{maria_linked}"]
+    assert export() == [header, f"0012345,0067890,true,false,false,{maria_linked}"]
     await sign_in(maria)
     both = {"paperless": "on", "printed": "on"}
     assert (await post_form(maria, "/profile/delivery", both)).status_code == 200
@@ -1089,8 +1089,8 @@ async def test_delivery_export_tells_the_billing_system_each_linked_accounts_cho
     james_linked = linked_at("james2")
     assert out.read_text().splitlines() == [
         header,
-        f"0012345,0067890,true,true,{maria_linked}",
-        f"0022222,0033333,true,false,{james_linked}",
+        f"0012345,0067890,true,true,false,{maria_linked}",
+        f"0022222,0033333,true,false,false,{james_linked}",
     ]
     assert not list(tmp_path.glob("*.part"))
     # An unlinked account is no longer in the file: the billing system's default again.
@@ -1099,7 +1099,7 @@ async def test_delivery_export_tells_the_billing_system_each_linked_accounts_cho
         "SELECT account_id FROM user_accounts ua JOIN users u ON u.id = ua.user_id WHERE u.username = 'maria1'",
     )
     assert (await post_form(maria, f"/accounts/{row[0]}/unlink", {})).status_code == 200
-    assert export("--quiet") == [header, f"0022222,0033333,true,false,{james_linked}"]
+    assert export("--quiet") == [header, f"0022222,0033333,true,false,false,{james_linked}"]
     assert portal_main(["export", "delivery", "--date", "2026-11-20"]) == 2
     assert "--date is for payments" in capsys.readouterr().err
 

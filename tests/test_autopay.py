@@ -594,6 +594,29 @@ async def test_the_export_shows_an_autopay_charge_with_its_origin(maria, setting
     assert row.endswith(",autopay,TEST") and ",84.10," in row and ",4242," in row
 
 
+async def test_the_delivery_export_tells_the_billing_system_autopay_pays(maria, settings):
+    """`portal export delivery` says which accounts AutoPay pays, so a printed bill need
+    not ask for a payment that AutoPay will make as well."""
+
+    def delivery() -> list[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "portal.cli", "export", "delivery", "--quiet"],
+            env=_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return [line.split(",")[:5] for line in result.stdout.splitlines()]
+
+    header = ["customer_number", "account_number", "paperless", "printed", "autopay"]
+    assert delivery() == [header, ["0012345", "0067890", "true", "false", "false"]]
+    await enrol(maria, await add_method(maria))
+    assert delivery() == [header, ["0012345", "0067890", "true", "false", "true"]]
+    await maria.post(f"/accounts/{maria.account_id}/autopay/cancel", {})
+    assert delivery()[1][4] == "false"
+
+
 # --- scheduled one-time payments ---------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""How each account's bills should be delivered, as CSV, for the billing system.
+"""How each account's bills should be delivered, and whether AutoPay pays them, as CSV for
+the billing system.
 
 Residents choose paperless bills, printed bills or both when they register and on My
 Profile. The portal sends the "Your bill is ready" emails itself, but only the billing
@@ -10,6 +11,10 @@ online account whose email address is confirmed, with that login's choice. An ac
 not in the file (never registered, unlinked since, or its login not yet confirmed) keeps
 the billing system's own default, printed bills. So the billing system can load each
 day's file over the last one, and a missed day loses nothing.
+
+`autopay` says the portal's AutoPay pays the account's bills from the resident's saved
+method, so a printed bill can say so instead of asking for a payment that would be made
+twice (AutoPay skips a bill above the resident's maximum and emails them).
 
 `linked_at` says since when the account has been in this online account (UTC). Whoever
 holds a bill can open an online account for it (SECURITY.md, Known gaps), so before it
@@ -25,7 +30,7 @@ import sqlite3
 
 from portal.progress import Meter
 
-COLUMNS = ["customer_number", "account_number", "paperless", "printed", "linked_at"]
+COLUMNS = ["customer_number", "account_number", "paperless", "printed", "autopay", "linked_at"]
 REPORT_EVERY = 1000
 
 
@@ -34,9 +39,11 @@ def export_delivery(conn: sqlite3.Connection, meter: Meter | None = None) -> tup
     in customer and account number order (so two days' files compare line by line)."""
     meter = meter or Meter()
     rows = conn.execute(
-        "SELECT sa.customer_number, sa.account_number, u.paperless, u.printed, ua.linked_at"
+        "SELECT sa.customer_number, sa.account_number, u.paperless, u.printed,"
+        " ap.account_id IS NOT NULL, ua.linked_at"
         " FROM user_accounts ua JOIN users u ON u.id = ua.user_id"
         " JOIN service_accounts sa ON sa.id = ua.account_id"
+        " LEFT JOIN autopay ap ON ap.account_id = ua.account_id AND ap.user_id = ua.user_id"
         " WHERE u.verified_at IS NOT NULL"
         " ORDER BY sa.customer_number, sa.account_number"
     ).fetchall()
@@ -44,8 +51,10 @@ def export_delivery(conn: sqlite3.Connection, meter: Meter | None = None) -> tup
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     meter.stage("exporting bill delivery", total=len(rows), unit="rows")
-    for count, (customer, account, paperless, printed, linked) in enumerate(rows, start=1):
-        writer.writerow([customer, account, _flag(paperless), _flag(printed), linked])
+    for count, (customer, account, paperless, printed, autopay, linked) in enumerate(rows, 1):
+        writer.writerow(
+            [customer, account, _flag(paperless), _flag(printed), _flag(autopay), linked]
+        )
         if count % REPORT_EVERY == 0:
             meter.update(count)
     meter.update(len(rows))
