@@ -1102,6 +1102,12 @@ async def test_delivery_export_tells_the_billing_system_each_linked_accounts_cho
     assert export("--quiet") == [header, f"0022222,0033333,true,false,false,{james_linked}"]
     assert portal_main(["export", "delivery", "--date", "2026-11-20"]) == 2
     assert "--date is for payments" in capsys.readouterr().err
+    # A folder that is not there: a clear line and exit status 2, not a traceback.
+    missing = tmp_path / "no-such-folder" / "delivery.csv"
+    assert portal_main(["export", "delivery", "--output", str(missing)]) == 2
+    assert capsys.readouterr().err.startswith(f"portal: cannot write {missing}: ")
+    assert portal_main(["export", "payments", "--output", str(missing)]) == 2
+    assert "portal: cannot write" in capsys.readouterr().err
 
 
 PROFILE_POSTS = [

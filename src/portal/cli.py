@@ -342,7 +342,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         output = Path(args.output)
         if test_mode and not output.name.upper().startswith("TEST"):
             output = output.with_name(f"TEST-{output.name}")  # never mistaken for real money
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            return _error(f"cannot write {output}: {exc.strerror or exc}")
         where = str(output)
     else:
         sys.stdout.write(text)
@@ -361,21 +364,26 @@ def cmd_export_delivery(args: argparse.Namespace) -> int:
     settings = _settings()
     db.upgrade(settings.database)
     conn = db.connect_sync(settings.database)
+    where = args.output or "standard output"
     try:
         with meter_for(args.quiet) as meter:
-            text, count = export_delivery(conn, meter)
+            if args.output:
+                # Whole or not at all: the billing system may pick the file up at any
+                # moment, so it is written beside and renamed when complete.
+                output = Path(args.output)
+                part = output.with_name(output.name + ".part")
+                try:
+                    with part.open("w", encoding="utf-8", newline="") as out:
+                        count = export_delivery(conn, out, meter)
+                    part.replace(output)
+                except OSError as exc:
+                    return _error(f"cannot write {args.output}: {exc.strerror or exc}")
+                finally:
+                    part.unlink(missing_ok=True)
+            else:
+                count = export_delivery(conn, sys.stdout, meter)
     finally:
         conn.close()
-    where = "standard output"
-    if args.output:
-        # Whole or not at all: the billing system may pick the file up at any moment.
-        output = Path(args.output)
-        part = output.with_name(output.name + ".part")
-        part.write_text(text, encoding="utf-8")
-        part.replace(output)
-        where = args.output
-    else:
-        sys.stdout.write(text)
     if not args.quiet:
         print(f"bill delivery of {count} account(s) written to {where}", file=sys.stderr)
     return 0
