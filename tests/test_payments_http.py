@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import time
 
 import pytest
 
@@ -327,6 +328,20 @@ async def test_bank_account_payment_checks_routing_number(pay_client, settings):
         (await pay_client.get(done.headers["location"], follow_redirects=False)).headers["location"]
     )
     assert "Payment confirmation" in receipt.text and "5678" in receipt.text
+
+
+async def test_a_guest_form_left_open_19_hours_still_pays(pay_client, settings):
+    """A guest's amount form stays good for 20 hours, so a resident called away from it
+    is never timed out without warning (WCAG 2.2.1's 20-hour exception)."""
+    form = (await amount_form(pay_client)).text
+    account_id = int(hidden(form, "account_token").split(".")[0])
+    payments = pay_client.app.state.services.payments
+    old = payments.account_token(account_id, now=time.time() - 19 * 3600)
+    await pay_card(pay_client, confirm_data(form, account_token=old))
+    assert query(settings.database, "SELECT count(*) FROM payments")[0][0] == 1
+    stale = payments.account_token(account_id, now=time.time() - 21 * 3600)
+    refused = await post_form(pay_client, "/pay/confirm", confirm_data(form, account_token=stale))
+    assert refused.status_code == 422 and "This payment form has expired" in refused.text
 
 
 async def test_expired_or_forged_account_token_is_refused(pay_client, settings):
