@@ -51,21 +51,26 @@
           if (close) { close.click(); }
         }
       });
-      // A modal dialog keeps Tab and Shift+Tab inside itself while it is open.
       document.addEventListener("keydown", function (event) {
-        if (event.key !== "Tab" || !document.body.contains(dialog)) { return; }
-        var stops = dialog.querySelectorAll("a[href], button:not([disabled]), input:not([disabled])");
-        if (!stops.length) { return; }
-        var first = stops[0], last = stops[stops.length - 1];
-        var inside = dialog.contains(document.activeElement) && document.activeElement !== dialog;
-        if (!inside || (event.shiftKey && document.activeElement === first) ||
-            (!event.shiftKey && document.activeElement === last)) {
-          event.preventDefault();
-          (event.shiftKey ? last : first).focus();
-        }
+        if (event.key === "Tab" && document.body.contains(dialog)) { keepTabInside(dialog, event); }
       });
     }
   }
+
+  // A modal dialog keeps Tab and Shift+Tab inside itself while it is open (also for
+  // session_timeout.js, as window.portalKeepTabInside).
+  function keepTabInside(dialog, event) {
+    var stops = dialog.querySelectorAll("a[href], button:not([disabled]), input:not([type=hidden]):not([disabled])");
+    if (!stops.length) { return; }
+    var first = stops[0], last = stops[stops.length - 1];
+    var inside = dialog.contains(document.activeElement) && document.activeElement !== dialog;
+    if (!inside || (event.shiftKey && document.activeElement === first) ||
+        (!event.shiftKey && document.activeElement === last)) {
+      event.preventDefault();
+      (event.shiftKey ? last : first).focus();
+    }
+  }
+  window.portalKeepTabInside = keepTabInside;
 
   // The warning before an idle sign-out lives in its own file, fetched only by pages
   // that carry it (partials/session_timeout.html names it), so the others do not pay

@@ -131,7 +131,7 @@
 
   document.addEventListener("keydown", function (event) {
     if (event.key === "Tab" && idle.box && !idle.box.hidden) {
-      keepTabInside(idle.box.querySelector("[role=alertdialog]"), event);
+      window.portalKeepTabInside(idle.box.querySelector("[role=alertdialog]"), event);  // portal.js
     }
   });
   // A hidden tab's timers may run late: ask as soon as it is shown again.
@@ -141,19 +141,6 @@
   window.addEventListener("pageshow", function (event) {
     if (event.persisted && idle.box) { checkTimeLeft(); }
   });
-
-  // A modal dialog keeps Tab and Shift+Tab inside itself while it is open.
-  function keepTabInside(dialog, event) {
-    var stops = dialog.querySelectorAll("a[href], button:not([disabled]), input:not([type=hidden]):not([disabled])");
-    if (!stops.length) { return; }
-    var first = stops[0], last = stops[stops.length - 1];
-    var inside = dialog.contains(document.activeElement) && document.activeElement !== dialog;
-    if (!inside || (event.shiftKey && document.activeElement === first) ||
-        (!event.shiftKey && document.activeElement === last)) {
-      event.preventDefault();
-      (event.shiftKey ? last : first).focus();
-    }
-  }
 
   document.addEventListener("htmx:afterSettle", function (event) {
     if (event.detail.boosted) { setupIdleWarning(); }
