@@ -123,7 +123,8 @@ def _idle_limit(row: Any) -> timedelta | None:
 
 def _ended(row: Any, idle: timedelta) -> bool:
     """Before its expires_at: without Remember me, after 30 idle minutes."""
-    return not row["remember"] and idle > IDLE
+    limit = _idle_limit(row)
+    return limit is not None and idle > limit
 
 
 async def load(db: Database, session_id: str | None) -> SignedIn | None:
@@ -222,7 +223,7 @@ async def note_visit(
 ) -> int:
     """A visit noted now, whatever `touch_every` says; the seconds left after it, or 0
     for a session that is already over (it stays over). `table` is ours."""
-    id_hash, left = await seconds_left(db, session_id, query, idle_limit)
+    id_hash, _ = await seconds_left(db, session_id, query, idle_limit)
     if id_hash is None:
         return 0
     now = datetime.now(UTC)
