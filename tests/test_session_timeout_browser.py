@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 
 from portal import db as portal_db
 
-from helpers import PHONE, assert_accessible
+from helpers import DESKTOP, PHONE, assert_accessible
 from resident_steps import query
 from sample_data import GOOD_PASSWORD, add_resident, bills_csv, load, load_billing
 
@@ -141,3 +141,29 @@ def test_activity_elsewhere_puts_the_warning_off(live_server, new_page):
     warning.get_by_role("button", name="Sign out").click()
     expect(page.get_by_text("You have signed out")).to_be_visible()
     assert not query(settings.database, "SELECT * FROM sessions")
+
+
+def test_staff_console_warns_before_its_15_minute_idle_sign_out(live_server, new_page):
+    """The console's representatives, on the phone with a resident, get the same
+    warning before their 15 idle minutes run out, and can stay signed in."""
+    from test_staff_browser import sign_in_as_staff
+
+    settings = live_server.settings
+    page = new_page(DESKTOP, js=True)
+    page.clock.install()
+    sign_in_as_staff(page, live_server.url, settings)
+    counting(page)
+    warning = page.get_by_role("alertdialog", name=WARNING)
+    conn = portal_db.connect_sync(settings.database)
+    when = portal_db.utc_text(datetime.now(UTC) - timedelta(minutes=13))
+    conn.execute("UPDATE staff_sessions SET last_seen_at = ?", (when,))
+    conn.close()
+    page.clock.fast_forward("12:31")  # 15 minutes less the 30-second touch and 2 minutes
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("we sign you out after 15 minutes without activity")
+    assert_accessible(page, "staff idle warning open")
+    warning.get_by_role("button", name="Stay signed in").click()
+    expect(warning).to_be_hidden()
+    [row] = query(settings.database, "SELECT last_seen_at FROM staff_sessions")
+    assert datetime.now(UTC) - datetime.fromisoformat(row["last_seen_at"]) < timedelta(seconds=10)
+    expect(page.get_by_role("heading", level=1, name="Find a customer")).to_be_visible()
