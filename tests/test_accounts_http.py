@@ -418,7 +418,7 @@ async def test_login_form_says_what_remember_me_changes(settings, portal):
             "Keeps you logged in on this device for 30 days. Without it, we sign you out"
             " after 30 minutes without activity." in page.text
         )
-    spanish = await portal.get("/login", cookies={"portal_lang": "es"})
+    spanish = await portal.get("/login", headers={"Cookie": "portal_lang=es"})
     assert "cerramos su sesión después de 30 minutos sin actividad" in spanish.text
 
 

@@ -20,6 +20,7 @@ from portal.notices import routes as notices
 from portal.observe import logs as observe_logs
 from portal.observe import routes as observe
 from portal.pages import routes as pages
+from portal.pages.notice import SiteNotice
 from portal.payments import routes as payments
 from portal.payments.reconciler import Reconciler
 from portal.security import cookies
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     services = Services.build(settings, env)
     reconciler = Reconciler(services.payments)  # a real processor's pending payments
     jobs = JobsLoop(services, settings.jobs_every_seconds)  # AutoPay, reminders, clean-up
+    notice = SiteNotice(services.db, settings.notice_refresh_seconds)  # `portal notice set`
+    env.globals["site_notice"] = notice.text
 
     async def start() -> None:
         await services.db.open()
@@ -52,8 +55,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             services.sender.start()
         await reconciler.start()
         await jobs.start()
+        await notice.start()
 
     async def stop() -> None:
+        await notice.stop()
         await jobs.stop()
         await reconciler.stop()
         await services.sender.stop()  # the sender first: it writes to the database
@@ -120,7 +125,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # HEAD is answered as GET without the body (head_requests.py).
     app.asgi_handler = observe_logs.RequestLog(
         StaticFiles(
-            HeadAsGet(SharedPages(GzipPages(app.asgi_handler, level=4), settings)),
+            HeadAsGet(SharedPages(GzipPages(app.asgi_handler, level=4), settings, notice)),
             STATIC_DIR,
             settings.reload_templates,
         )

@@ -455,6 +455,38 @@ def cmd_staff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notice(args: argparse.Namespace) -> int:
+    """`portal notice set|clear|show`: the service notice on every page (pages/notice.py)."""
+    from portal.pages.notice import clear_notice, set_notice, text_problem
+
+    settings = _settings()
+    if args.notice_command == "set":
+        english, spanish = args.en.strip(), args.es.strip()
+        problem = text_problem(english, "English") or text_problem(spanish, "Spanish")
+        if problem:
+            return _error(f"notice not set: {problem}")
+    db.upgrade(settings.database)
+    conn = db.connect_sync(settings.database)
+    try:
+        if args.notice_command == "set":
+            set_notice(conn, english, spanish)
+            print(f"Notice set; pages show it within {settings.notice_refresh_seconds} s.")
+        elif args.notice_command == "clear":
+            if clear_notice(conn):
+                print(f"Notice cleared; pages drop it within {settings.notice_refresh_seconds} s.")
+            else:
+                print("There was no notice.")
+        else:
+            row = conn.execute("SELECT text_en, text_es, set_at FROM site_notice").fetchone()
+            if row is None:
+                print("No notice.")
+            else:
+                print(f"Set at {row['set_at']}\nen: {row['text_en']}\nes: {row['text_es']}")
+    finally:
+        conn.close()
+    return 0
+
+
 def cmd_jobs_run(args: argparse.Namespace) -> int:
     import asyncio
     from datetime import UTC, datetime
@@ -550,6 +582,17 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--output", help="write to this file instead of standard output")
     export.add_argument("--format", choices=["csv"], default="csv", help="csv (the only one)")
     export.set_defaults(func=cmd_export)
+
+    notice = sub.add_parser("notice", help="the service notice at the top of every page")
+    notice_sub = notice.add_subparsers(dest="notice_command", required=True)
+    put = notice_sub.add_parser(
+        "set", help="show this notice (a boil-water notice, an office closure) on every page"
+    )
+    put.add_argument("--en", required=True, help="the notice in English (plain text)")
+    put.add_argument("--es", required=True, help="the same notice in Spanish (plain text)")
+    notice_sub.add_parser("clear", help="remove the notice")
+    notice_sub.add_parser("show", help="print the notice, if one is set")
+    notice.set_defaults(func=cmd_notice)
 
     pay = sub.add_parser("payments", help="payments with the processor")
     pay_sub = pay.add_subparsers(dest="payments_command", required=True)

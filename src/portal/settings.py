@@ -213,6 +213,7 @@ class Settings:
     autopay_reminder_days: int = 3  # remind the resident this many days before a charge
     due_notice_days: int = 5  # "payment due" notice this many days before the due date
     jobs_every_seconds: int = 300  # `portal serve` runs the jobs this often
+    notice_refresh_seconds: int = 30  # how soon a `portal notice set` shows (pages/notice.py)
     sandbox_charge_delay: int = 0  # seconds the sandbox holds a saved-method charge (tests)
 
     @property
@@ -319,6 +320,9 @@ class Settings:
             ),
             jobs_every_seconds=_int(
                 get("PORTAL_JOBS_EVERY_SECONDS", "300"), "PORTAL_JOBS_EVERY_SECONDS", 10, 3600
+            ),
+            notice_refresh_seconds=_int(
+                get("PORTAL_NOTICE_REFRESH_SECONDS", "30"), "PORTAL_NOTICE_REFRESH_SECONDS", 1, 600
             ),
             sandbox_charge_delay=_int(
                 get("PORTAL_SANDBOX_CHARGE_DELAY", "0"), "PORTAL_SANDBOX_CHARGE_DELAY", 0, 600

@@ -12,7 +12,8 @@ compressed page).
 A request takes this path only when it could not see anything else: a GET of one of
 SHARED with no query string, no htmx headers, and no cookie but the CSRF token and the
 language (a session, a remembered device, anything else: the normal path). The stored
-page is keyed by path, language and first visit or not. It is never used in development
+page is keyed by path, language and first visit or not, and all are made again when the
+service notice changes (pages/notice.py). It is never used in development
 (PORTAL_TEMPLATES_RELOAD on), where a designer's edit must show at once. A page
 answered with anything but 200, or with a cookie besides the CSRF token, is not stored.
 
@@ -34,6 +35,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal import i18n
 from portal.compression import scope_accepts_gzip, vary_accept_encoding
+from portal.pages.notice import SiteNotice
 from portal.security import cookies
 from portal.settings import Settings
 
@@ -93,10 +95,12 @@ class Stored:
 
 
 class SharedPages:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, notice: SiteNotice | None = None) -> None:
         self.app = app
         self.enabled = not settings.reload_templates
         self.stored: dict[tuple[str, str, bool], Stored] = {}
+        self.notice = notice  # its text is on every page: a new one, new pages
+        self.notice_version = ""
         self.secret = settings.secret_key
         production = settings.production
         self.csrf_name = cookies.wire_name(cookies.CSRF, production).encode()
@@ -152,6 +156,9 @@ class SharedPages:
             await self.app(scope, receive, send)
             return
         token, language = visitor
+        if self.notice is not None and self.notice.version != self.notice_version:
+            self.stored.clear()
+            self.notice_version = self.notice.version
         key = (scope["path"], language, token is None)
         stored = self.stored.get(key)
         new_cookie = token is None
@@ -161,7 +168,8 @@ class SharedPages:
                 await self.app(scope, receive, send)
                 return
             stored, token = rendered
-            self.stored[key] = stored
+            if self.notice is None or self.notice.version == self.notice_version:
+                self.stored[key] = stored  # (not if the notice changed while it rendered)
         if token is None:
             token = generate_csrf_token(secret=self.secret).encode()
         scope["path_template"] = scope["path"]  # the log line's and the metrics' route

@@ -367,6 +367,7 @@ def make_environment(settings: Settings) -> PortalEnvironment:
         current_locale=i18n.current_locale.get,
         dev_mailbox=settings.dev_mailbox,
         session_warning=session_warning,
+        site_notice=lambda: None,  # the service notice's text: create_app sets the real one
         # For the Remember me hint (partials/login_form.html).
         session_idle_minutes=sessions.RESIDENT_TIMEOUT.idle_minutes,
         session_remember_days=sessions.REMEMBER.days,

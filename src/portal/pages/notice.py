@@ -1,0 +1,98 @@
+"""The service notice: one short text, in English and in Spanish, at the top of every
+page while it is set (a boil-water notice, a main break, an office closure).
+
+The operator sets it with `portal notice set --en … --es …` and removes it with `portal
+notice clear` (cli.py), which write the site_notice table and an audit row. The running
+portal reads that row every PORTAL_NOTICE_REFRESH_SECONDS in the background
+(`SiteNotice`, a Periodic round), so no request waits for it; pages show `text()` in
+their language (base.html, partials/site_notice.html), and the signed-out pages kept by
+shared_pages.py are made again when `version` changes.
+
+The text is plain: autoescaped, one paragraph, no links (a notice that said "call this
+number" in a stolen operator's words would be phishing on the city's own site; plain
+text limits what it can carry), at most MAX_LENGTH characters in each language.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from portal import i18n
+from portal.accounts import audit
+from portal.db import Database, utcnow
+from portal.periodic import Periodic
+
+MAX_LENGTH = 300
+
+
+def text_problem(text: str, language: str) -> str | None:
+    """Why this notice text cannot be shown, or None."""
+    if not text.strip():
+        return f"the {language} text is empty"
+    if len(text) > MAX_LENGTH:
+        return f"the {language} text has {len(text)} characters; at most {MAX_LENGTH}"
+    if any(not ch.isprintable() for ch in text):
+        return f"the {language} text has a line break or another control character"
+    return None
+
+
+def set_notice(conn: sqlite3.Connection, english: str, spanish: str) -> None:
+    """Show this notice from the next refresh on (the CLI; texts already checked)."""
+    with conn:
+        conn.execute(
+            "INSERT INTO site_notice (id, text_en, text_es, set_at) VALUES (1, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET text_en = excluded.text_en,"
+            " text_es = excluded.text_es, set_at = excluded.set_at",
+            (english, spanish, utcnow()),
+        )
+        _audit(conn, "site_notice_set", f"en={english} | es={spanish}")
+
+
+def clear_notice(conn: sqlite3.Connection) -> bool:
+    """Remove the notice; False if there was none."""
+    with conn:
+        gone = conn.execute("DELETE FROM site_notice WHERE id = 1").rowcount
+        if gone:
+            _audit(conn, "site_notice_cleared", None)
+    return bool(gone)
+
+
+def _audit(conn: sqlite3.Connection, event: str, detail: str | None) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (at, event, username, client, detail) VALUES (?, ?, NULL, 'cli', ?)",
+        (utcnow(), event, audit.clean(detail, 700)),
+    )
+
+
+class SiteNotice(Periodic):
+    """The notice as the running portal knows it: read at start-up and then every
+    `interval` seconds. `version` is the row's set_at ("" when there is none)."""
+
+    task_name = "site-notice"
+    what = "site notice refresh"
+    log = logging.getLogger("portal.notice")
+
+    def __init__(self, db: Database, interval: float) -> None:
+        super().__init__(interval)
+        self.db = db
+        self.texts: dict[str, str] = {}
+        self.version = ""
+
+    async def round(self) -> None:
+        row = await self.db.fetchone(
+            "SELECT text_en, text_es, set_at FROM site_notice WHERE id = 1"
+        )
+        if row is None:
+            self.texts, self.version = {}, ""
+        elif row["set_at"] != self.version:
+            self.texts = {"en": row["text_en"], "es": row["text_es"]}
+            self.version = row["set_at"]
+
+    async def start(self) -> None:
+        await self.round()  # pages show it from the first request
+        await super().start()
+
+    def text(self) -> str | None:
+        """The notice in the page's language, or None (a template global)."""
+        return self.texts.get(i18n.current_locale.get()) if self.texts else None
