@@ -289,6 +289,8 @@ NOT_PAGES: dict[str, str] = {
     "/staff/team": "supervisors only: axe in tests/test_staff_browser.py",
     "/staff/audit": "supervisors only: axe in tests/test_staff_browser.py (with and without an error)",
     "/staff/audit.csv": "CSV download (supervisors)",
+    "/staff/notice": "supervisors only: axe in tests/test_site_notice.py (shown, refused)",
+    "/staff/notice/clear": "POST only: redirects to /staff/notice, or re-renders it with errors",
     "/staff/sign-out": "POST only: redirects to the staff sign-in",
     "/staff/accounts/{account_id:int}/notes": "POST only: redirects to the account page",
     "/staff/accounts/{account_id:int}/release": "POST only: redirects to the account page",

@@ -19,7 +19,7 @@ from portal.app import create_app
 from portal.cli import main as portal_main
 from portal.pages.notice import set_notice
 
-from helpers import PHONE, assert_accessible
+from helpers import DESKTOP, PHONE, assert_accessible
 from resident_steps import post_form, query
 from sample_data import GOOD_PASSWORD, add_resident, load_billing
 
@@ -134,3 +134,26 @@ def test_the_notice_reads_as_a_labelled_region_under_the_header(live_server, new
     page.get_by_role("link", name="Español").click()
     expect(page.get_by_role("region", name="Aviso de servicio")).to_contain_text(SPANISH)
     assert_accessible(page, "Spanish landing page with a service notice")
+
+
+@pytest.mark.browser
+def test_a_supervisor_takes_the_notice_down_from_the_console(live_server, new_page):
+    """/staff/notice with axe: what is shown, the forms by their labels, a refused form
+    and the notice taken down."""
+    from test_staff_browser import sign_in_as_staff
+
+    page = new_page(DESKTOP, js=True)
+    sign_in_as_staff(page, live_server.url, live_server.settings, "sam", role="supervisor")
+    expect(page.get_by_role("region", name="Service notice")).to_contain_text(ENGLISH)
+    page.get_by_role("link", name="Service notice").click()
+    expect(page.get_by_role("heading", level=1, name="Service notice")).to_be_visible()
+    expect(page.get_by_text(SPANISH)).to_be_visible()
+    assert_accessible(page, "staff service notice page")
+    page.get_by_role("button", name="Take the notice down").click()
+    expect(page.get_by_text("Enter the reason for this action")).to_be_visible()
+    assert_accessible(page, "staff service notice page, refused")
+    page.get_by_label("Reason for taking it down").fill("Water is safe again")
+    page.get_by_role("button", name="Take the notice down").click()
+    expect(page.get_by_text("The notice was taken down.")).to_be_visible()
+    expect(page.get_by_text("No notice is shown.")).to_be_visible()
+    expect(page.get_by_role("region", name="Service notice")).to_have_count(0)

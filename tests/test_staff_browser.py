@@ -194,9 +194,9 @@ def test_staff_walk_enrol_sign_in_search_view_act(live_server, new_page, viewpor
     assert not query(settings.database, "SELECT * FROM staff_sessions")
 
 
-def sign_in_as_staff(page, base: str, settings, username: str = "carla") -> None:
+def sign_in_as_staff(page, base: str, settings, username: str = "carla", role: str = "csr") -> None:
     """Enrol and sign in through the console's own pages (walked key by key above)."""
-    token = add(settings, username, "csr")
+    token = add(settings, username, role)
     [row] = query(
         settings.database, "SELECT totp_secret FROM staff WHERE username = ?", (username,)
     )

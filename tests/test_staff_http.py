@@ -832,3 +832,51 @@ async def test_unknown_or_huge_ids_are_404_never_500(staff, settings, number):
     for path, data in posts.items():
         assert (await post_form(staff, path, data)).status_code == 404, path
     assert not query(settings.database, "SELECT * FROM staff_actions")
+
+
+async def test_supervisor_posts_and_takes_down_the_service_notice(staff, settings):
+    """/staff/notice: a supervisor shows a notice on every page (both languages, a
+    reason, plain text) and takes it down; each is a staff action; representatives and
+    residents get 404."""
+    await staff_client(staff, settings, role="supervisor")
+    page = await staff.get("/staff/notice")
+    assert page.status_code == 200 and "No notice is shown." in page.text
+    refused = await post_form(staff, "/staff/notice", {"text_en": "Boil water", "text_es": ""})
+    assert refused.status_code == 422
+    assert "Enter the notice in Spanish" in refused.text
+    assert "Enter the reason for this action" in refused.text
+    assert 'value="Boil water"' in refused.text  # nothing typed is lost
+    assert query(settings.database, "SELECT * FROM site_notice") == []
+    english = "Boil water north of 4th Street until further notice."
+    spanish = "Hierva el agua al norte de la calle 4 hasta nuevo aviso."
+    posted = await post_form(
+        staff,
+        "/staff/notice",
+        {"text_en": english, "text_es": spanish, "reason": "Water Operations, main break"},
+        follow_redirects=False,
+    )
+    assert posted.status_code == 303 and posted.headers["location"] == "/staff/notice?notice=set"
+    shown = await staff.get(posted.headers["location"])
+    assert "The notice is now shown on every page." in shown.text and spanish in shown.text
+    landing = await staff.get("/")  # this process shows it at once, signed-out pages too
+    assert english in landing.text
+    [action] = query(settings.database, "SELECT * FROM staff_actions WHERE action = 'site_notice'")
+    assert action["reason"] == "Water Operations, main break" and english in action["detail"]
+    assert audit_events(settings, "staff_site_notice")
+    no_reason = await post_form(staff, "/staff/notice/clear", {"clear_reason": ""})
+    assert no_reason.status_code == 422 and "Enter the reason" in no_reason.text
+    down = await post_form(
+        staff,
+        "/staff/notice/clear",
+        {"clear_reason": "Water is safe again"},
+        follow_redirects=False,
+    )
+    assert down.headers["location"] == "/staff/notice?notice=removed"
+    assert english not in (await staff.get("/")).text
+    assert query(settings.database, "SELECT * FROM site_notice") == []
+    assert audit_events(settings, "staff_site_notice_removed")
+    # A representative does not even learn the page exists.
+    async with await second_client(settings) as rep:
+        await staff_client(rep, settings, username="rita", role="csr")
+        assert (await rep.get("/staff/notice")).status_code == 404
+        assert (await post_form(rep, "/staff/notice", {"text_en": "x"})).status_code == 404

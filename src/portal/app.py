@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "reconciler": reconciler,
                 "jobs": jobs,
                 "proxy_watch": proxy_watch,
+                "site_notice": notice,
             }
         ),
         dependencies=services.dependencies(),

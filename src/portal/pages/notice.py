@@ -2,7 +2,9 @@
 page while it is set (a boil-water notice, a main break, an office closure).
 
 The operator sets it with `portal notice set --en … --es …` and removes it with `portal
-notice clear` (cli.py), which write the site_notice table and an audit row. The running
+notice clear` (cli.py); a Customer Services supervisor does the same on /staff/notice
+(staff/console.py, with a reason, as a staff action). Both write the site_notice table
+and an audit row. The running
 portal reads that row every PORTAL_NOTICE_REFRESH_SECONDS in the background
 (`SiteNotice`, a Periodic round), so no request waits for it; pages show `text()` in
 their language (base.html, partials/site_notice.html), and the signed-out pages kept by
@@ -21,6 +23,7 @@ import sqlite3
 from portal import i18n
 from portal.accounts import audit
 from portal.db import Database, utcnow
+from portal.i18n import _
 from portal.periodic import Periodic
 
 MAX_LENGTH = 300
@@ -37,15 +40,30 @@ def text_problem(text: str, language: str) -> str | None:
     return None
 
 
+# Show this notice (english, spanish, set_at): row 1, replacing any there was.
+UPSERT = (
+    "INSERT INTO site_notice (id, text_en, text_es, set_at) VALUES (1, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET text_en = excluded.text_en,"
+    " text_es = excluded.text_es, set_at = excluded.set_at"
+)
+CURRENT = "SELECT text_en, text_es, set_at FROM site_notice WHERE id = 1"
+
+
+def notice_problem(text: str, spanish: bool) -> str | None:
+    """text_problem in the console's words (gettext), for the form's alerts."""
+    if not text.strip():
+        return _("Enter the notice in Spanish") if spanish else _("Enter the notice in English")
+    if len(text) > MAX_LENGTH:
+        return _("Keep the notice to %(max)s characters or fewer", max=MAX_LENGTH)
+    if any(not ch.isprintable() for ch in text):
+        return _("Write the notice as one paragraph, without line breaks")
+    return None
+
+
 def set_notice(conn: sqlite3.Connection, english: str, spanish: str) -> None:
     """Show this notice from the next refresh on (the CLI; texts already checked)."""
     with conn:
-        conn.execute(
-            "INSERT INTO site_notice (id, text_en, text_es, set_at) VALUES (1, ?, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET text_en = excluded.text_en,"
-            " text_es = excluded.text_es, set_at = excluded.set_at",
-            (english, spanish, utcnow()),
-        )
+        conn.execute(UPSERT, (english, spanish, utcnow()))
         _audit(conn, "site_notice_set", f"en={english} | es={spanish}")
 
 

@@ -26,6 +26,8 @@ from portal.billing.service import BillingService, amount_due
 from portal.db import Database, is_row_id, utcnow
 from portal.forms import Form, Result
 from portal.i18n import _, current_locale
+from portal.pages import notice
+from portal.pages.notice import notice_problem
 from portal.payments.service import PaymentForm, PaymentsService
 from portal.settings import Settings
 from portal.staff import search_index
@@ -47,6 +49,14 @@ class StaffEmailForm(Form):
 
 class NoteForm(Form):
     fields = ("text",)
+
+
+class NoticeForm(Form):
+    fields = ("text_en", "text_es", "reason")
+
+
+class NoticeClearForm(Form):
+    fields = ("clear_reason",)  # its own name: the page holds both forms
 
 
 class StaffPaymentForm(PaymentForm):
@@ -282,6 +292,38 @@ class ConsoleService:
         return login["failed_logins"] >= ACCOUNT_FAILURES_MAX
 
     # --- actions ---------------------------------------------------------------------------
+
+    async def post_notice(self, staff: StaffMember, form: NoticeForm, client: str) -> Result:
+        """A supervisor's service notice on every page (pages/notice.py): 'ok' or
+        'invalid'. A staff action with its reason; the texts go in its detail."""
+        errors = {
+            name: problem
+            for name, problem in (
+                ("text_en", notice_problem(form.text_en, spanish=False)),
+                ("text_es", notice_problem(form.text_es, spanish=True)),
+                ("reason", reason_problem(form.reason)),
+            )
+            if problem
+        }
+        if errors:
+            return Result.invalid(errors)
+        async with self.db.write() as conn:
+            await conn.execute(notice.UPSERT, (form.text_en, form.text_es, utcnow()))
+            detail = f"en={form.text_en} | es={form.text_es}"
+            await self._record(conn, staff, client, "site_notice", form.reason, detail=detail)
+        return Result()
+
+    async def remove_notice(self, staff: StaffMember, form: NoticeClearForm, client: str) -> Result:
+        """Take the notice down: 'ok', 'invalid' (no reason) or 'missing' (none shown)."""
+        problem = reason_problem(form.clear_reason)
+        if problem:
+            return Result.invalid({"clear_reason": problem})
+        async with self.db.write() as conn:
+            cursor = await conn.execute("DELETE FROM site_notice WHERE id = 1")
+            if not cursor.rowcount:
+                return Result("missing")
+            await self._record(conn, staff, client, "site_notice_removed", form.clear_reason)
+        return Result()
 
     async def _record(
         self,

@@ -24,6 +24,8 @@ ACTIONS = (
     "phone_payment",
     "cancel_autopay",
     "cancel_scheduled_payment",
+    "site_notice",
+    "site_notice_removed",
 )
 PAGE_LIMIT = 200
 # The CSV's columns: its header, and the row's field.

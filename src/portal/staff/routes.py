@@ -32,6 +32,9 @@ Supervisors (router guarded by requires_supervisor, no-store):
   GET  /staff/team                              the staff list
   GET  /staff/audit?staff=&action=&date_from=&date_to=&account=   staff actions
   GET  /staff/audit.csv?…                       the same rows as CSV
+  GET  /staff/notice, POST                      the service notice on every page (a
+                                                boil-water notice …), with a reason
+  POST /staff/notice/clear                      take it down, with a reason
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from portal.i18n import _
+from portal.pages.notice import CURRENT as CURRENT_NOTICE
 from portal.payments.service import new_key
 from portal.security.auth import requires_staff, requires_supervisor
 from portal.security.cookies import issue_csrf_cookie
@@ -57,6 +61,8 @@ from portal.staff.accounts import EnrolForm, StaffAuthService, StaffSignInForm
 from portal.staff.console import (
     ConsoleService,
     NoteForm,
+    NoticeClearForm,
+    NoticeForm,
     ReasonForm,
     StaffEmailForm,
     StaffPaymentForm,
@@ -495,6 +501,56 @@ async def team(request: PortalRequest, services: AppServices) -> Template:
     return render(request, "pages/staff/team.html", team=await services.staff_auth.team())
 
 
+NOTICE_SAID = {
+    "set": lambda: _("The notice is now shown on every page."),
+    "removed": lambda: _("The notice was taken down."),
+}
+
+
+async def _notice_page(
+    request: PortalRequest, services: AppServices, status_code: int = 200, **context: Any
+) -> Template:
+    current = await services.console.db.fetchone(CURRENT_NOTICE)
+    said = NOTICE_SAID.get(request.query_params.get("notice", ""))
+    return render(
+        request,
+        "pages/staff/notice.html",
+        status_code=status_code,
+        current=current,
+        said=said() if said else None,
+        **context,
+    )
+
+
+@get("/staff/notice")
+async def notice_page(request: PortalRequest, services: AppServices) -> Template:
+    return await _notice_page(request, services)
+
+
+@post("/staff/notice")
+async def notice_set(request: PortalRequest, services: AppServices) -> Template | Redirect:
+    form = await NoticeForm.read(request)
+    result = await services.console.post_notice(request.user, form, client_address(request))
+    if not result.ok:
+        return await _notice_page(
+            request, services, status_code=422, errors=result.errors, values=form.values
+        )
+    await request.app.state.site_notice.round()  # shown from this process's next page on
+    return Redirect("/staff/notice?notice=set", status_code=303)
+
+
+@post("/staff/notice/clear")
+async def notice_clear(request: PortalRequest, services: AppServices) -> Template | Redirect:
+    form = await NoticeClearForm.read(request)
+    result = await services.console.remove_notice(request.user, form, client_address(request))
+    if result.outcome == "invalid":
+        return await _notice_page(
+            request, services, status_code=422, errors=result.errors, values=form.values
+        )
+    await request.app.state.site_notice.round()
+    return Redirect("/staff/notice?notice=removed", status_code=303)
+
+
 @get("/staff/audit")
 async def audit_log(request: PortalRequest, services: AppServices) -> Template:
     form = AuditFilterForm.from_query(request.query_params)
@@ -565,7 +621,7 @@ def handlers(settings: Settings) -> list:
         path="/",
         guards=[requires_supervisor],
         cache_control=NO_STORE,
-        route_handlers=[team, audit_log, audit_csv],
+        route_handlers=[team, audit_log, audit_csv, notice_page, notice_set, notice_clear],
     )
     return [
         sign_in_form,
