@@ -6,13 +6,13 @@ URL map (open: the staff sign-in and the one-time enrolment link):
   GET  /staff/enrol?token=, POST                enrolment: password, authenticator app
                                                 (QR code + text), first code; then the
                                                 ten recovery codes, shown once
+  GET  /staff/session, POST                     how long until an idle sign-out (not a
+                                                visit; 0 without a session); "Stay
+                                                signed in" (the warning's script)
 
 Staff, either role (router guarded by requires_staff, no-store; anybody else: 404,
 audited):
   POST /staff/sign-out                          sign out
-  GET  /staff/session, POST                     how long until an idle sign-out (not a
-                                                visit; open, answers 0 without a
-                                                session); "Stay signed in"
   GET  /staff/search?q=                         find a customer
   GET  /staff/accounts/{account_id}             the resident's account, read-only
   POST /staff/accounts/{account_id}/notes       add a note
@@ -510,7 +510,7 @@ NOTICE_SAID = {
 async def _notice_page(
     request: PortalRequest, services: AppServices, status_code: int = 200, **context: Any
 ) -> Template:
-    current = await services.console.db.fetchone(CURRENT_NOTICE)
+    current = await services.db.fetchone(CURRENT_NOTICE)
     said = NOTICE_SAID.get(request.query_params.get("notice", ""))
     return render(
         request,
