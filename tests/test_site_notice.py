@@ -7,6 +7,7 @@ file; the last test reads it in Chromium with axe-core."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from dataclasses import replace
 
@@ -111,6 +112,24 @@ def test_a_notice_that_cannot_be_shown_is_refused_and_nothing_changes(
     assert f"portal: notice not set: {problem}" in capsys.readouterr().err
     portal_db.upgrade(quick.database)
     assert query(quick.database, "SELECT * FROM site_notice") == []
+
+
+def test_the_notice_and_its_audit_row_are_written_together(quick, capsys):
+    """If the audit row cannot be written, no notice is shown: never one without the
+    other (the CLI's connection commits each statement unless told otherwise)."""
+    portal_db.upgrade(quick.database)
+    conn = portal_db.connect_sync(quick.database)
+    conn.execute(
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'full'); END"
+    )
+    with pytest.raises(sqlite3.IntegrityError):
+        set_notice(conn, ENGLISH, SPANISH)
+    assert query(quick.database, "SELECT * FROM site_notice") == []
+    conn.execute("DROP TRIGGER no_audit")
+    set_notice(conn, ENGLISH, SPANISH)
+    conn.close()
+    [row] = query(quick.database, "SELECT * FROM audit_log WHERE event = 'site_notice_set'")
+    assert row["client"] == "command line" and ENGLISH in row["detail"]
 
 
 @pytest.fixture

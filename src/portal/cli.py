@@ -457,7 +457,7 @@ def cmd_staff(args: argparse.Namespace) -> int:
 
 def cmd_notice(args: argparse.Namespace) -> int:
     """`portal notice set|clear|show`: the service notice on every page (pages/notice.py)."""
-    from portal.pages.notice import clear_notice, set_notice, text_problem
+    from portal.pages.notice import CURRENT, clear_notice, set_notice, text_problem
 
     settings = _settings()
     if args.notice_command == "set":
@@ -477,7 +477,7 @@ def cmd_notice(args: argparse.Namespace) -> int:
             else:
                 print("There was no notice.")
         else:
-            row = conn.execute("SELECT text_en, text_es, set_at FROM site_notice").fetchone()
+            row = conn.execute(CURRENT).fetchone()
             if row is None:
                 print("No notice.")
             else:

@@ -7,6 +7,7 @@ the log and nobody can forge an entry by putting a line break in a username.
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import aiosqlite
 
@@ -22,6 +23,9 @@ def clean(value: str | None, limit: int = 200) -> str | None:
     return escaped[:limit]
 
 
+INSERT = "INSERT INTO audit_log (at, event, username, client, detail) VALUES (?, ?, ?, ?, ?)"
+
+
 async def record(
     conn: aiosqlite.Connection,
     event: str,
@@ -32,9 +36,22 @@ async def record(
 ) -> None:
     """Write one audit row in the caller's transaction, and a log line."""
     row = (utcnow(), event, clean(username, 64), clean(client, 64), clean(detail))
-    await conn.execute(
-        "INSERT INTO audit_log (at, event, username, client, detail) VALUES (?, ?, ?, ?, ?)", row
-    )
+    await conn.execute(INSERT, row)
+    log.info("audit event=%s username=%s client=%s detail=%s", *row[1:])
+
+
+def record_sync(
+    conn: sqlite3.Connection,
+    event: str,
+    *,
+    username: str | None = None,
+    detail: str | None = None,
+    detail_limit: int = 200,
+) -> None:
+    """`record` for the `portal` command's synchronous connection, in its transaction;
+    the client is "command line"."""
+    row = (utcnow(), event, clean(username, 64), "command line", clean(detail, detail_limit))
+    conn.execute(INSERT, row)
     log.info("audit event=%s username=%s client=%s detail=%s", *row[1:])
 
 

@@ -144,12 +144,12 @@ async def load(db: Database, session_id: str | None) -> SignedIn | None:
 
 async def time_left(db: Database, session_id: str | None) -> int:
     """Seconds before this resident's session ends if nothing more happens (0: over)."""
-    return (await seconds_left(db, session_id, SESSION_ROW, _idle_limit))[1]
+    return await seconds_left(db, session_id, SESSION_ROW, _idle_limit)
 
 
 async def keep_alive(db: Database, session_id: str | None) -> int:
     """Note a visit now ("Stay signed in"); the seconds left after it (0: already over)."""
-    return await note_visit(db, session_id, SESSION_ROW, "sessions", _idle_limit)
+    return await seconds_left(db, session_id, SESSION_ROW, _idle_limit, "sessions")
 
 
 async def live_session(
@@ -190,49 +190,45 @@ async def live_session(
     return row
 
 
+def _ends(row: Any, idle_limit: Callable[[Any], timedelta | None], seen: datetime) -> datetime:
+    """When the session ends if its last visit was `seen`: at its expires_at, or
+    `idle_limit(row)` after that visit."""
+    ends = datetime.fromisoformat(row["expires_at"])
+    limit = idle_limit(row)
+    return ends if limit is None else min(ends, seen + limit)
+
+
 async def seconds_left(
     db: Database,
     session_id: str | None,
     query: str,
     idle_limit: Callable[[Any], timedelta | None],
-) -> tuple[str | None, int]:
-    """(the id's hash, seconds) before the session `query` finds ends if nothing more
-    happens: at its expires_at, or `idle_limit(row)` after its last noted visit. Only
-    reads: asking is not a visit, so a page left open does not keep its session alive.
-    (None, 0) when there is no such session or it is over."""
+    note_visit_in: str | None = None,
+) -> int:
+    """Seconds before the session `query` finds ends if nothing more happens (0: no such
+    session, or it is over). Only reads, so a page left open asking does not keep its
+    session alive; with `note_visit_in` (our table's name, never input) a visit is
+    noted now first, whatever `touch_every` says ("Stay signed in"), and an ended
+    session stays ended."""
     if not session_id or len(session_id) > 100:
-        return None, 0
+        return 0
     id_hash = code_hash(session_id)
     row = await db.fetchone(query, (id_hash,))
     if row is None:
-        return None, 0
-    ends = datetime.fromisoformat(row["expires_at"])
-    limit = idle_limit(row)
-    if limit is not None:
-        ends = min(ends, datetime.fromisoformat(row["last_seen_at"]) + limit)
-    left = int((ends - datetime.now(UTC)).total_seconds())
-    return (id_hash, left) if left > 0 else (None, 0)
-
-
-async def note_visit(
-    db: Database,
-    session_id: str | None,
-    query: str,
-    table: str,
-    idle_limit: Callable[[Any], timedelta | None],
-) -> int:
-    """A visit noted now, whatever `touch_every` says; the seconds left after it, or 0
-    for a session that is already over (it stays over). `table` is ours."""
-    id_hash, _ = await seconds_left(db, session_id, query, idle_limit)
-    if id_hash is None:
         return 0
     now = datetime.now(UTC)
-    _noted[id_hash] = now
-    async with db.write() as conn:
-        await conn.execute(
-            f"UPDATE {table} SET last_seen_at = ? WHERE id_hash = ?", (utc_text(now), id_hash)
-        )
-    return (await seconds_left(db, session_id, query, idle_limit))[1]
+    left = _ends(row, idle_limit, datetime.fromisoformat(row["last_seen_at"])) - now
+    if left.total_seconds() <= 0:
+        return 0
+    if note_visit_in:
+        _noted[id_hash] = now
+        async with db.write() as conn:
+            await conn.execute(
+                f"UPDATE {note_visit_in} SET last_seen_at = ? WHERE id_hash = ?",
+                (utc_text(now), id_hash),
+            )
+        left = _ends(row, idle_limit, now) - now
+    return int(left.total_seconds())
 
 
 def cookie(session_id: str, remember: bool, settings: Settings) -> Cookie:

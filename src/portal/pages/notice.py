@@ -29,13 +29,25 @@ from portal.periodic import Periodic
 MAX_LENGTH = 300
 
 
-def text_problem(text: str, language: str) -> str | None:
-    """Why this notice text cannot be shown, or None."""
+def _fault(text: str) -> str | None:
+    """What keeps a notice text from being shown: "empty", "long", "broken" or None."""
     if not text.strip():
-        return f"the {language} text is empty"
+        return "empty"
     if len(text) > MAX_LENGTH:
-        return f"the {language} text has {len(text)} characters; at most {MAX_LENGTH}"
+        return "long"
     if any(not ch.isprintable() for ch in text):
+        return "broken"
+    return None
+
+
+def text_problem(text: str, language: str) -> str | None:
+    """Why this notice text cannot be shown, in the operator's words (the CLI), or None."""
+    fault = _fault(text)
+    if fault == "empty":
+        return f"the {language} text is empty"
+    if fault == "long":
+        return f"the {language} text has {len(text)} characters; at most {MAX_LENGTH}"
+    if fault == "broken":
         return f"the {language} text has a line break or another control character"
     return None
 
@@ -50,37 +62,43 @@ CURRENT = "SELECT text_en, text_es, set_at FROM site_notice WHERE id = 1"
 
 
 def notice_problem(text: str, spanish: bool) -> str | None:
-    """text_problem in the console's words (gettext), for the form's alerts."""
-    if not text.strip():
+    """The same rules in the console's words (gettext), for the form's alerts."""
+    fault = _fault(text)
+    if fault == "empty":
         return _("Enter the notice in Spanish") if spanish else _("Enter the notice in English")
-    if len(text) > MAX_LENGTH:
+    if fault == "long":
         return _("Keep the notice to %(max)s characters or fewer", max=MAX_LENGTH)
-    if any(not ch.isprintable() for ch in text):
+    if fault == "broken":
         return _("Write the notice as one paragraph, without line breaks")
     return None
 
 
 def set_notice(conn: sqlite3.Connection, english: str, spanish: str) -> None:
-    """Show this notice from the next refresh on (the CLI; texts already checked)."""
-    with conn:
+    """Show this notice from the next refresh on (the CLI; texts already checked). The
+    notice and its audit row in one transaction (the CLI's connection autocommits)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
         conn.execute(UPSERT, (english, spanish, utcnow()))
-        _audit(conn, "site_notice_set", f"en={english} | es={spanish}")
+        detail = f"en={english} | es={spanish}"
+        audit.record_sync(conn, "site_notice_set", detail=detail, detail_limit=700)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def clear_notice(conn: sqlite3.Connection) -> bool:
-    """Remove the notice; False if there was none."""
-    with conn:
+    """Remove the notice, with its audit row; False if there was none."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
         gone = conn.execute("DELETE FROM site_notice WHERE id = 1").rowcount
         if gone:
-            _audit(conn, "site_notice_cleared", None)
+            audit.record_sync(conn, "site_notice_cleared")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     return bool(gone)
-
-
-def _audit(conn: sqlite3.Connection, event: str, detail: str | None) -> None:
-    conn.execute(
-        "INSERT INTO audit_log (at, event, username, client, detail) VALUES (?, ?, NULL, 'cli', ?)",
-        (utcnow(), event, audit.clean(detail, 700)),
-    )
 
 
 class SiteNotice(Periodic):

@@ -115,10 +115,7 @@ def disable_staff(conn: sqlite3.Connection, username: str) -> None:
 
 
 def _audit_sync(conn: sqlite3.Connection, event: str, username: str, detail: str | None) -> None:
-    conn.execute(
-        "INSERT INTO audit_log (at, event, username, client, detail) VALUES (?, ?, ?, ?, ?)",
-        (utcnow(), event, audit.clean(audit_name(username), 64), "command line", detail),
-    )
+    audit.record_sync(conn, event, username=audit_name(username), detail=detail)
 
 
 # --- enrolment and sign-in over the web -----------------------------------------------

@@ -547,6 +547,8 @@ async def notice_clear(request: PortalRequest, services: AppServices) -> Templat
         return await _notice_page(
             request, services, status_code=422, errors=result.errors, values=form.values
         )
+    if result.outcome == "missing":  # already down (another supervisor, the CLI)
+        return Redirect("/staff/notice", status_code=303)
     await request.app.state.site_notice.round()
     return Redirect("/staff/notice?notice=removed", status_code=303)
 

@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 from litestar.datastructures import Cookie
 
-from portal.accounts.sessions import SessionTimeout, live_session, note_visit, seconds_left
+from portal.accounts.sessions import SessionTimeout, live_session, seconds_left
 from portal.accounts.tokens import code_hash, new_code
 from portal.db import Database, utc_text
 from portal.security import cookies
@@ -93,12 +93,12 @@ async def load(db: Database, session_id: str | None) -> StaffMember | None:
 
 async def time_left(db: Database, session_id: str | None) -> int:
     """Seconds before this staff session ends if nothing more happens (0: over)."""
-    return (await seconds_left(db, session_id, SESSION_ROW, _idle_limit))[1]
+    return await seconds_left(db, session_id, SESSION_ROW, _idle_limit)
 
 
 async def keep_alive(db: Database, session_id: str | None) -> int:
     """Note a visit now ("Stay signed in"); the seconds left after it (0: already over)."""
-    return await note_visit(db, session_id, SESSION_ROW, "staff_sessions", _idle_limit)
+    return await seconds_left(db, session_id, SESSION_ROW, _idle_limit, "staff_sessions")
 
 
 def cookie(session_id: str, settings: Settings) -> Cookie:
