@@ -220,7 +220,7 @@ def test_restore_on_a_terminal_shows_pages_and_through_a_pipe_says_what_it_did(d
 def test_jobs_run_on_a_terminal_shows_its_steps_and_through_a_pipe_one_line(database):
     code, out = OnTerminal(database, "jobs", "run").finish()
     assert code == 0, out
-    assert "running the jobs" in out and "6/6" in out and "\x1b[" in out
+    assert "running the jobs" in out and "7/7" in out and "\x1b[" in out
     done = piped(database, "jobs", "run", "--now", "2026-12-01T09:00:00Z")
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.count("\n") == 1 and done.stdout.startswith("jobs at 2026-12-01T09:00:00")

@@ -7,7 +7,8 @@ One round: release registrations never verified, ask the processor about pending
 payments (a real processor only: the sandbox settles at once), schedule AutoPay charges
 for new bills, send reminders, make the charges that are due, then send the email
 notices residents opted into (payment due, past due, possible leak) and the
-expiring-card emails.
+expiring-card emails; last, housekeeping deletes what the portal no longer needs
+(portal.housekeeping: ended sessions, old links, the record of old sent mail ...).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from portal import housekeeping
 from portal.accounts.ownership import release_stale_registrations
 from portal.observe import metrics
 from portal.payments.reconciler import RECONCILE_AFTER_MINUTES
@@ -27,7 +29,7 @@ from portal.progress import Meter
 log = logging.getLogger("portal.jobs")
 
 
-STEPS = 6
+STEPS = 7
 
 
 async def run_once(
@@ -54,6 +56,11 @@ async def run_once(
     meter.update(5)
     counts["notices"] = await services.notices.send_due(now)
     counts["cards_expiring"] = await services.expiry.send_due(now)
+    meter.update(6)
+    # Never ahead of the real clock: a --now in the future (a rehearsal of due dates)
+    # must not end sessions that are still in use.
+    ended_by = min(now, datetime.now(UTC))
+    counts["deleted"] = sum((await housekeeping.clean(services.db, ended_by)).values())
     meter.update(STEPS)
     return counts
 

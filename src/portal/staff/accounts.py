@@ -28,6 +28,7 @@ from portal.staff import sessions, totp
 ROLES = ("csr", "supervisor")
 ENROL_FOR = timedelta(days=3)
 WINDOW = timedelta(minutes=15)
+FAILURE_MEMORY = timedelta(days=1)  # failed sign-ins older than this are deleted
 USERNAME_FAILURES_MAX = 5
 CLIENT_FAILURES_MAX = 20
 USERNAME_RE = re.compile(r"[A-Za-z0-9._-]{3,64}")
@@ -231,7 +232,7 @@ class StaffAuthService:
                 )
                 reservation = cursor.lastrowid
                 await conn.execute(
-                    "DELETE FROM staff_login_failures WHERE at < ?", (ago(timedelta(days=1)),)
+                    "DELETE FROM staff_login_failures WHERE at < ?", (ago(FAILURE_MEMORY),)
                 )
         if throttled:
             return Result("throttled", value=int(WINDOW.total_seconds() // 60))
