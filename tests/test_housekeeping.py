@@ -176,6 +176,24 @@ async def test_staff_sessions_end_by_the_staff_limits(settings, client):
     assert count(path, "staff") == 1
 
 
+async def test_a_login_never_given_its_two_step_code_is_deleted(settings, maria):
+    path = settings.database
+    user_id = query(path, "SELECT id FROM users")[0][0]
+    now = datetime.now(UTC)
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO pending_sign_ins (id_hash, user_id, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?)",
+            [
+                ("gone", user_id, utc_text(now), utc_text(now - timedelta(seconds=1))),
+                ("waiting", user_id, utc_text(now), utc_text(now + timedelta(minutes=4))),
+            ],
+        )
+    deleted = await clean(path, now)
+    assert deleted["pending_sign_ins"] == 1
+    assert [r[0] for r in query(path, "SELECT id_hash FROM pending_sign_ins")] == ["waiting"]
+
+
 async def test_failed_sign_ins_are_forgotten_after_a_day(settings, client):
     load_billing(settings.database)
     await sign_up_and_in(client, settings.database, "maria1")

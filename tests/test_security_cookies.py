@@ -72,7 +72,13 @@ def test_every_portal_cookie_name_comes_from_one_module():
     assert sessions.COOKIE == cookies.SESSION
     assert LOCALE_COOKIE == cookies.LANGUAGE
     assert DEVICE_COOKIE == cookies.DEVICE
-    assert cookies.NAMES == (cookies.SESSION, cookies.CSRF, cookies.LANGUAGE, cookies.DEVICE)
+    assert cookies.NAMES == (
+        cookies.SESSION,
+        cookies.CSRF,
+        cookies.LANGUAGE,
+        cookies.DEVICE,
+        cookies.PENDING,
+    )
     assert cookies.wire_name(cookies.SESSION, production=True) == "__Host-portal_session"
     assert cookies.wire_name(cookies.SESSION, production=False) == "portal_session"
 

@@ -60,6 +60,8 @@ RULES = (
         "expires_at < :now OR (remember = 0 AND last_seen_at < :resident_idle)",
     ),
     Rule("staff_sessions", "staff_sessions", "expires_at < :now OR last_seen_at < :staff_idle"),
+    # Logins whose code step (two-step verification) was never finished.
+    Rule("pending_sign_ins", "pending_sign_ins", "expires_at < :now"),
     # Confirmation, password-reset and email-change links (hashes, and a new address).
     Rule("links", "tokens", "expires_at < :links OR used_at < :links"),
     Rule("sent_mail", "outbox", "sent_at IS NOT NULL AND sent_at < :sent_mail"),

@@ -14,6 +14,7 @@ from portal.accounts.profile import ProfileService
 from portal.accounts.recovery import RecoveryService
 from portal.accounts.registration import RegistrationService
 from portal.accounts.signin import SignInService
+from portal.accounts.two_step import TwoStepService
 from portal.autopay.charges import Charger
 from portal.autopay.expiry import ExpiryService
 from portal.autopay.methods import MethodsService
@@ -45,6 +46,7 @@ class Services:
     signin: SignInService
     recovery: RecoveryService
     profiles: ProfileService
+    two_step: TwoStepService
     linking: LinkingService
     billing: BillingService
     payments: PaymentsService
@@ -85,6 +87,7 @@ class Services:
             signin=SignInService(db, settings),
             recovery=RecoveryService(db, settings, mailer),
             profiles=ProfileService(db, settings, mailer),
+            two_step=TwoStepService(db, settings, mailer),
             linking=LinkingService(db, settings, mailer),
             billing=billing,
             payments=payments,

@@ -113,7 +113,14 @@ async def release_stale_registrations(conn, client: str = "-", now: datetime | N
     )
     stale = list(await cursor.fetchall())
     for user in stale:
-        for table in ("tokens", "sessions", "known_devices", "user_accounts"):
+        for table in (
+            "tokens",
+            "sessions",
+            "known_devices",
+            "user_accounts",
+            "recovery_codes",
+            "pending_sign_ins",
+        ):
             await conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user["id"],))
         await conn.execute("DELETE FROM users WHERE id = ?", (user["id"],))
         await audit.record(conn, "registration_released", username=user["username"], client=client)

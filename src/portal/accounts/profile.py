@@ -43,32 +43,9 @@ class ProfileService:
 
     async def profile(self, user_id: int) -> Any:
         return await self.db.fetchone(
-            "SELECT username, email, paperless, printed FROM users WHERE id = ?", (user_id,)
+            "SELECT username, email, paperless, printed, two_step_at FROM users WHERE id = ?",
+            (user_id,),
         )
-
-    async def _current_password_problem(
-        self, user: sessions.SignedIn, password: str, client: str
-    ) -> str | None:
-        """The "current password" box: a try counted like a sign-in, so a stolen session
-        cannot guess the password without limit."""
-        if not password:
-            return _("Enter your current password")
-        row = await self.db.fetchone(
-            "SELECT id, username, password_hash FROM users WHERE id = ?", (user.user_id,)
-        )
-        checked = await self.passwords.check(user.username.casefold(), row, password, client)
-        if checked.outcome == "failed":
-            return _("Your current password is not right. Enter it again")
-        if checked.outcome == "throttled":
-            return _(
-                "There have been too many wrong passwords. Wait %(minutes)s minutes and try again.",
-                minutes=checked.value,
-            )
-        if checked.outcome == "locked":
-            return _(
-                "This account is locked after too many failed logins. Use Forgot Password to choose a new password."
-            )
-        return None
 
     async def set_delivery(
         self, user: sessions.SignedIn, form: DeliveryForm, client: str
@@ -100,7 +77,9 @@ class ProfileService:
     ) -> Result:
         """Value on success: (new session id, remember) for this device's cookie."""
         errors = {}
-        problem = await self._current_password_problem(user, form.current_password, client)
+        problem = await current_password_problem(
+            self.passwords, user, form.current_password, client
+        )
         if problem:
             errors["current_password"] = problem
         errors.update(
@@ -142,7 +121,7 @@ class ProfileService:
 
     async def change_email(self, user: sessions.SignedIn, form: EmailForm, client: str) -> Result:
         errors = {}
-        problem = await self._current_password_problem(user, form.email_password, client)
+        problem = await current_password_problem(self.passwords, user, form.email_password, client)
         if problem:
             errors["email_password"] = problem
         problem = email_problem(form.new_email)
@@ -216,3 +195,28 @@ class ProfileService:
             )
             await audit.record(conn, "email_changed", username=row["username"], client=client)
         return Result("changed")
+
+
+async def current_password_problem(
+    passwords: PasswordChecks, user: sessions.SignedIn, password: str, client: str
+) -> str | None:
+    """The "current password" box: a try counted like a sign-in, so a stolen session
+    cannot guess the password without limit."""
+    if not password:
+        return _("Enter your current password")
+    row = await passwords.db.fetchone(
+        "SELECT id, username, password_hash FROM users WHERE id = ?", (user.user_id,)
+    )
+    checked = await passwords.check(user.username.casefold(), row, password, client)
+    if checked.outcome == "failed":
+        return _("Your current password is not right. Enter it again")
+    if checked.outcome == "throttled":
+        return _(
+            "There have been too many wrong passwords. Wait %(minutes)s minutes and try again.",
+            minutes=checked.value,
+        )
+    if checked.outcome == "locked":
+        return _(
+            "This account is locked after too many failed logins. Use Forgot Password to choose a new password."
+        )
+    return None

@@ -7,6 +7,7 @@ URL map (open to everyone):
   GET  /verify?username=&verificationcode=   link from the verification email
   GET  /verify/resend, POST            send a new verification link
   GET  /login, POST /login             Login to My Account
+  GET  /login/code, POST               the code step of a login with two-step verification
   POST /logout                         sign out
   GET  /session, POST                  how long until an idle sign-out (the warning's
                                        question, not a visit); "Stay signed in"
@@ -18,6 +19,8 @@ URL map (open to everyone):
 Signed-in resident (router guarded by requires_resident, no-store):
   GET  /profile                        My Profile
   POST /profile/delivery | /profile/password | /profile/email | /profile/sign-out-everywhere
+  GET  /profile/two-step, POST         turn two-step verification on (key, QR, recovery codes)
+  POST /profile/two-step/off           turn it off
 """
 
 from __future__ import annotations
@@ -44,8 +47,17 @@ from portal.accounts.registration import (
     Registration,
     UsernameForm,
 )
-from portal.accounts.signin import DEVICE_COOKIE, LoginForm, device_cookie
+from portal.accounts.signin import (
+    CODE_WAIT,
+    DEVICE_COOKIE,
+    CodeForm,
+    LoginForm,
+    NewSession,
+    device_cookie,
+)
+from portal.accounts.two_step import TurnOffForm, TurnOnForm
 from portal.i18n import _
+from portal.security import cookies, totp
 from portal.security.auth import requires_resident
 from portal.security.cookies import issue_csrf_cookie
 from portal.security.headers import NO_STORE
@@ -259,22 +271,10 @@ async def login(request: PortalRequest, services: AppServices) -> Template | Red
     device = request.cookies.get(DEVICE_COOKIE)
     result = await services.signin.sign_in(form, client_address(request), device)
     if result.ok:
-        response = Redirect(local_path(form.next), status_code=303)
-        response.set_cookie(
-            sessions.cookie(result.value.session_id, form.remember, services.settings)
-        )
-        if result.value.device:
-            response.set_cookie(device_cookie(result.value.device, services.settings))
-        locale = result.value.locale
-        if i18n.LOCALE_COOKIE not in request.cookies and locale in i18n.LOCALES:
-            # A new device: the language the resident chose before follows them.
-            response.set_cookie(i18n.locale_cookie(locale, services.settings.production))
-        # Rotation: the session the browser had before (if any) ends now, and so does its
-        # CSRF token (one planted or read before sign-in is worth nothing after it).
-        await services.signin.sign_out(
-            request.cookies.get(sessions.COOKIE), None, client_address(request)
-        )
-        issue_csrf_cookie(response, services.settings)
+        return await _signed_in(request, services, result.value, form.remember, form.next)
+    if result.outcome == "code_needed":
+        response = Redirect("/login/code", status_code=303)
+        response.set_cookie(_pending_cookie(result.value, services.settings))
         return response
     message, link = _login_problem(result.outcome, result.value)
     return render(
@@ -286,6 +286,84 @@ async def login(request: PortalRequest, services: AppServices) -> Template | Red
         values={"username": form.username[:64], "remember": form.remember},
         next=form.next,
     )
+
+
+async def _signed_in(
+    request: PortalRequest, services: AppServices, new: NewSession, remember: bool, next: str
+) -> Redirect:
+    """The answer to a login that passed every step: the session cookie, and onwards."""
+    response = Redirect(local_path(next), status_code=303)
+    response.set_cookie(sessions.cookie(new.session_id, remember, services.settings))
+    if new.device:
+        response.set_cookie(device_cookie(new.device, services.settings))
+    if i18n.LOCALE_COOKIE not in request.cookies and new.locale in i18n.LOCALES:
+        # A new device: the language the resident chose before follows them.
+        response.set_cookie(i18n.locale_cookie(new.locale, services.settings.production))
+    # Rotation: the session the browser had before (if any) ends now, and so does its
+    # CSRF token (one planted or read before sign-in is worth nothing after it).
+    await services.signin.sign_out(
+        request.cookies.get(sessions.COOKIE), None, client_address(request)
+    )
+    issue_csrf_cookie(response, services.settings)
+    return response
+
+
+def _pending_cookie(value: str, settings: Settings, clear: bool = False):
+    max_age = 0 if clear else int(CODE_WAIT.total_seconds())
+    return cookies.session_cookie(
+        cookies.PENDING, value, settings, samesite="lax", path="/", max_age=max_age
+    )
+
+
+def _code_problem(outcome: str, value) -> tuple[str, dict | None]:
+    """Why the code step starts over (the page then has no form), with the way out."""
+    if outcome == "locked":
+        return _(
+            "There have been too many wrong codes for this account. Use Forgot Password to choose a new password, or call us."
+        ), {"href": "/forgot-password", "text": _("Forgot Password")}
+    return _(
+        "Your login took too long or had too many wrong codes. Log in again with your username and password."
+    ), {"href": "/login", "text": _("Login to My Account")}
+
+
+@get("/login/code", cache_control=NO_STORE)
+async def login_code_form(request: PortalRequest, services: AppServices) -> Template | Redirect:
+    if request.user:
+        return Redirect("/account", status_code=303)
+    pending = await services.signin.pending(request.cookies.get(cookies.PENDING))
+    message, link = _code_problem("expired", None) if pending is None else (None, None)
+    return render(
+        request,
+        "pages/login_code.html",
+        status_code=200 if pending else 422,
+        message=message,
+        message_link=link,
+    )
+
+
+@post("/login/code", cache_control=NO_STORE)
+async def login_code(request: PortalRequest, services: AppServices) -> Template | Redirect:
+    form = await CodeForm.read(request)
+    pending_id = request.cookies.get(cookies.PENDING)
+    result = await services.signin.finish_with_code(pending_id, form.code, client_address(request))
+    if result.ok:
+        new, remember, next = result.value
+        response = await _signed_in(request, services, new, remember, next)
+        response.set_cookie(_pending_cookie("", services.settings, clear=True))
+        return response
+    if result.outcome in ("missing", "wrong"):
+        error = (
+            _("Enter the code from your authenticator app, or a recovery code")
+            if result.outcome == "missing"
+            else _("That code is not right. Enter the code your app shows now, or a recovery code")
+        )
+        return render(request, "pages/login_code.html", status_code=422, errors={"code": error})
+    message, link = _code_problem(result.outcome, result.value)
+    response = render(
+        request, "pages/login_code.html", status_code=422, message=message, message_link=link
+    )
+    response.set_cookie(_pending_cookie("", services.settings, clear=True))
+    return response
 
 
 @post("/logout")
@@ -398,6 +476,8 @@ def _profile_notice(notice: str) -> str | None:
         return _(
             "We sent a link to your new email address. Your email address changes when you open that link."
         )
+    if notice == "two-step-off":
+        return _("Two-step verification is off. Logging in asks only for your password.")
     return None
 
 
@@ -454,6 +534,43 @@ async def profile_email(request: PortalRequest, services: AppServices) -> Templa
     return Redirect("/profile?notice=email-sent", status_code=303)
 
 
+async def _two_step_page(
+    request: PortalRequest, services: AppServices, status_code: int = 200, **context
+) -> Template:
+    status = await services.two_step.status(request.user.user_id)
+    if status["two_step_at"] is None and "codes" not in context:
+        secret, uri = await services.two_step.setup_key(request.user)
+        context.update(
+            secret=secret, uri=uri, qr=totp.qr_svg(uri, _("QR code for your authenticator app"))
+        )
+    return render(request, "pages/two_step.html", status_code=status_code, status=status, **context)
+
+
+@get("/profile/two-step")
+async def two_step(request: PortalRequest, services: AppServices) -> Template:
+    return await _two_step_page(request, services)
+
+
+@post("/profile/two-step")
+async def two_step_on(request: PortalRequest, services: AppServices) -> Template | Redirect:
+    form = await TurnOnForm.read(request)
+    result = await services.two_step.turn_on(request.user, form, client_address(request))
+    if result.outcome == "already":
+        return Redirect("/profile/two-step", status_code=303)
+    if not result.ok:
+        return await _two_step_page(request, services, 422, errors=result.errors)
+    return await _two_step_page(request, services, codes=result.value)
+
+
+@post("/profile/two-step/off")
+async def two_step_off(request: PortalRequest, services: AppServices) -> Template | Redirect:
+    form = await TurnOffForm.read(request)
+    result = await services.two_step.turn_off(request.user, form, client_address(request))
+    if result.outcome == "invalid":
+        return await _two_step_page(request, services, 422, errors=result.errors)
+    return Redirect("/profile?notice=two-step-off", status_code=303)
+
+
 @post("/profile/sign-out-everywhere")
 async def sign_out_everywhere(request: PortalRequest, services: AppServices) -> Redirect:
     await services.signin.sign_out_everywhere(request.user, client_address(request))
@@ -472,6 +589,9 @@ def handlers(settings: Settings) -> list:
             profile_delivery,
             profile_password,
             profile_email,
+            two_step,
+            two_step_on,
+            two_step_off,
             sign_out_everywhere,
         ],
     )
@@ -484,6 +604,8 @@ def handlers(settings: Settings) -> list:
         resend,
         login_form,
         login,
+        login_code_form,
+        login_code,
         logout,
         session_status,
         session_keep_alive,

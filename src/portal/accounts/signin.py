@@ -31,10 +31,11 @@ from litestar.datastructures import Cookie
 from portal.accounts import audit, sessions
 from portal.accounts.links import ago
 from portal.accounts.passwords import hash_password, needs_rehash, verify_password
-from portal.db import Database, utcnow
+from portal.accounts.tokens import code_hash, new_code
+from portal.db import Database, utc_text, utcnow
 from portal.forms import Form, Result
 from portal.observe import metrics
-from portal.security import cookies
+from portal.security import cookies, totp
 from portal.settings import Settings
 
 FREE_TRIES = 5
@@ -45,12 +46,21 @@ ADDRESS_FAILURES_MAX = 100
 ACCOUNT_FAILURES_MAX = 100  # NIST: never more than 100 consecutive failures
 DEVICE_COOKIE = cookies.DEVICE  # __Host-portal_device in production (security/cookies.py)
 DEVICE_FOR = timedelta(days=365)
+CODE_WAIT = timedelta(minutes=5)  # the code step of a sign-in with two-step verification
+CODE_TRIES = 5  # wrong codes before that step starts over at the password
+CODE_FAILURES_MAX = 10  # wrong codes in a row, on any device, before a password reset
 
 
 class LoginForm(Form):
     fields = ("username", "next")
     passwords = ("password",)
     checkboxes = ("remember",)
+
+
+class CodeForm(Form):
+    """The code step of a login with two-step verification."""
+
+    fields = ("code",)
 
 
 @dataclass(frozen=True)
@@ -211,15 +221,17 @@ class SignInService:
         return found == user["id"]
 
     async def sign_in(self, form: LoginForm, client: str, device: str | None = None) -> Result:
-        """Outcome 'ok' (value: NewSession), 'missing', 'failed', 'throttled' (value:
-        minutes to wait), 'locked' or 'unverified' (value: username)."""
+        """Outcome 'ok' (value: NewSession), 'code_needed' (two-step verification is on;
+        value: the pending sign-in's id for its cookie: see finish_with_code), 'missing',
+        'failed', 'throttled' (value: minutes to wait), 'locked' or 'unverified' (value:
+        username)."""
         username, password = form.username, form.password
         if not username or not password:
             return Result("missing")
         user_key = username.casefold()[:64]
         user = await self.db.fetchone(
-            "SELECT id, username, password_hash, verified_at, locale FROM users"
-            " WHERE username_key = ?",
+            "SELECT id, username, password_hash, verified_at, locale, two_step_at,"
+            " code_failures FROM users WHERE username_key = ?",
             (user_key,),
         )
         known = await self._known_device(device, user)
@@ -232,29 +244,151 @@ class SignInService:
                 self.db, "sign_in_unverified", username=user["username"], client=client
             )
             return Result("unverified", value=user["username"])
-        rehashed = await hash_password(password) if needs_rehash(user["password_hash"]) else None
-        new_device = None if known else secrets.token_urlsafe(32)
-        async with self.db.write() as conn:
-            if rehashed:
+        if needs_rehash(user["password_hash"]):
+            rehashed = await hash_password(password)
+            async with self.db.write() as conn:
                 await conn.execute(
                     "UPDATE users SET password_hash = ? WHERE id = ?", (rehashed, user["id"])
                 )
-            now = utcnow()
-            if new_device:
-                await conn.execute(
-                    "INSERT INTO known_devices (token_hash, user_id, created_at, last_used_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (_hash(new_device), user["id"], now, now),
+        device_hash = _hash(device) if known and device else None
+        if user["two_step_at"] is not None:
+            if user["code_failures"] >= CODE_FAILURES_MAX:
+                await audit.write(
+                    self.db, "sign_in_code_locked", username=user["username"], client=client
                 )
-            else:
+                return Result("locked", value=0)
+            pending_id = new_code()
+            async with self.db.write() as conn:
                 await conn.execute(
-                    "UPDATE known_devices SET last_used_at = ? WHERE token_hash = ?",
-                    (now, _hash(device)),
+                    "INSERT INTO pending_sign_ins (id_hash, user_id, remember, next, device,"
+                    " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        code_hash(pending_id),
+                        user["id"],
+                        int(form.remember),
+                        form.next[:500],
+                        device_hash,
+                        utcnow(),
+                        utc_text(datetime.now(UTC) + CODE_WAIT),
+                    ),
                 )
-            session_id = await sessions.start(conn, user["id"], form.remember)
-            await audit.record(conn, "sign_in", username=user["username"], client=client)
+                await audit.record(
+                    conn, "sign_in_password_ok", username=user["username"], client=client
+                )
+            return Result("code_needed", value=pending_id)
+        async with self.db.write() as conn:
+            new = await self._start(conn, user, bool(form.remember), device_hash, client)
         metrics.record_sign_in("success")
-        return Result(value=NewSession(session_id, user["locale"], new_device))
+        return Result(value=new)
+
+    async def _start(
+        self, conn, user: Any, remember: bool, device_hash: str | None, client: str
+    ) -> NewSession:
+        """The session of a sign-in that passed every check, in the caller's transaction:
+        the device remembered (or a new one issued), the audit row."""
+        now = utcnow()
+        new_device = None
+        if device_hash is None:
+            new_device = secrets.token_urlsafe(32)
+            await conn.execute(
+                "INSERT INTO known_devices (token_hash, user_id, created_at, last_used_at)"
+                " VALUES (?, ?, ?, ?)",
+                (_hash(new_device), user["id"], now, now),
+            )
+        else:
+            await conn.execute(
+                "UPDATE known_devices SET last_used_at = ? WHERE token_hash = ?",
+                (now, device_hash),
+            )
+        session_id = await sessions.start(conn, user["id"], remember)
+        await audit.record(conn, "sign_in", username=user["username"], client=client)
+        return NewSession(session_id, user["locale"], new_device)
+
+    async def pending(self, pending_id: str | None) -> Any:
+        """The sign-in waiting for a code, if this id names one not yet expired."""
+        if not pending_id or len(pending_id) > 100:
+            return None
+        return await self.db.fetchone(
+            "SELECT p.user_id, p.remember, p.next, p.tries, u.username FROM pending_sign_ins p"
+            " JOIN users u ON u.id = p.user_id WHERE p.id_hash = ? AND p.expires_at > ?",
+            (code_hash(pending_id), utcnow()),
+        )
+
+    async def finish_with_code(self, pending_id: str | None, code: str, client: str) -> Result:
+        """The second step. Outcome 'ok' (value: (NewSession, remember, next)), 'missing'
+        (no code typed), 'wrong' (value: tries left), 'expired' (start again at the
+        login page: no pending sign-in, too old, or out of tries) or 'locked' (too many
+        wrong codes in a row: a password reset ends it)."""
+        if not pending_id or len(pending_id) > 100:
+            return Result("expired")
+        id_hash = code_hash(pending_id)
+        code = code.strip()[:40]
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "SELECT p.user_id, p.remember, p.next, p.device, p.tries, p.expires_at,"
+                " u.username, u.locale, u.totp_secret, u.totp_last_step, u.code_failures"
+                " FROM pending_sign_ins p JOIN users u ON u.id = p.user_id"
+                " WHERE p.id_hash = ? AND u.two_step_at IS NOT NULL",
+                (id_hash,),
+            )
+            row = await cursor.fetchone()
+            if row is None or row["expires_at"] <= utcnow() or row["tries"] >= CODE_TRIES:
+                await conn.execute("DELETE FROM pending_sign_ins WHERE id_hash = ?", (id_hash,))
+                return Result("expired")
+            if row["code_failures"] >= CODE_FAILURES_MAX:
+                await conn.execute("DELETE FROM pending_sign_ins WHERE id_hash = ?", (id_hash,))
+                return Result("locked")
+            if not code:
+                return Result("missing")
+            user = {"id": row["user_id"], "username": row["username"], "locale": row["locale"]}
+            step = totp.matching_step(row["totp_secret"], code, row["totp_last_step"])
+            used = None
+            if step is None and totp.looks_like_recovery_code(code):
+                cursor = await conn.execute(
+                    "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ?"
+                    " AND used_at IS NULL RETURNING id",
+                    (utcnow(), row["user_id"], totp.recovery_hash(code, "resident")),
+                )
+                used = await cursor.fetchone()
+            if step is None and used is None:
+                tries = row["tries"] + 1
+                await conn.execute(
+                    "UPDATE pending_sign_ins SET tries = ? WHERE id_hash = ?", (tries, id_hash)
+                )
+                await conn.execute(
+                    "UPDATE users SET code_failures = code_failures + 1 WHERE id = ?",
+                    (row["user_id"],),
+                )
+                await audit.record(
+                    conn,
+                    "sign_in_code_failed",
+                    username=row["username"],
+                    client=client,
+                    detail=f"failures={row['code_failures'] + 1}",
+                )
+                if row["code_failures"] + 1 >= CODE_FAILURES_MAX:
+                    await audit.record(
+                        conn, "lockout", username=row["username"], client=client, detail="codes"
+                    )
+                    await conn.execute("DELETE FROM pending_sign_ins WHERE id_hash = ?", (id_hash,))
+                    return Result("locked")
+                if tries >= CODE_TRIES:
+                    await conn.execute("DELETE FROM pending_sign_ins WHERE id_hash = ?", (id_hash,))
+                    return Result("expired")
+                return Result("wrong", value=CODE_TRIES - tries)
+            await conn.execute("DELETE FROM pending_sign_ins WHERE id_hash = ?", (id_hash,))
+            await conn.execute(
+                "UPDATE users SET code_failures = 0, totp_last_step = coalesce(?, totp_last_step)"
+                " WHERE id = ?",
+                (step, row["user_id"]),
+            )
+            if used is not None:
+                await audit.record(
+                    conn, "recovery_code_used", username=row["username"], client=client
+                )
+            new = await self._start(conn, user, bool(row["remember"]), row["device"], client)
+        metrics.record_sign_in("success")
+        return Result(value=(new, bool(row["remember"]), row["next"]))
 
     async def sign_out(self, session_id: str | None, username: str | None, client: str) -> None:
         async with self.db.write() as conn:
@@ -280,8 +414,12 @@ async def void_pending_links(conn, user_id: int) -> None:
 
 
 async def forget_failures(conn, user_id: int, username_key: str) -> None:
-    """A password reset proves the owner: the failures counted against the name end."""
+    """A password reset proves the owner: the failures counted against the name end,
+    wrong authenticator codes included, and so does any sign-in waiting for a code (it
+    was started with the old password)."""
     await conn.execute("DELETE FROM login_failures WHERE user_key = ?", (username_key,))
     await conn.execute(
-        "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?", (user_id,)
+        "UPDATE users SET failed_logins = 0, locked_until = NULL, code_failures = 0 WHERE id = ?",
+        (user_id,),
     )
+    await conn.execute("DELETE FROM pending_sign_ins WHERE user_id = ?", (user_id,))

@@ -30,7 +30,8 @@ SESSION = "portal_session"
 CSRF = "portal_csrf"
 LANGUAGE = "portal_lang"
 DEVICE = "portal_device"  # the remembered device (accounts/signin.py)
-NAMES = (SESSION, CSRF, LANGUAGE, DEVICE)
+PENDING = "portal_pending"  # a login waiting for its two-step code (accounts/signin.py)
+NAMES = (SESSION, CSRF, LANGUAGE, DEVICE, PENDING)
 HOST_PREFIX = "__Host-"
 
 

@@ -22,8 +22,9 @@ from portal.accounts.validation import confirm_password_problem, normalize_email
 from portal.db import Database, utcnow
 from portal.forms import Form, Result
 from portal.i18n import _
+from portal.security import totp
 from portal.settings import Settings
-from portal.staff import sessions, totp
+from portal.staff import sessions
 
 ROLES = ("csr", "supervisor")
 ENROL_FOR = timedelta(days=3)

@@ -17,7 +17,8 @@ import aiosqlite
 
 from portal.accounts import audit
 from portal.accounts.links import EMAIL_CHANGE, VERIFY, Link, issue_link
-from portal.accounts.signin import ACCOUNT_FAILURES_MAX, forget_failures
+from portal.accounts.signin import ACCOUNT_FAILURES_MAX, CODE_FAILURES_MAX, forget_failures
+from portal.accounts.two_step import turn_off_in
 from portal.accounts.validation import confirm_email_problem, email_problem, normalize_email
 from portal.autopay.scheduled import ScheduledService
 from portal.autopay.service import AutoPayService
@@ -262,7 +263,7 @@ class ConsoleService:
             return None
         login = await self.db.fetchone(
             "SELECT id, username, email, created_at, verified_at, failed_logins,"
-            " paperless, printed, locale FROM users WHERE id = ?",
+            " paperless, printed, locale, two_step_at, code_failures FROM users WHERE id = ?",
             (user_id,),
         )
         if login is None:
@@ -288,8 +289,12 @@ class ConsoleService:
         return LoginView(login, accounts, sign_ins, trail)
 
     def locked(self, login: Any) -> bool:
-        """Locked until a password reset (or a representative's unlock)."""
-        return login["failed_logins"] >= ACCOUNT_FAILURES_MAX
+        """Locked until a password reset (or a representative's unlock): too many wrong
+        passwords, or too many wrong two-step codes, in a row."""
+        return (
+            login["failed_logins"] >= ACCOUNT_FAILURES_MAX
+            or login["code_failures"] >= CODE_FAILURES_MAX
+        )
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -416,6 +421,39 @@ class ConsoleService:
                 form.reason,
                 user_id=login["id"],
                 resident=("unlocked_by_staff", login["username"], None),
+            )
+        return Result()
+
+    @_login_action
+    async def two_step_off(
+        self, staff: StaffMember, login: Any, form: ReasonForm, client: str
+    ) -> Result:
+        """For a resident who lost both the phone and the recovery codes. Supervisors
+        only: whoever calls with a resident's password would otherwise need only to
+        convince a representative. The resident is emailed."""
+        if not staff.supervisor:
+            return Result.invalid(
+                {"reason": _("Only a supervisor can turn off two-step verification.")}
+            )
+        async with self.db.write() as conn:
+            if not await turn_off_in(conn, login["id"]):
+                return Result.invalid({"reason": _("Two-step verification is already off.")})
+            await self.mailer.enqueue(
+                conn,
+                to=login["email"],
+                template="two_step_changed",
+                context={"username": login["username"], "turned_on": False, "by_staff": True},
+                locale=login["locale"],
+                accounts_of=[login["id"]],
+            )
+            await self._record(
+                conn,
+                staff,
+                client,
+                "two_step_off",
+                form.reason,
+                user_id=login["id"],
+                resident=("two_step_off_by_staff", login["username"], None),
             )
         return Result()
 

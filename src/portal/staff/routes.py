@@ -50,13 +50,14 @@ from litestar.response import Redirect, Template
 from portal.i18n import _
 from portal.pages.notice import CURRENT as CURRENT_NOTICE
 from portal.payments.service import new_key
+from portal.security import totp
 from portal.security.auth import requires_staff, requires_supervisor
 from portal.security.cookies import issue_csrf_cookie
 from portal.security.headers import NO_STORE
 from portal.security.throttle import enforce
 from portal.services import AppServices
 from portal.settings import Settings
-from portal.staff import sessions, totp
+from portal.staff import sessions
 from portal.staff.accounts import EnrolForm, StaffAuthService, StaffSignInForm
 from portal.staff.console import (
     ConsoleService,
@@ -207,6 +208,9 @@ _DONE = {
     "released": lambda: _("The account was released from the login."),
     "resent": lambda: _("A new verification email is on its way to the resident."),
     "unlocked": lambda: _("The login was unlocked."),
+    "two_step_off": lambda: _(
+        "Two-step verification is off for this login. The resident was sent an email."
+    ),
     "email": lambda: _(
         "A confirmation link went to the new address. The email address changes when the resident opens it."
     ),
@@ -462,6 +466,7 @@ async def login(request: PortalRequest, user_id: FromPath[int], services: AppSer
 _LOGIN_ACTIONS = {
     "resend-verification": ("resend", ReasonForm, "resend_verification", "resent"),
     "unlock": ("unlock", ReasonForm, "unlock", "unlocked"),
+    "two-step-off": ("twostep", ReasonForm, "two_step_off", "two_step_off"),
     "email": ("email", StaffEmailForm, "change_email", "email"),
 }
 

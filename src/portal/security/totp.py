@@ -1,5 +1,6 @@
-"""The second factor: TOTP codes (RFC 6238, pyotp), each time step accepted once, the
-otpauth URI drawn as a QR code in SVG (segno) on the server, and recovery codes."""
+"""The second factor of staff (always) and residents (two-step verification, if they
+turn it on): TOTP codes (RFC 6238, pyotp), each time step accepted once, the otpauth URI
+drawn as a QR code in SVG (segno) on the server, and single-use recovery codes."""
 
 from __future__ import annotations
 
@@ -60,11 +61,12 @@ def new_recovery_codes() -> list[str]:
     return codes
 
 
-def recovery_hash(code: str) -> str:
+def recovery_hash(code: str, whose: str = "staff") -> str:
     """Codes are compared without dashes, spaces or case. 50 random bits each, so a
-    plain SHA-256 is enough (nothing to guess from the hash in ten single uses)."""
+    plain SHA-256 is enough (nothing to guess from the hash in ten single uses). `whose`:
+    "staff" or "resident" (a code of one kind never matches the other)."""
     cleaned = re.sub(r"[\s-]", "", code).lower()
-    return hashlib.sha256(f"staff-recovery:{cleaned}".encode()).hexdigest()
+    return hashlib.sha256(f"{whose}-recovery:{cleaned}".encode()).hexdigest()
 
 
 def looks_like_recovery_code(code: str) -> bool:
