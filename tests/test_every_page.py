@@ -320,6 +320,7 @@ NOT_PAGES: dict[str, str] = {
     "/profile/email": "POST only: redirects to /profile, or re-renders it with errors",
     "/profile/sign-out-everywhere": "POST only: redirects to the login page",
     "/profile/two-step/off": "POST only: redirects to /profile, or re-renders the two-step page with errors",
+    "/profile/two-step/codes": "POST only: the two-step page with the new codes (axe in tests/test_two_step_browser.py)",
     "/accounts/{account_id:int}/unlink": "POST only: redirects to /account",
     "/pay/confirm": "POST only: redirects to the gateway, or re-renders the amount form",
     "/payments/webhook": "POST only: the gateway's signed notification, answers JSON",

@@ -170,6 +170,22 @@ async def test_a_recovery_code_works_once(settings, maria):
     assert (await code_step(maria, codes[4])).status_code == 303
 
 
+async def test_new_recovery_codes_replace_the_old_ones(settings, maria):
+    key, old_codes = await turn_on(maria)
+    refused = await post_form(maria, "/profile/two-step/codes", {"codes_password": "wrong one"})
+    assert refused.status_code == 422 and "Your current password is not right" in refused.text
+    mails = len(outbox(settings.database))
+    response = await post_form(maria, "/profile/two-step/codes", {"codes_password": GOOD_PASSWORD})
+    assert response.status_code == 200 and "New recovery codes are ready" in response.text
+    new_codes = recovery_codes_on(response.text)
+    assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
+    [mail] = outbox(settings.database)[mails:]
+    assert mail["subject"].startswith("New recovery codes")
+    await log_out_and_in(maria)
+    assert (await code_step(maria, old_codes[0])).status_code == 422
+    assert (await code_step(maria, new_codes[0])).status_code == 303
+
+
 async def test_wrong_codes_start_over_then_lock_until_a_password_reset(settings, maria):
     key, _ = await turn_on(maria)
     await log_out_and_in(maria)
@@ -275,7 +291,6 @@ async def test_spanish_pages(settings, maria):
     page = (await maria.get("/profile/two-step")).text
     assert "Verificación en dos pasos" in page
     key, _ = await turn_on(maria)
-    await log_out_and_in(maria)
-    await maria.get("/language?lang=es")
+    await log_out_and_in(maria)  # a new device: her language follows her to the code step
     page = (await maria.get("/login/code")).text
     assert "Verificación en dos pasos" in page and "código" in page

@@ -20,6 +20,7 @@ Signed-in resident (router guarded by requires_resident, no-store):
   GET  /profile                        My Profile
   POST /profile/delivery | /profile/password | /profile/email | /profile/sign-out-everywhere
   GET  /profile/two-step, POST         turn two-step verification on (key, QR, recovery codes)
+  POST /profile/two-step/codes         ten new recovery codes in place of the old
   POST /profile/two-step/off           turn it off
 """
 
@@ -55,7 +56,7 @@ from portal.accounts.signin import (
     NewSession,
     device_cookie,
 )
-from portal.accounts.two_step import TurnOffForm, TurnOnForm
+from portal.accounts.two_step import NewCodesForm, TurnOffForm, TurnOnForm
 from portal.i18n import _
 from portal.security import cookies, totp
 from portal.security.auth import requires_resident
@@ -273,8 +274,11 @@ async def login(request: PortalRequest, services: AppServices) -> Template | Red
     if result.ok:
         return await _signed_in(request, services, result.value, form.remember, form.next)
     if result.outcome == "code_needed":
+        pending_id, locale = result.value
         response = Redirect("/login/code", status_code=303)
-        response.set_cookie(_pending_cookie(result.value, services.settings))
+        response.set_cookie(_pending_cookie(pending_id, services.settings))
+        if i18n.LOCALE_COOKIE not in request.cookies and locale in i18n.LOCALES:
+            response.set_cookie(i18n.locale_cookie(locale, services.settings.production))
         return response
     message, link = _login_problem(result.outcome, result.value)
     return render(
@@ -562,6 +566,17 @@ async def two_step_on(request: PortalRequest, services: AppServices) -> Template
     return await _two_step_page(request, services, codes=result.value)
 
 
+@post("/profile/two-step/codes")
+async def two_step_codes(request: PortalRequest, services: AppServices) -> Template | Redirect:
+    form = await NewCodesForm.read(request)
+    result = await services.two_step.new_codes(request.user, form, client_address(request))
+    if result.outcome == "invalid":
+        return await _two_step_page(request, services, 422, errors=result.errors)
+    if result.outcome == "already":
+        return Redirect("/profile/two-step", status_code=303)
+    return await _two_step_page(request, services, codes=result.value, renewed=True)
+
+
 @post("/profile/two-step/off")
 async def two_step_off(request: PortalRequest, services: AppServices) -> Template | Redirect:
     form = await TurnOffForm.read(request)
@@ -591,6 +606,7 @@ def handlers(settings: Settings) -> list:
             profile_email,
             two_step,
             two_step_on,
+            two_step_codes,
             two_step_off,
             sign_out_everywhere,
         ],

@@ -222,7 +222,8 @@ class SignInService:
 
     async def sign_in(self, form: LoginForm, client: str, device: str | None = None) -> Result:
         """Outcome 'ok' (value: NewSession), 'code_needed' (two-step verification is on;
-        value: the pending sign-in's id for its cookie: see finish_with_code), 'missing',
+        value: the pending sign-in's id for its cookie, see finish_with_code, and the
+        resident's language), 'missing',
         'failed', 'throttled' (value: minutes to wait), 'locked' or 'unverified' (value:
         username)."""
         username, password = form.username, form.password
@@ -275,7 +276,7 @@ class SignInService:
                 await audit.record(
                     conn, "sign_in_password_ok", username=user["username"], client=client
                 )
-            return Result("code_needed", value=pending_id)
+            return Result("code_needed", value=(pending_id, user["locale"]))
         async with self.db.write() as conn:
             new = await self._start(conn, user, bool(form.remember), device_hash, client)
         metrics.record_sign_in("success")

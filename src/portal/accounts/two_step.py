@@ -31,6 +31,10 @@ class TurnOffForm(Form):
     passwords = ("current_password",)
 
 
+class NewCodesForm(Form):
+    passwords = ("codes_password",)  # its own name: the page also has turning off's box
+
+
 class TwoStepService:
     def __init__(self, db: Database, settings: Settings, mailer: Any) -> None:
         self.db = db
@@ -95,13 +99,29 @@ class TwoStepService:
             )
             if cursor.rowcount != 1:
                 return Result("already")  # another tab finished (or changed the key) first
-            await conn.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user.user_id,))
-            await conn.executemany(
-                "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
-                [(user.user_id, totp.recovery_hash(code, "resident")) for code in codes],
-            )
+            await _replace_codes(conn, user.user_id, codes)
             await self._notify(conn, user.user_id, user.username, user.email, turned_on=True)
             await audit.record(conn, "two_step_on", username=user.username, client=client)
+        return Result(value=codes)
+
+    async def new_codes(self, user: sessions.SignedIn, form: NewCodesForm, client: str) -> Result:
+        """Ten new recovery codes in place of the old ones (used or not). Value on
+        success: the codes, to be shown once."""
+        problem = await current_password_problem(self.passwords, user, form.codes_password, client)
+        if problem:
+            return Result.invalid({"codes_password": problem})
+        codes = totp.new_recovery_codes()
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "SELECT two_step_at FROM users WHERE id = ?", (user.user_id,)
+            )
+            if (await cursor.fetchone())["two_step_at"] is None:
+                return Result("already")
+            await _replace_codes(conn, user.user_id, codes)
+            await self._notify(conn, user.user_id, user.username, user.email, turned_on=None)
+            await audit.record(
+                conn, "recovery_codes_replaced", username=user.username, client=client
+            )
         return Result(value=codes)
 
     async def turn_off(self, user: sessions.SignedIn, form: TurnOffForm, client: str) -> Result:
@@ -118,8 +138,9 @@ class TwoStepService:
         return Result()
 
     async def _notify(
-        self, conn, user_id: int, username: str, email: str, *, turned_on: bool
+        self, conn, user_id: int, username: str, email: str, *, turned_on: bool | None
     ) -> None:
+        """The email about a change: turned on (True), off (False), new codes (None)."""
         await self.mailer.enqueue(
             conn,
             to=email,
@@ -128,6 +149,14 @@ class TwoStepService:
             locale=current_locale.get(),
             accounts_of=[user_id],
         )
+
+
+async def _replace_codes(conn, user_id: int, codes: list[str]) -> None:
+    await conn.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
+    await conn.executemany(
+        "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
+        [(user_id, totp.recovery_hash(code, "resident")) for code in codes],
+    )
 
 
 async def turn_off_in(conn, user_id: int) -> bool:

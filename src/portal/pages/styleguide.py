@@ -6,6 +6,9 @@ from portal.accounts.sessions import RESIDENT_TIMEOUT
 from portal.billing.chart import usage_chart_svg
 from portal.billing.service import AccountSummary, UsageMonth
 from portal.i18n import _
+from portal.security import totp
+
+SAMPLE_KEY = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 
 def styleguide_context() -> dict:
@@ -27,6 +30,13 @@ def styleguide_context() -> dict:
         # session_timeout.html shown open (the page hides it until the time comes).
         "sample_timeout": RESIDENT_TIMEOUT,
         "sample_money": 12345,
+        # authenticator_key.html: a fixed sample key (it protects nothing).
+        "sample_key": SAMPLE_KEY,
+        "sample_key_uri": totp.uri(SAMPLE_KEY, "maria1", "Sample Utility"),
+        "sample_qr": totp.qr_svg(
+            totp.uri(SAMPLE_KEY, "maria1", "Sample Utility"),
+            _("QR code for your authenticator app"),
+        ),
         "sample_methods": [
             {"value": "card", "label": _("Credit or debit card")},
             {"value": "bank", "label": _("Bank account (checking or savings)")},
