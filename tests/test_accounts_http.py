@@ -232,6 +232,36 @@ async def test_successful_sign_in_lands_on_my_account(settings, maria):
     assert profile.status_code == 200 and "<strong>maria1</strong>" in profile.text
 
 
+def new_login_mails(settings):
+    return [m for m in outbox(settings.database) if m["subject"].startswith("New login to")]
+
+
+async def test_a_login_from_a_new_device_is_emailed_but_not_the_first_or_a_known_one(
+    settings, maria
+):
+    assert (await sign_in(maria)).status_code == 303  # her first device: nothing to tell
+    assert new_login_mails(settings) == []
+    execute(settings.database, "UPDATE known_devices SET created_at = ?", (ago(minutes=20),))
+    other = second_device(maria)
+    assert (await sign_in(other)).status_code == 303
+    [mail] = new_login_mails(settings)
+    assert mail["to_addr"] == "maria@example.com"
+    assert "not used for it before" in mail["body_text"] and "testclient" in mail["body_text"]
+    assert "Forgot Password" in mail["body_text"]
+    assert len(audit_rows(settings, "new_device_email")) == 1
+    # Her known device again: nothing. A third new one right after: still one email (a
+    # resident in private windows is not flooded).
+    assert (await sign_in(maria)).status_code == 303
+    third = second_device(maria)
+    assert (await sign_in(third)).status_code == 303
+    assert len(new_login_mails(settings)) == 1
+    # A wrong password from a new device tells nothing (no login happened).
+    execute(settings.database, "UPDATE known_devices SET created_at = ?", (ago(minutes=20),))
+    fourth = second_device(maria)
+    assert (await sign_in(fourth, password="not the password")).status_code == 422
+    assert len(new_login_mails(settings)) == 1
+
+
 # --- sessions ---------------------------------------------------------------------
 
 

@@ -84,7 +84,7 @@ class Services:
             sender=sender,
             sandbox=gateway,
             registration=RegistrationService(db, settings, mailer),
-            signin=SignInService(db, settings),
+            signin=SignInService(db, settings, mailer),
             recovery=RecoveryService(db, settings, mailer),
             profiles=ProfileService(db, settings, mailer),
             two_step=TwoStepService(db, settings, mailer),

@@ -49,6 +49,7 @@ DEVICE_FOR = timedelta(days=365)
 CODE_WAIT = timedelta(minutes=5)  # the code step of a sign-in with two-step verification
 CODE_TRIES = 5  # wrong codes before that step starts over at the password
 CODE_FAILURES_MAX = 10  # wrong codes in a row, on any device, before a password reset
+NEW_DEVICE_QUIET = timedelta(minutes=15)  # one "new device" email at most this often
 
 
 class LoginForm(Form):
@@ -207,9 +208,10 @@ class PasswordChecks:
 
 
 class SignInService:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, mailer: Any) -> None:
         self.db = db
         self.settings = settings
+        self.mailer = mailer
         self.passwords = PasswordChecks(db)
 
     async def _known_device(self, device: str | None, user: Any) -> bool:
@@ -286,11 +288,12 @@ class SignInService:
         self, conn, user: Any, remember: bool, device_hash: str | None, client: str
     ) -> NewSession:
         """The session of a sign-in that passed every check, in the caller's transaction:
-        the device remembered (or a new one issued), the audit row."""
+        the device remembered (or a new one issued, and the resident told), the audit row."""
         now = utcnow()
         new_device = None
         if device_hash is None:
             new_device = secrets.token_urlsafe(32)
+            await self._tell_of_new_device(conn, user, client)
             await conn.execute(
                 "INSERT INTO known_devices (token_hash, user_id, created_at, last_used_at)"
                 " VALUES (?, ?, ?, ?)",
@@ -304,6 +307,29 @@ class SignInService:
         session_id = await sessions.start(conn, user["id"], remember)
         await audit.record(conn, "sign_in", username=user["username"], client=client)
         return NewSession(session_id, user["locale"], new_device)
+
+    async def _tell_of_new_device(self, conn, user: Any, client: str) -> None:
+        """Email the resident when a device they never signed in from before does (not
+        for the very first sign-in, and at most once per NEW_DEVICE_QUIET: a resident
+        who clears cookies or uses private windows is not flooded)."""
+        cursor = await conn.execute(
+            "SELECT count(*), max(created_at) FROM known_devices WHERE user_id = ?",
+            (user["id"],),
+        )
+        devices, newest = await cursor.fetchone()
+        if not devices or newest > utc_text(datetime.now(UTC) - NEW_DEVICE_QUIET):
+            return
+        cursor = await conn.execute("SELECT email, locale FROM users WHERE id = ?", (user["id"],))
+        row = await cursor.fetchone()
+        await self.mailer.enqueue(
+            conn,
+            to=row["email"],
+            template="new_device",
+            context={"username": user["username"], "at": utcnow(), "client": client},
+            locale=row["locale"],
+            accounts_of=[user["id"]],
+        )
+        await audit.record(conn, "new_device_email", username=user["username"], client=client)
 
     async def pending(self, pending_id: str | None) -> Any:
         """The sign-in waiting for a code, if this id names one not yet expired."""

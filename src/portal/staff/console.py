@@ -277,7 +277,8 @@ class ConsoleService:
         sign_ins = await self.db.fetchall(
             "SELECT at, event, client FROM audit_log WHERE username = ?"
             " AND event IN ('sign_in', 'sign_in_failed', 'sign_in_locked', 'sign_in_throttled',"
-            " 'sign_in_unverified', 'lockout')"
+            " 'sign_in_unverified', 'lockout', 'sign_in_password_ok', 'sign_in_code_failed',"
+            " 'sign_in_code_locked', 'recovery_code_used')"
             " ORDER BY at DESC LIMIT 10",
             (login["username"],),
         )
