@@ -262,6 +262,30 @@ async def test_a_login_from_a_new_device_is_emailed_but_not_the_first_or_a_known
     assert len(new_login_mails(settings)) == 1
 
 
+async def test_recent_activity_shows_her_logins_and_security_changes_only(settings, maria):
+    other = second_device(maria)
+    await make_user(
+        settings,
+        other,
+        username="james2",
+        email="james@example.com",
+        confirm_email="james@example.com",
+        customer_number="22222",
+        account_number="33333",
+    )
+    assert (await sign_in(other, username="james2")).status_code == 303
+    assert (await sign_in(maria, password="not her password")).status_code == 422
+    assert (await sign_in(maria)).status_code == 303
+    page = (await maria.get("/profile")).text
+    assert 'href="/profile/activity"' in page
+    page = (await maria.get("/profile/activity")).text
+    rows = re.findall(r"<tr><td>[^<]+</td><td>([^<]+)</td><td>([^<]*)</td></tr>", page)
+    assert rows == [("Logged in", "testclient"), ("Wrong password", "testclient")]
+    await maria.get("/language?lang=es")
+    page = (await maria.get("/profile/activity")).text
+    assert "Actividad reciente" in page and "Inició sesión" in page
+
+
 # --- sessions ---------------------------------------------------------------------
 
 

@@ -225,6 +225,13 @@ PAGES: list[Page] = [
         shows="input[name=amount]",
     ),
     Page(
+        "/profile/activity",
+        "Recent activity, with her logins",
+        "/profile/activity",
+        signed_in=True,
+        shows="table",
+    ),
+    Page(
         "/profile/two-step",
         "Two-step verification, off: the key, its QR code and the form to turn it on",
         "/profile/two-step",

@@ -34,6 +34,32 @@ class EmailForm(Form):
     passwords = ("email_password",)
 
 
+# What My Profile → Recent activity shows of a resident's audit trail, in their words:
+# logins and the changes that matter to the account's safety (never other people's
+# events, never payments: those are on the bill history).
+ACTIVITY_EVENTS = {
+    "sign_in": lambda: _("Logged in"),
+    "sign_in_failed": lambda: _("Wrong password"),
+    "sign_in_throttled": lambda: _("Login refused: too many wrong passwords"),
+    "sign_in_locked": lambda: _("Login refused: the login is locked"),
+    "lockout": lambda: _("Locked after too many wrong passwords or codes"),
+    "sign_in_code_failed": lambda: _("Wrong two-step code"),
+    "sign_in_code_locked": lambda: _("Login refused: too many wrong two-step codes"),
+    "recovery_code_used": lambda: _("Logged in with a recovery code"),
+    "new_device_email": lambda: _("Logged in from a new device (we emailed you)"),
+    "sign_out_everywhere": lambda: _("Signed out everywhere"),
+    "password_changed": lambda: _("Password changed"),
+    "password_reset": lambda: _("New password chosen from the emailed link"),
+    "email_changed": lambda: _("Email address changed"),
+    "two_step_on": lambda: _("Two-step verification turned on"),
+    "two_step_off": lambda: _("Two-step verification turned off"),
+    "recovery_codes_replaced": lambda: _("New recovery codes made"),
+    "two_step_off_by_staff": lambda: _("Customer Services turned off two-step verification"),
+    "unlocked_by_staff": lambda: _("Customer Services unlocked the login"),
+}
+ACTIVITY_SHOWN = 20
+
+
 class ProfileService:
     def __init__(self, db: Database, settings: Settings, mailer: Any) -> None:
         self.db = db
@@ -46,6 +72,21 @@ class ProfileService:
             "SELECT username, email, paperless, printed, two_step_at FROM users WHERE id = ?",
             (user_id,),
         )
+
+    async def activity(self, user: sessions.SignedIn) -> list[dict]:
+        """The resident's last logins and safety changes, newest first: when, what (in
+        the current language) and from which network address."""
+        events = list(ACTIVITY_EVENTS)
+        rows = await self.db.fetchall(
+            f"SELECT at, event, client FROM audit_log WHERE username = ?"
+            f" AND event IN ({', '.join('?' * len(events))}) ORDER BY at DESC LIMIT ?",
+            (user.username, *events, ACTIVITY_SHOWN),
+            bounded=True,
+        )
+        return [
+            {"at": row["at"], "what": ACTIVITY_EVENTS[row["event"]](), "client": row["client"]}
+            for row in rows
+        ]
 
     async def set_delivery(
         self, user: sessions.SignedIn, form: DeliveryForm, client: str

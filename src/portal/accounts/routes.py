@@ -18,6 +18,7 @@ URL map (open to everyone):
 
 Signed-in resident (router guarded by requires_resident, no-store):
   GET  /profile                        My Profile
+  GET  /profile/activity               Recent activity: the last logins and safety changes
   POST /profile/delivery | /profile/password | /profile/email | /profile/sign-out-everywhere
   GET  /profile/two-step, POST         turn two-step verification on (key, QR, recovery codes)
   POST /profile/two-step/codes         ten new recovery codes in place of the old
@@ -501,6 +502,12 @@ async def profile(request: PortalRequest, services: AppServices) -> Template:
     return await _profile_page(request, services.profiles, alert=alert)
 
 
+@get("/profile/activity")
+async def profile_activity(request: PortalRequest, services: AppServices) -> Template:
+    activity = await services.profiles.activity(request.user)
+    return render(request, "pages/activity.html", activity=activity)
+
+
 @post("/profile/delivery")
 async def profile_delivery(request: PortalRequest, services: AppServices) -> Template | Redirect:
     form = await DeliveryForm.read(request)
@@ -601,6 +608,7 @@ def handlers(settings: Settings) -> list:
         cache_control=NO_STORE,
         route_handlers=[
             profile,
+            profile_activity,
             profile_delivery,
             profile_password,
             profile_email,
