@@ -26,6 +26,7 @@ from test_accounts_http import (
     reset_password,
     sign_in,
 )
+from test_ops_observe import sample
 
 from resident_steps import outbox, post_form, query
 from sample_data import load_billing
@@ -138,8 +139,10 @@ async def test_login_asks_for_the_code_after_the_password_and_never_takes_one_tw
     page = await maria.get("/login/code")
     assert page.status_code == 200 and 'autocomplete="one-time-code"' in page.text
 
+    failures = sample("portal_sign_ins_total", outcome="code_failure") or 0
     wrong = await code_step(maria, "123456")
     assert wrong.status_code == 422 and "That code is not right" in wrong.text
+    assert sample("portal_sign_ins_total", outcome="code_failure") == failures + 1
     empty = await code_step(maria, "")
     assert empty.status_code == 422 and "Enter the code from your authenticator app" in empty.text
     # The code used to turn it on a moment ago is spent: the app's next one works.

@@ -256,6 +256,7 @@ class SignInService:
         device_hash = _hash(device) if known and device else None
         if user["two_step_at"] is not None:
             if user["code_failures"] >= CODE_FAILURES_MAX:
+                metrics.record_sign_in("locked")
                 await audit.write(
                     self.db, "sign_in_code_locked", username=user["username"], client=client
                 )
@@ -393,7 +394,9 @@ class SignInService:
                     client=client,
                     detail=f"failures={row['code_failures'] + 1}",
                 )
+                metrics.record_sign_in("code_failure")
                 if row["code_failures"] + 1 >= CODE_FAILURES_MAX:
+                    metrics.record_sign_in("lockout")
                     await audit.record(
                         conn, "lockout", username=row["username"], client=client, detail="codes"
                     )

@@ -28,7 +28,8 @@ NOT_COUNTED = frozenset({"/metrics", "/healthz", "/readyz"})
 SIGN_INS = Counter(
     f"{PREFIX}_sign_ins_total",
     "Sign-in attempts by outcome: success, failure, lockout (an account just locked), "
-    "locked (refused while locked), throttled (too many failures from one address)",
+    "locked (refused while locked), throttled (too many failures from one address), "
+    "code_failure (a wrong two-step code)",
     ["outcome"],
 )
 REGISTRATIONS = Counter(f"{PREFIX}_registrations_total", "Online accounts registered")
