@@ -35,9 +35,9 @@ NEW_PASSWORD = "a brand new river password"
 
 
 def key_on(page: str) -> str:
-    found = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page)
+    found = re.search(r'<code class="secret">([A-Z2-7 ]+)</code>', page)
     assert found, "no key on the page"
-    return found.group(1)
+    return found.group(1).replace(" ", "")
 
 
 def app_code(key: str, steps_ahead: int = 0) -> str:
@@ -124,7 +124,7 @@ async def test_turning_on_asks_for_a_code_from_the_app_and_the_password(settings
         r["event"] for r in query(settings.database, "SELECT event FROM audit_log")
     ]
     page = (await maria.get("/profile/two-step")).text
-    assert "You have 10 recovery codes left." in page and key not in page
+    assert "You have 10 recovery codes left." in page and key[:8] not in page.replace(" ", "")
 
 
 async def test_login_asks_for_the_code_after_the_password_and_never_takes_one_twice(
