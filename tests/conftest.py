@@ -208,15 +208,16 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture
 def new_page(browser):
-    """new_page(viewport=PHONE|DESKTOP, js=True) -> a Playwright page in a fresh context.
+    """new_page(viewport=PHONE|DESKTOP, js=True, locale="en-US") -> a Playwright page in
+    a fresh context (`locale`: the browser's language, sent as Accept-Language).
 
     With js=False the page really has JavaScript off; helpers.assert_accessible then
     checks a copy of what that page shows (see there)."""
     contexts = []
 
-    def make(viewport: dict | None = None, js: bool = True):
+    def make(viewport: dict | None = None, js: bool = True, locale: str = "en-US"):
         context = browser.new_context(
-            viewport=viewport or DESKTOP, java_script_enabled=js, locale="en-US"
+            viewport=viewport or DESKTOP, java_script_enabled=js, locale=locale
         )
         context.set_default_timeout(10_000)
         contexts.append(context)

@@ -790,6 +790,19 @@ def test_language_link_works_from_the_keyboard(world, new_page):
 
 
 @pytest.mark.browser
+def test_a_phone_set_to_spanish_gets_spanish_until_english_is_chosen(world, new_page):
+    page = new_page(PHONE, js=False, locale="es-MX")
+    page.goto(world.server.url + "/")
+    assert page.evaluate("document.documentElement.lang") == "es"
+    expect(page.get_by_role("heading", level=1)).to_be_visible()
+    assert_accessible(page, "landing page from a Spanish phone")
+    page.get_by_role("link", name="English", exact=True).click()
+    assert page.evaluate("document.documentElement.lang") == "en"
+    page.goto(world.server.url + "/pay")
+    assert page.evaluate("document.documentElement.lang") == "en"  # the choice stays
+
+
+@pytest.mark.browser
 def test_language_choice_stays_on_other_pages_and_back(world, new_page):
     page = new_page(DESKTOP, js=True)
     page.goto(world.server.url + "/contact")

@@ -7,12 +7,13 @@ import re
 import subprocess
 import sys
 
+import pytest
 from babel.messages.pofile import read_po
 
-from portal.i18n import LOCALE_DIR
+from portal.i18n import LOCALE_DIR, browser_locale
 from portal.settings import PROJECT_ROOT
 
-from resident_steps import outbox, post_form, registration
+from resident_steps import outbox, post_form, query, registration
 from sample_data import load_billing
 
 PO = LOCALE_DIR / "es" / "LC_MESSAGES" / "messages.po"
@@ -94,6 +95,58 @@ async def test_language_control_switches_and_persists(client):
     assert "set-cookie" not in unknown.headers or "portal_lang" not in unknown.headers.get(
         "set-cookie", ""
     )
+
+
+@pytest.mark.parametrize(
+    "header, language",
+    [
+        ("es-MX,es;q=0.9,en-US;q=0.8,en;q=0.7", "es"),
+        ("en-US,en;q=0.9,es;q=0.8", "en"),
+        ("fr-FR, es;q=0.5", "es"),  # not ours first, then Spanish
+        ("es;q=0.1, en", "en"),
+        ("en;q=0.5, ES", "es"),
+        ("es;q=0, en;q=0.2", "en"),  # q=0: "not this one"
+        ("es;q=nan", "en"),
+        ("es;q=2", "en"),
+        ("*", "en"),
+        ("", "en"),
+        (";;;,,,q=,=", "en"),
+        ("x" * 5000 + ",es", "en"),  # only the first 400 characters are read
+    ],
+)
+def test_a_first_visit_follows_the_browser_language(header, language):
+    assert browser_locale(header) == language
+
+
+async def test_pages_follow_the_browser_until_a_language_is_chosen(settings, client):
+    spanish = {"Accept-Language": "es-US,es;q=0.9,en;q=0.8"}
+    english = {"Accept-Language": "en-US,en;q=0.9"}
+    for _ in range(2):  # the second time from the pages stored for signed-out visitors
+        client.cookies.clear()
+        page = await client.get("/", headers=spanish)
+        assert '<html lang="es">' in page.text and "Iniciar sesión en Mi Cuenta" in page.text
+        assert "accept-language" in page.headers["vary"].lower()
+        client.cookies.clear()
+        page = await client.get("/", headers=english)
+        assert '<html lang="en">' in page.text and "Login to My Account" in page.text
+    missing = await client.get("/no-such-page", headers=spanish)
+    assert missing.status_code == 404 and '<html lang="es">' in missing.text
+    # The language link wins over the browser, both ways.
+    await client.get("/language?lang=en")
+    assert '<html lang="en">' in (await client.get("/pay", headers=spanish)).text
+    await client.get("/language?lang=es")
+    assert '<html lang="es">' in (await client.get("/pay", headers=english)).text
+
+
+async def test_registering_from_a_spanish_browser_keeps_spanish_for_email(settings, client):
+    load_billing(settings.database)
+    client.headers["Accept-Language"] = "es-MX,es;q=0.9"
+    good = await post_form(client, "/register", registration())
+    assert good.status_code == 200
+    [mail] = outbox(settings.database)
+    assert 'lang="es"' in mail["body_html"]
+    [row] = query(settings.database, "SELECT locale FROM users")
+    assert row["locale"] == "es"
 
 
 async def test_spanish_errors_and_email(settings, client):

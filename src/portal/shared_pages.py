@@ -124,10 +124,13 @@ class SharedPages:
 
     def _visitor(self, scope: Scope) -> tuple[bytes | None, str] | None:
         """(their token or None, language) when this request may use a stored page."""
-        token, language = None, i18n.DEFAULT_LOCALE
+        token, chosen, browser = None, None, None
         for name, value in scope["headers"]:
             if name.startswith(b"hx-"):
                 return None
+            if name == b"accept-language":
+                browser = value.decode("latin-1")
+                continue
             if name != b"cookie":
                 continue
             for pair in value.split(b";"):
@@ -135,11 +138,10 @@ class SharedPages:
                 if key == self.csrf_name and TOKEN.fullmatch(content):
                     token = content
                 elif key == self.language_name:
-                    wanted = content.decode("latin-1")
-                    language = wanted if wanted in i18n.LOCALES else i18n.DEFAULT_LOCALE
+                    chosen = content.decode("latin-1")
                 elif key:
                     return None  # a session or anything else: the normal path
-        return token, language
+        return token, i18n.request_locale(chosen, browser)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

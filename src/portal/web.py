@@ -63,7 +63,8 @@ def render(
     context.setdefault("is_fragment", name == partial)
     context.setdefault("values", {})
     context.setdefault("errors", {})
-    headers = {"Vary": "HX-Request"}
+    # A visitor who never chose a language gets the browser's (i18n.request_locale).
+    headers = {"Vary": "HX-Request, Accept-Language"}
     if request.htmx.boosted and request.method != "GET":
         # A boosted form answered with a page (a failed form, say) keeps the address it
         # was sent from: the POST's address would not reload. A redirect still moves it.

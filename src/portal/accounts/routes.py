@@ -127,7 +127,7 @@ async def register_check(
                 "confirm": None,
                 "confirm_error": None,
             },
-            headers={"Vary": "HX-Request"},
+            headers={"Vary": "HX-Request, Accept-Language"},
         )
     form = await Registration.read(request)
     error = await services.registration.field_problem(form, name)
@@ -140,7 +140,7 @@ async def register_check(
         template_name="partials/field_check.html",
         media_type=MediaType.HTML,
         context={"error": error, "confirm": confirm, "confirm_error": confirm_error},
-        headers={"Vary": "HX-Request"},
+        headers={"Vary": "HX-Request, Accept-Language"},
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from contextvars import ContextVar
-from functools import cache
+from functools import cache, lru_cache
 from gettext import NullTranslations
 from pathlib import Path
 
@@ -49,6 +49,38 @@ def translations(locale: str) -> NullTranslations:
     write_mo(compiled, catalog)
     compiled.seek(0)
     return Translations(fp=compiled, domain="messages")
+
+
+@lru_cache(maxsize=256)
+def browser_locale(accept_language: str) -> str:
+    """For a visitor who never chose a language (no cookie): the first of ours that their
+    browser or phone asks for (Accept-Language, by q-value; the earlier of equals), else
+    English. A browser's language setting, never its location."""
+    best, best_q = DEFAULT_LOCALE, 0.0
+    for part in accept_language[:400].split(",")[:20]:
+        tag, _, params = part.partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if not 0.0 < q <= 1.0:  # also NaN
+            continue
+        primary = tag.strip().lower().partition("-")[0]
+        if primary in LOCALES and q > best_q:
+            best, best_q = primary, q
+    return best
+
+
+def request_locale(chosen: str | None, accept_language: str | None) -> str:
+    """The language of a request: the one chosen with the language link (its cookie),
+    else the browser's (browser_locale)."""
+    if chosen in LOCALES:
+        return chosen
+    return browser_locale(accept_language) if accept_language else DEFAULT_LOCALE
 
 
 def gettext(message: str, **variables: object) -> str:

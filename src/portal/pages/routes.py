@@ -36,7 +36,8 @@ async def contact(request: PortalRequest) -> Template:
 @get("/language")
 async def language(request: PortalRequest, services: AppServices) -> Redirect:
     """Switch between English and Español; the choice is kept in a cookie (and, when
-    signed in, on the resident's account so emails follow it). Never guessed from location."""
+    signed in, on the resident's account so emails follow it). Until a visitor chooses,
+    pages follow their browser's language (Accept-Language), never their location."""
     wanted = request.query_params.get("lang", "")
     response = Redirect(local_path(request.query_params.get("next"), "/"), status_code=303)
     if wanted in LOCALES:

@@ -32,8 +32,12 @@ from portal.web import client_address
 
 class SessionAuth(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
-        wanted = connection.cookies.get(i18n.LOCALE_COOKIE, i18n.DEFAULT_LOCALE)
-        i18n.current_locale.set(wanted if wanted in i18n.LOCALES else i18n.DEFAULT_LOCALE)
+        i18n.current_locale.set(
+            i18n.request_locale(
+                connection.cookies.get(i18n.LOCALE_COOKIE),
+                connection.headers.get("accept-language"),
+            )
+        )
         first_visit.set(cookies.CSRF not in connection.cookies)  # site.css inline or linked
         db = connection.app.state.services.db
         if is_staff_path(connection.scope["path"]):

@@ -97,8 +97,7 @@ def _page(request: PortalRequest, status: int, wait_minutes: int | None = None) 
     wanted = request.cookies.get(i18n.LOCALE_COOKIE) or request.cookies.get(
         cookies.wire_name(i18n.LOCALE_COOKIE, production=True)
     )
-    if wanted in i18n.LOCALES:
-        i18n.current_locale.set(wanted)
+    i18n.current_locale.set(i18n.request_locale(wanted, request.headers.get("accept-language")))
     return Template(
         template_name="pages/error.html",
         media_type=MediaType.HTML,
