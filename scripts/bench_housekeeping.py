@@ -3,8 +3,10 @@ write waits behind it, and what a round with nothing to delete costs (`portal se
 runs one every PORTAL_JOBS_EVERY_SECONDS).
 
 Builds a fresh database with one resident, `--ended` sessions that ended 40 days ago,
-`--live` sessions in use, `--devices` remembered devices used this month and `--mail`
-records of email sent 100 days ago. Then runs `housekeeping.clean` in this process while
+`--live` sessions in use, `--devices` remembered devices used this month, `--mail`
+records of email sent 100 days ago and `--audit` audit rows three years old beside as many
+from this month. Then runs `housekeeping.clean` in this process (with
+PORTAL_AUDIT_KEEP_DAYS at 730) while
 the resident changes their profile every 50 ms through the same Database (the same write
 lock, as inside `portal serve`), and runs it again with nothing left to delete.
 
@@ -64,6 +66,11 @@ def fill(path: Path, args: argparse.Namespace) -> int:
             " next_attempt_at, sent_at) VALUES ('r@example.org', 'Your bill', '', '', ?, ?, ?)",
             ((sent, sent, sent) for _ in range(args.mail)),
         )
+        old_audit = utc_text(now - timedelta(days=1100))
+        conn.executemany(
+            "INSERT INTO audit_log (at, event, username, client) VALUES (?, 'sign_in', ?, '-')",
+            ((old_audit if i % 2 == 0 else recent, f"r{i % 5000}") for i in range(2 * args.audit)),
+        )
     conn.close()
     return user_id
 
@@ -75,7 +82,7 @@ async def run(path: Path, user_id: int) -> None:
         stop = asyncio.Event()
         writes = asyncio.create_task(write_every(db, user_id, stop, 0.05))
         started = time.perf_counter()
-        deleted = await housekeeping.clean(db)
+        deleted = await housekeeping.clean(db, audit_keep_days=730)
         seconds = time.perf_counter() - started
         stop.set()
         waits, whole, failures = await writes
@@ -97,6 +104,7 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=100_000)
     parser.add_argument("--devices", type=int, default=1_000_000)
     parser.add_argument("--mail", type=int, default=1_000_000)
+    parser.add_argument("--audit", type=int, default=1_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "housekeeping.sqlite3"
@@ -112,7 +120,7 @@ def main() -> None:
         size = path.stat().st_size / 1e6
         print(
             f"database: {args.ended:,} ended and {args.live:,} live sessions, {args.devices:,}"
-            f" devices, {args.mail:,} sent mail ({size:,.0f} MB, built in"
+            f" devices, {args.mail:,} sent mail, 2 x {args.audit:,} audit rows ({size:,.0f} MB, built in"
             f" {time.perf_counter() - started:.0f} s)",
             flush=True,
         )

@@ -194,6 +194,41 @@ async def test_a_login_never_given_its_two_step_code_is_deleted(settings, maria)
     assert [r[0] for r in query(path, "SELECT id_hash FROM pending_sign_ins")] == ["waiting"]
 
 
+async def test_the_audit_log_goes_only_by_the_utilitys_schedule(settings, maria):
+    path = settings.database
+    now = datetime.now(UTC)
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO audit_log (at, event, username, client) VALUES (?, 'sign_in', 'x', '-')",
+            [(utc_text(now - timedelta(days=800 + i)),) for i in range(housekeeping.BATCH + 3)],
+        )
+    before = count(path, "audit_log")
+    far = now + timedelta(days=4000)
+    assert (await clean(path, far))["sign_in_failures"] >= 0  # no schedule: nothing of it
+    assert count(path, "audit_log") == before
+    db = Database(path)
+    await db.open()
+    try:
+        deleted = await housekeeping.clean(db, now, audit_keep_days=730)
+    finally:
+        await db.close()
+    assert deleted["audit_log"] == housekeeping.BATCH + 3
+    assert count(path, "audit_log") == before - housekeeping.BATCH - 3  # this week's stay
+    assert query(path, "SELECT min(at) FROM audit_log")[0][0] > utc_text(now - timedelta(days=1))
+
+
+def test_the_runner_passes_the_audit_schedule(settings, maria):
+    old = utc_text(datetime.now(UTC) - timedelta(days=1000))
+    with sqlite3.connect(settings.database) as conn:
+        conn.execute(
+            "INSERT INTO audit_log (at, event, username) VALUES (?, 'sign_in', 'x')", (old,)
+        )
+    kept = jobs(settings, datetime.now(UTC).isoformat())
+    assert kept.returncode == 0 and "deleted 0" in kept.stdout
+    gone = jobs(settings, datetime.now(UTC).isoformat(), PORTAL_AUDIT_KEEP_DAYS="730")
+    assert gone.returncode == 0 and "deleted 1" in gone.stdout, gone.stdout + gone.stderr
+
+
 async def test_failed_sign_ins_are_forgotten_after_a_day(settings, client):
     load_billing(settings.database)
     await sign_up_and_in(client, settings.database, "maria1")

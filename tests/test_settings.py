@@ -96,6 +96,14 @@ def test_every_variable_is_read():
     assert settings.production and not settings.dev_mailbox
 
 
+def test_the_audit_log_is_kept_unless_a_schedule_of_two_years_or_more_is_set():
+    assert Settings.from_env({}).audit_keep_days == 0
+    assert Settings.from_env({"PORTAL_AUDIT_KEEP_DAYS": "2555"}).audit_keep_days == 2555
+    message = refused({"PORTAL_AUDIT_KEEP_DAYS": "90"})
+    assert "PORTAL_AUDIT_KEEP_DAYS must be 0" in message and "730 days or more" in message
+    assert "whole number" in refused({"PORTAL_AUDIT_KEEP_DAYS": "two years"})
+
+
 def test_from_env_reads_the_process_environment(monkeypatch):
     monkeypatch.setenv("PORTAL_UTILITY_NAME", "Springfield Water")
     monkeypatch.setenv("PORTAL_SUPPORT_PHONE", "(555) 010-0000")

@@ -4,7 +4,8 @@ One step of the runner (`portal.autopay.jobs.run_once`: `portal jobs run`, and e
 PORTAL_JOBS_EVERY_SECONDS inside `portal serve`). Each rule below names a table, the rows
 it no longer needs, and why; nothing else is ever deleted here. Kept on purpose:
 payments and their events, the audit log, staff actions and notes (the utility's
-records), bills and usage (the billing system's), logins and their linked accounts.
+records), bills and usage (the billing system's), logins and their linked accounts. The
+audit log is kept too, unless PORTAL_AUDIT_KEEP_DAYS sets the utility's schedule.
 
 How: each rule reads the row ids to delete on a read connection (WAL: no lock, no
 waiting for writers), a batch at a time in rowid order, then deletes that batch by id in
@@ -39,9 +40,12 @@ class Rule:
     name: str  # for the runner's summary and the log
     table: str
     where: str  # SQL over the table's columns, with named cut-off times below
+    by_index: bool = False  # `where` is a range of an index: read it from its start
 
     @property
     def select(self) -> str:
+        if self.by_index:  # the deleted rows are gone: each batch starts at the index's start
+            return f"SELECT rowid FROM {self.table} WHERE {self.where} LIMIT {BATCH}"
         return (
             f"SELECT rowid FROM {self.table} WHERE rowid > :after AND ({self.where})"
             f" ORDER BY rowid LIMIT {BATCH}"
@@ -72,11 +76,15 @@ RULES = (
     Rule("method_setups", "method_setups", "created_at < :setups"),
 )
 
+# Only when PORTAL_AUDIT_KEEP_DAYS is set (two years or more): the utility's schedule.
+AUDIT_RULE = Rule("audit_log", "audit_log", "at < :audit", by_index=True)
 
-def cut_offs(now: datetime) -> dict[str, str]:
+
+def cut_offs(now: datetime, audit_keep_days: int = 0) -> dict[str, str]:
     """Each rule's times, as the database stores them, for a run at `now`."""
     now = now.astimezone(UTC)
     return {
+        "audit": utc_text(now - timedelta(days=audit_keep_days)),
         "now": utc_text(now),
         "resident_idle": utc_text(now - resident_sessions.IDLE),
         "staff_idle": utc_text(now - staff_sessions.IDLE),
@@ -89,11 +97,14 @@ def cut_offs(now: datetime) -> dict[str, str]:
     }
 
 
-async def clean(db: Database, now: datetime | None = None) -> dict[str, int]:
-    """Apply every rule at `now`; returns how many rows each deleted."""
-    times = cut_offs(now or datetime.now(UTC))
+async def clean(
+    db: Database, now: datetime | None = None, audit_keep_days: int = 0
+) -> dict[str, int]:
+    """Apply every rule at `now` (and, with `audit_keep_days`, delete the audit log's
+    rows older than that); returns how many rows each deleted."""
+    times = cut_offs(now or datetime.now(UTC), audit_keep_days)
     deleted: dict[str, int] = {}
-    for rule in RULES:
+    for rule in (*RULES, AUDIT_RULE) if audit_keep_days else RULES:
         deleted[rule.name] = await _apply(db, rule, times)
     if any(deleted.values()):
         log.info(
@@ -115,6 +126,6 @@ async def _apply(db: Database, rule: Rule, times: dict[str, str]) -> int:
                 rule.delete, [{**times, "rowid": rowid} for rowid in batch]
             )
             total += cursor.rowcount
-        if len(batch) < BATCH:
-            return total
+        if len(batch) < BATCH or (rule.by_index and cursor.rowcount == 0):
+            return total  # (by index, a batch that all changed meanwhile would come again)
         after = batch[-1]

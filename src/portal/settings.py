@@ -54,6 +54,21 @@ def _int(value: str, name: str, low: int = 1, high: int | None = None) -> int:
     return number
 
 
+AUDIT_KEEP_DAYS_MIN = 730  # California Government Code 34090: city records, 2 years at least
+
+
+def _audit_keep_days(value: str) -> int:
+    """0 keeps the audit log for ever (the default); otherwise at least two years."""
+    name = "PORTAL_AUDIT_KEEP_DAYS"
+    days = _int(value, name, 0, 36500)
+    if 0 < days < AUDIT_KEEP_DAYS_MIN:
+        raise SettingsError(
+            f"{name} must be 0 (keep the audit log) or {AUDIT_KEEP_DAYS_MIN} days or more"
+            f" (city records are kept two years at least), not {value!r}"
+        )
+    return days
+
+
 def _timezone(value: str, name: str) -> str:
     try:
         ZoneInfo(value)
@@ -215,6 +230,7 @@ class Settings:
     jobs_every_seconds: int = 300  # `portal serve` runs the jobs this often
     notice_refresh_seconds: int = 30  # how soon a `portal notice set` shows (pages/notice.py)
     sandbox_charge_delay: int = 0  # seconds the sandbox holds a saved-method charge (tests)
+    audit_keep_days: int = 0  # 0: the audit log is kept; else rows older than this go
 
     @property
     def payment_max_cents(self) -> int:
@@ -327,6 +343,7 @@ class Settings:
             sandbox_charge_delay=_int(
                 get("PORTAL_SANDBOX_CHARGE_DELAY", "0"), "PORTAL_SANDBOX_CHARGE_DELAY", 0, 600
             ),
+            audit_keep_days=_audit_keep_days(get("PORTAL_AUDIT_KEEP_DAYS", "0")),
         )
         if settings.production:
             from portal.security.production import refuse_unsafe

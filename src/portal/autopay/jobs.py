@@ -60,7 +60,8 @@ async def run_once(
     # Never ahead of the real clock: a --now in the future (a rehearsal of due dates)
     # must not end sessions that are still in use.
     ended_by = min(now, datetime.now(UTC))
-    counts["deleted"] = sum((await housekeeping.clean(services.db, ended_by)).values())
+    keep = services.settings.audit_keep_days
+    counts["deleted"] = sum((await housekeeping.clean(services.db, ended_by, keep)).values())
     meter.update(STEPS)
     return counts
 
